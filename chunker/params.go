@@ -1,0 +1,82 @@
+package chunker
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// Params bound chunk sizes in bytes. A chunk is never longer than Max and
+// never shorter than Min, except the last chunk of a stream.
+type Params struct {
+	Min, Avg, Max int
+}
+
+// DefaultParams are casync's defaults too (16/64/256 KiB), so size and
+// dedup comparisons between the two are fair.
+var DefaultParams = Params{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10}
+
+// Limits on parameters. The upper bound keeps a chunk inside a uint32 and a
+// read buffer of a few chunks small; the lower bound keeps the gear hash
+// window meaningful.
+const (
+	MinChunkFloor = 64
+	MaxChunkCeil  = 16 << 20
+)
+
+// ErrBadParams is returned for parameters that cannot chunk.
+var ErrBadParams = errors.New("chunker: bad chunk size parameters")
+
+// Validate checks that Min < Avg < Max within the allowed range.
+func (p Params) Validate() error {
+	switch {
+	case p.Min < MinChunkFloor:
+		return fmt.Errorf("%w: min %d below %d", ErrBadParams, p.Min, MinChunkFloor)
+	case p.Max > MaxChunkCeil:
+		return fmt.Errorf("%w: max %d above %d", ErrBadParams, p.Max, MaxChunkCeil)
+	case !(p.Min < p.Avg && p.Avg < p.Max):
+		return fmt.Errorf("%w: want min < avg < max, got %d/%d/%d", ErrBadParams, p.Min, p.Avg, p.Max)
+	}
+	return nil
+}
+
+func (p Params) String() string { return fmt.Sprintf("%d/%d/%d", p.Min, p.Avg, p.Max) }
+
+// avgBits is log2 of Avg rounded to the nearest integer.
+func (p Params) avgBits() int {
+	b := bits.Len(uint(p.Avg)) - 1 // floor(log2)
+	// Round up when Avg is nearer 2^(b+1) than 2^b (geometric midpoint).
+	if uint64(p.Avg)*uint64(p.Avg) > uint64(1)<<(2*b+1) {
+		b++
+	}
+	return b
+}
+
+// masks returns the strict mask used before Avg and the loose one after it:
+// normalization level 2, i.e. log2(Avg)+2 and log2(Avg)-2 one-bits.
+func (p Params) masks() (small, large uint64) {
+	b := p.avgBits()
+	return spreadMask(b + 2), spreadMask(max(b-2, 1))
+}
+
+// spreadMask returns a mask of n one-bits spread evenly over bits 56..15.
+// High bits depend on more input bytes (bit k of a gear hash sees the last
+// k+1 bytes), so spreading widens the effective window. The top bits stay
+// clear because roll4 tests positions on the hash shifted left by up to
+// three bits, which must not push a mask bit out (and 56 leaves room for an
+// eight-byte step).
+func spreadMask(n int) uint64 {
+	const hi, lo = 56, 15
+	if n > hi-lo+1 {
+		n = hi - lo + 1
+	}
+	var m uint64
+	for j := 0; j < n; j++ {
+		pos := hi
+		if n > 1 {
+			pos = hi - j*(hi-lo)/(n-1)
+		}
+		m |= 1 << pos
+	}
+	return m
+}
