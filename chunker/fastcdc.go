@@ -3,7 +3,7 @@ package chunker
 // cutter finds chunk boundaries. It is immutable and safe for concurrent
 // use.
 type cutter struct {
-	min, avg, max int
+	min, normal, max int
 	maskS, maskL  uint64
 	// Masks shifted for each position of an eight-byte step (see roll8).
 	stepS, stepL [8]uint64
@@ -11,7 +11,7 @@ type cutter struct {
 
 func newCutter(p Params) *cutter {
 	s, l := p.masks()
-	c := &cutter{min: p.Min, avg: p.Avg, max: p.Max, maskS: s, maskL: l}
+	c := &cutter{min: p.Min, normal: p.normal(), max: p.Max, maskS: s, maskL: l}
 	for j := range 8 {
 		c.stepS[j] = s << (7 - j)
 		c.stepL[j] = l << (7 - j)
@@ -25,8 +25,8 @@ func newCutter(p Params) *cutter {
 //
 // Definition (what cutRef computes one byte at a time): skip the first min
 // bytes; then for each byte b at index i, fp = fp<<1 + gear[b], and the
-// chunk ends after byte i when fp&mask == 0, with mask = maskS while i < avg
-// and maskL after. A chunk ends at max regardless.
+// chunk ends after byte i when fp&mask == 0, with mask = maskS while
+// i < normal (see Params.normal) and maskL after. A chunk ends at max regardless.
 //
 // The loops below roll eight bytes per step (see roll8), so the
 // loop-carried dependency is one shift and one add per eight bytes; tail
@@ -39,7 +39,7 @@ func (c *cutter) cut(data []byte) int {
 	if n > c.max {
 		n = c.max
 	}
-	normal := min(c.avg, n)
+	normal := min(c.normal, n)
 	var (
 		fp    uint64
 		found bool
@@ -148,7 +148,7 @@ func (c *cutter) cutRef(data []byte) int {
 	for i := c.min; i < n; i++ {
 		fp = fp<<1 + gear[data[i]]
 		mask := c.maskL
-		if i < c.avg {
+		if i < c.normal {
 			mask = c.maskS
 		}
 		if fp&mask == 0 {

@@ -52,6 +52,15 @@ func (p Params) avgBits() int {
 	return b
 }
 
+// normal is where the strict mask gives way to the loose one. FastCDC puts
+// it at the average size, but since hashing starts only at Min, that makes
+// the mean chunk about 15% longer than Avg (73 KiB for 16/64/256 KiB on
+// random input). Moving it a quarter of the way back towards Min brings the
+// mean back to about Avg (63.5 KiB for the defaults), which keeps chunk
+// counts and dedup comparable with other chunkers configured the same way.
+// Integer arithmetic only: boundaries must not depend on floating point.
+func (p Params) normal() int { return p.Avg - (p.Avg-p.Min)/4 }
+
 // masks returns the strict mask used before Avg and the loose one after it:
 // normalization level 2, i.e. log2(Avg)+2 and log2(Avg)-2 one-bits.
 func (p Params) masks() (small, large uint64) {

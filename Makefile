@@ -1,0 +1,40 @@
+# shoal build targets. See README.md.
+GO      ?= go
+BIN     ?= bin/shoal
+PREFIX  ?= /usr/local
+# Fuzz time per target for `make fuzz`.
+FUZZTIME ?= 10s
+
+.PHONY: build test bench lint fuzz demo install clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shoal
+
+# The whole suite, integration tests included (needs root for some; see .ci/run).
+test:
+	$(GO) test -count=1 -timeout 14m ./...
+
+# Go benchmarks of every package. Peer-tool comparisons live in bench/*.sh.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run ./scripts/importcheck docs/architecture.md
+
+# A short run of every fuzz target (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+demo: build
+	./scripts/demo.sh
+
+install:
+	$(GO) build -o $(DESTDIR)$(PREFIX)/bin/shoal ./cmd/shoal
+
+clean:
+	rm -rf bin demo-out

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/internal/progress"
+)
+
+func newChunkCmd() *cobra.Command {
+	var (
+		out      string
+		p        = chunker.DefaultParams
+		hashName string
+		asJSON   bool
+	)
+	c := &cobra.Command{
+		Use:   "chunk FILE -o OUT.idx",
+		Short: "Cut a file into content-defined chunks and write its index",
+		Long: `chunk reads FILE, cuts it into content-defined chunks (FastCDC), hashes every
+chunk on all cores and writes the index: chunker parameters, hash function,
+total size, and each chunk's size and digest. The index's Merkle root is what a
+signed release pins.`,
+		Example: `  shoal chunk rootfs.img -o rootfs.idx
+  shoal chunk rootfs.img -o rootfs.idx --min 16K --avg 64K --max 256K --hash blake3
+  shoal chunk rootfs.img -o rootfs.idx --json | jq .root`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{fmt.Errorf("missing -o OUT.idx")}
+			}
+			h, err := chunker.ParseHash(hashName)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := p.Validate(); err != nil {
+				return usageError{err}
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err // *PathError names the path and the OS error
+			}
+			defer f.Close()
+			var size int64
+			if st, err := f.Stat(); err == nil {
+				size = st.Size()
+			}
+			bar := progress.New("chunk", size)
+			start := time.Now()
+			ix, err := chunker.Split(cmd.Context(), f, chunker.Options{Params: p, Hash: h, Progress: bar.Set})
+			if err != nil {
+				bar.Abort()
+				return fmt.Errorf("chunk %s: %w", args[0], err)
+			}
+			bar.Done()
+			secs := time.Since(start).Seconds()
+			if err := atomicfile.WriteFile(out, ix.Encode(), 0o644); err != nil {
+				return err
+			}
+			return printChunkResult(cmd.OutOrStdout(), asJSON, ix, secs, out)
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&out, "output", "o", "", "where to write the index (required)")
+	f.Var(sizeFlag{&p.Min}, "min", "minimum chunk size")
+	f.Var(sizeFlag{&p.Avg}, "avg", "average chunk size")
+	f.Var(sizeFlag{&p.Max}, "max", "maximum chunk size")
+	f.StringVar(&hashName, "hash", "sha2-256", "chunk hash function: sha2-256 or blake3")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	return c
+}
+
+type chunkResult struct {
+	Chunks   int     `json:"chunks"`
+	Bytes    int64   `json:"bytes"`
+	AvgChunk int64   `json:"avg_chunk"`
+	Root     string  `json:"root"`
+	Seconds  float64 `json:"seconds"`
+	Index    string  `json:"index"`
+	IndexCID string  `json:"index_cid"`
+	Hash     string  `json:"hash"`
+	Params   string  `json:"params"`
+	MBPerSec float64 `json:"mb_per_s"`
+}
+
+func printChunkResult(w io.Writer, asJSON bool, ix *chunker.Index, secs float64, out string) error {
+	r := chunkResult{
+		Chunks: len(ix.Chunks), Bytes: ix.Size, Root: ix.Root().String(), Seconds: secs,
+		Index: out, IndexCID: ix.CID().String(), Hash: ix.Hash.String(), Params: ix.Params.String(),
+	}
+	if r.Chunks > 0 {
+		r.AvgChunk = ix.Size / int64(r.Chunks)
+	}
+	if secs > 0 {
+		r.MBPerSec = float64(ix.Size) / 1e6 / secs
+	}
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	_, err := fmt.Fprintf(w, "%s: %d chunks, %s, average chunk %s, %.2fs (%.0f MB/s)\nroot %s\n",
+		out, r.Chunks, humanBytes(r.Bytes), humanBytes(r.AvgChunk), secs, r.MBPerSec, r.Root)
+	return err
+}
+
+// humanBytes formats n in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

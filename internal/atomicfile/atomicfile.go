@@ -1,0 +1,38 @@
+// Package atomicfile writes files so that a reader (or a machine that loses
+// power) sees either the old content or the new, never a mix: data goes to a
+// temporary file in the same directory, is fsynced, renamed over the target,
+// and the directory is fsynced.
+package atomicfile
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/google/renameio/v2"
+)
+
+// WriteFile atomically replaces path with data.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	if err := renameio.WriteFile(path, data, perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Write atomically replaces path with what fill writes. When fill fails,
+// the temporary file is removed and path is left as it was.
+func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(perm))
+	if err != nil {
+		return fmt.Errorf("create temporary file for %s: %w", path, err)
+	}
+	defer t.Cleanup()
+	if err := fill(t); err != nil {
+		return err
+	}
+	if err := t.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
