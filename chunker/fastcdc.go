@@ -4,7 +4,7 @@ package chunker
 // use.
 type cutter struct {
 	min, normal, max int
-	maskS, maskL  uint64
+	maskS, maskL     uint64
 	// Masks shifted for each position of an eight-byte step (see roll8).
 	stepS, stepL [8]uint64
 }

@@ -83,7 +83,7 @@ func Split(ctx context.Context, r io.Reader, o Options) (*Index, error) {
 
 // bufferSize returns the size of one read buffer: large enough that copying
 // the unfinished tail of a buffer into the next costs little.
-func bufferSize(maxChunk int) int { return max(4<<20, 4*maxChunk) }
+func bufferSize(maxChunk int) int { return max(256<<10, 8*maxChunk) }
 
 // batch is one read buffer and the chunks cut from it.
 // The cutter appends to chunks while workers fill in earlier entries, so
