@@ -1,0 +1,137 @@
+// Package fsys is the small filesystem interface that all updater I/O goes
+// through, with two implementations: the real one (OS) and a crash
+// simulator (Crash) that records every operation and, at a chosen point,
+// loses whatever was not yet durable, the way a power cut does.
+//
+// Durability follows POSIX as careful programs assume it: file data is
+// durable after File.Sync; a create, rename or remove is durable only after
+// SyncDir on the containing directory. Everything else may be lost.
+package fsys
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File is an open file. Implementations need not be safe for concurrent
+// use except for ReadAt and WriteAt at disjoint ranges.
+type File interface {
+	io.Reader
+	io.Writer
+	io.ReaderAt
+	io.WriterAt
+	io.Closer
+	Sync() error
+	Truncate(size int64) error
+	Stat() (fs.FileInfo, error)
+	Name() string
+}
+
+// FS is what the updater needs from a filesystem.
+type FS interface {
+	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	ReadFile(name string) ([]byte, error)
+	Stat(name string) (fs.FileInfo, error)
+	Rename(oldpath, newpath string) error
+	Remove(name string) error
+	MkdirAll(dir string, perm fs.FileMode) error
+	// SyncDir makes creates, renames and removes in dir durable.
+	SyncDir(dir string) error
+}
+
+// ErrCrashed is returned by every operation of a Crash filesystem after
+// its crash point.
+var ErrCrashed = errors.New("fsys: simulated power cut")
+
+// WriteFileAtomic replaces name with data so that after a crash the file
+// holds either the old or the new content: write a temporary file in the
+// same directory, fsync it, rename it over name, fsync the directory.
+func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(name)
+	tmp := filepath.Join(dir, "."+filepath.Base(name)+".tmp")
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		fsys.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		fsys.Remove(tmp)
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	if err := fsys.Rename(tmp, name); err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("sync directory of %s: %w", name, err)
+	}
+	return nil
+}
+
+// AppendSync appends data to name (creating it) and fsyncs it; a new file's
+// directory entry is made durable too.
+func AppendSync(fsys FS, name string, data []byte, perm fs.FileMode) error {
+	_, statErr := fsys.Stat(name)
+	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, perm)
+	if err != nil {
+		return fmt.Errorf("append %s: %w", name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("append %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		return fsys.SyncDir(filepath.Dir(name))
+	}
+	return nil
+}
+
+// OS is the real filesystem.
+type OS struct{}
+
+var _ FS = OS{}
+
+func (OS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+func (OS) ReadFile(name string) ([]byte, error)        { return os.ReadFile(name) }
+func (OS) Stat(name string) (fs.FileInfo, error)       { return os.Stat(name) }
+func (OS) Rename(oldpath, newpath string) error        { return os.Rename(oldpath, newpath) }
+func (OS) Remove(name string) error                    { return os.Remove(name) }
+func (OS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+
+func (OS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
