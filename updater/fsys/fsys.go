@@ -135,3 +135,33 @@ func (OS) SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// MkdirAllDurable creates dir and any missing parents, and syncs each
+// parent whose entries changed, so the directories survive a power cut.
+func MkdirAllDurable(fsys FS, dir string, perm fs.FileMode) error {
+	dir = filepath.Clean(dir)
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := fsys.SyncDir(filepath.Dir(missing[i])); err != nil {
+			return fmt.Errorf("sync directory %s: %w", filepath.Dir(missing[i]), err)
+		}
+	}
+	return nil
+}
