@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/google/renameio/v2"
 )
@@ -16,6 +17,20 @@ import (
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := renameio.WriteFile(path, data, perm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(path)
+}
+
+// syncDir makes the rename of path durable: renameio fsyncs the file but
+// not the directory holding the new name.
+func syncDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory of %s: %w", path, err)
 	}
 	return nil
 }
@@ -34,5 +49,5 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
 	if err := t.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
-	return nil
+	return syncDir(path)
 }
