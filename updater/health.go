@@ -32,6 +32,12 @@ func (h HealthConfig) Empty() bool {
 // ErrUnhealthy is wrapped by health check failures.
 var ErrUnhealthy = errors.New("updater: health check failed")
 
+// HealthError says which check failed and how.
+type HealthError struct{ Detail string }
+
+func (e *HealthError) Error() string { return "updater: health check failed: " + e.Detail }
+func (e *HealthError) Unwrap() error { return ErrUnhealthy }
+
 // Duration is a time.Duration written as "90s" or "2m" in TOML and JSON.
 type Duration struct{ time.Duration }
 
@@ -71,7 +77,7 @@ func RunHealth(ctx context.Context, h HealthConfig) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w within %v: %v", ErrUnhealthy, deadline, last)
+			return &HealthError{Detail: fmt.Sprintf("%v (still failing after %v)", last, deadline)}
 		case <-time.After(interval):
 		}
 	}

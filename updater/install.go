@@ -126,8 +126,19 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 		}
 	}
 
-	// Local copies first, sequentially; collect what must be fetched.
-	var remote []int
+	// Local copies first, sequentially; collect what must be fetched,
+	// grouping positions that hold the same chunk so it is fetched once.
+	var remote [][]int
+	pending := map[chunker.Digest]int{} // digest -> position in remote
+	addRemote := func(i int) {
+		d := ix.Chunks[i].Digest
+		if k, ok := pending[d]; ok {
+			remote[k] = append(remote[k], i)
+			return
+		}
+		pending[d] = len(remote)
+		remote = append(remote, []int{i})
+	}
 	buf := make([]byte, ix.Params.Max)
 	for i, e := range ix.Chunks {
 		if have[i] {
@@ -138,13 +149,13 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 		}
 		l, ok := local[e.Digest]
 		if !ok {
-			remote = append(remote, i)
+			addRemote(i)
 			continue
 		}
 		b := buf[:e.Size]
 		if _, err := l.f.ReadAt(b, l.off); err != nil {
 			// Unreadable local copy: download instead.
-			remote = append(remote, i)
+			addRemote(i)
 			continue
 		}
 		if _, err := p.Target.WriteAt(b, off[i]); err != nil {
@@ -175,7 +186,11 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 			return st, fmt.Errorf("%w: chunk %d at offset %d still differs after refetching %d chunks", ErrVerifyFailed, bad[0], off[bad[0]], st.Refetched)
 		}
 		st.Refetched += len(bad)
-		if err := fetchInto(ctx, p, bad, off, &st, func(int64) {}); err != nil {
+		groups := make([][]int, len(bad))
+		for k, i := range bad {
+			groups[k] = []int{i}
+		}
+		if err := fetchInto(ctx, p, groups, off, &st, func(int64) {}); err != nil {
 			return st, err
 		}
 		if err := p.Target.Sync(); err != nil {
@@ -184,26 +199,27 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 	}
 }
 
-// fetchInto downloads chunks idx from the source with p.Fetchers workers,
-// verifies each against its ID and writes it at its offset.
-func fetchInto(ctx context.Context, p InstallPlan, idx []int, off []int64, st *InstallStats, report func(int64)) error {
-	if len(idx) == 0 {
+// fetchInto downloads one chunk per group from the source with
+// p.Fetchers workers, verifies it against its ID and writes it at the
+// offset of every position in the group (positions holding the same chunk).
+func fetchInto(ctx context.Context, p InstallPlan, groups [][]int, off []int64, st *InstallStats, report func(int64)) error {
+	if len(groups) == 0 {
 		return nil
 	}
 	if p.Source == nil {
-		return fmt.Errorf("updater: %d chunks must be downloaded but no source is configured", len(idx))
+		return fmt.Errorf("updater: %d chunks must be downloaded but no source is configured", len(groups))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan int)
+	work := make(chan []int)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range min(p.Fetchers, len(idx)) {
+	for range min(p.Fetchers, len(groups)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range work {
-				n, err := fetchOne(ctx, p, i, off[i])
+			for g := range work {
+				n, err := fetchOne(ctx, p, g, off)
 				if err != nil {
 					cancel(err)
 					continue
@@ -211,14 +227,14 @@ func fetchInto(ctx context.Context, p InstallPlan, idx []int, off []int64, st *I
 				mu.Lock()
 				st.FetchedBytes += n
 				st.FetchedChunks++
-				report(n)
+				report(n * int64(len(g)))
 				mu.Unlock()
 			}
 		}()
 	}
-	for _, i := range idx {
+	for _, g := range groups {
 		select {
-		case work <- i:
+		case work <- g:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -230,8 +246,9 @@ func fetchInto(ctx context.Context, p InstallPlan, idx []int, off []int64, st *I
 	return context.Cause(ctx)
 }
 
-func fetchOne(ctx context.Context, p InstallPlan, i int, off int64) (int64, error) {
+func fetchOne(ctx context.Context, p InstallPlan, group []int, offs []int64) (int64, error) {
 	ix := p.Index
+	i := group[0]
 	id := ix.ID(i)
 	want := ix.Chunks[i]
 	var lastErr error
@@ -253,8 +270,10 @@ func fetchOne(ctx context.Context, p InstallPlan, i int, off int64) (int64, erro
 				ErrBadChunk, i, p.SourceName, len(b), got, id, want.Size)
 			continue
 		}
-		if _, err := p.Target.WriteAt(b, off); err != nil {
-			return 0, fmt.Errorf("write chunk %d at offset %d of %s: %w", i, off, p.Target.Name(), err)
+		for _, j := range group {
+			if _, err := p.Target.WriteAt(b, offs[j]); err != nil {
+				return 0, fmt.Errorf("write chunk %d at offset %d of %s: %w", j, offs[j], p.Target.Name(), err)
+			}
 		}
 		return int64(len(b)), nil
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/store"
 )
 
 // Exit codes. Scripts branch on these, so they are part of the CLI
@@ -27,6 +29,18 @@ func (e usageError) Unwrap() error { return e.error }
 var integrityErrors = []error{
 	chunker.ErrMismatch,
 	chunker.ErrMalformedIndex,
+	manifest.ErrThreshold,
+	manifest.ErrRollback,
+	manifest.ErrExpired,
+	manifest.ErrMixAndMatch,
+	manifest.ErrTooLarge,
+	manifest.ErrBadMetadata,
+	manifest.ErrIndexHash,
+	manifest.ErrMerkleRoot,
+	manifest.ErrIndexMismatch,
+	manifest.ErrChunkCorrupt,
+	store.ErrMismatch,
+	store.ErrCorrupt,
 }
 
 func exitCode(err error) int {

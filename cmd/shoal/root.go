@@ -27,6 +27,12 @@ with each other.`,
 		newChunkCmd(),
 		newInspectCmd(),
 		newDiffCmd(),
+		newKeysCmd(),
+		newPublishCmd(),
+		newVerifyCmd(),
+		newServeCmd(),
+		newDeviceCmd(),
+		newUpdateCmd(),
 	)
 	return root
 }

@@ -3,14 +3,15 @@ package boot
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 // BLS is the adapter for systemd-boot with Boot Loader Specification
@@ -83,34 +84,70 @@ func (b *BLS) entriesDir() string { return filepath.Join(b.root, "loader", "entr
 func (b *BLS) loaderConf() string { return filepath.Join(b.root, "loader", "loader.conf") }
 func (b *BLS) pattern() string    { return b.prefix + "-*" }
 
-// init creates loader.conf and the two entries on a fresh partition.
+// init creates loader.conf and the two entries on a fresh partition,
+// each step durable before the next, so that a power cut anywhere in it
+// leaves something the next init completes: the directories and
+// loader.conf are created if missing; the entries are written B first,
+// then A, and a partition holding only that first entry, exactly as init
+// writes it, is one whose init was cut short.
 func (b *BLS) init() error {
 	dir := b.entriesDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsys.MkdirAllDurable(b.opts.fs, dir, 0o755); err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	if _, err := os.Lstat(b.loaderConf()); errors.Is(err, os.ErrNotExist) {
-		if err := replaceFile(b.loaderConf(), []byte("default "+b.pattern()+"\ntimeout 0\n")); err != nil {
+	if ok, err := b.opts.exists(b.loaderConf()); err != nil {
+		return err
+	} else if !ok {
+		if err := b.opts.replaceFile(b.loaderConf(), []byte("default "+b.pattern()+"\ntimeout 0\n")); err != nil {
 			return err
 		}
 	}
 	names, err := b.listEntries()
-	if err != nil || len(names) > 0 {
+	if err != nil {
 		return err
 	}
-	for gen, slot := range []string{SlotB, SlotA} { // A gets the higher GEN
-		content := fmt.Sprintf("title shoal slot %s\nlinux /shoal/%s/linux\noptions root=PARTLABEL=shoal-root-%s ro %s%s\n",
-			slot, slot, slot, cmdlineKey, slot)
-		if err := replaceFile(filepath.Join(dir, shoalBase(b.prefix, gen, slot)+blsSuffix), []byte(content)); err != nil {
+	initial := []string{SlotB, SlotA} // A gets the higher GEN
+	switch {
+	case len(names) == 0:
+	case len(names) == 1 && names[0] == b.initialName(0, initial[0]):
+		content, err := b.opts.readFile(filepath.Join(dir, names[0]))
+		if err != nil {
+			return err
+		}
+		if string(content) != initialEntry(initial[0]) {
+			return nil // an installer's entry: load reports the missing one
+		}
+		initial = initial[1:]
+	default:
+		return nil
+	}
+	for _, slot := range initial {
+		gen := 0
+		if slot == SlotA {
+			gen = 1
+		}
+		if err := b.opts.replaceFile(filepath.Join(dir, b.initialName(gen, slot)), []byte(initialEntry(slot))); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// listEntries returns the file names in loader/entries that are shoal's.
+// initialName is the file name init gives slot's first entry.
+func (b *BLS) initialName(gen int, slot string) string {
+	return shoalBase(b.prefix, gen, slot) + blsSuffix
+}
+
+// initialEntry is the entry init writes for slot.
+func initialEntry(slot string) string {
+	return fmt.Sprintf("title shoal slot %s\nlinux /shoal/%s/linux\noptions root=PARTLABEL=shoal-root-%s ro %s%s\n",
+		slot, slot, slot, cmdlineKey, slot)
+}
+
+// listEntries returns the file names in loader/entries that are shoal's,
+// sorted.
 func (b *BLS) listEntries() ([]string, error) {
-	des, err := os.ReadDir(b.entriesDir())
+	des, err := b.opts.fs.ReadDir(b.entriesDir())
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
@@ -173,7 +210,7 @@ func (b *BLS) load() (blsState, error) {
 // readEntry returns an entry's options (all options lines, joined as
 // systemd-boot joins them) and refuses sort-key lines.
 func (b *BLS) readEntry(file string) (string, error) {
-	data, err := readFile(filepath.Join(b.entriesDir(), file))
+	data, err := b.opts.readFile(filepath.Join(b.entriesDir(), file))
 	if err != nil {
 		return "", err
 	}
@@ -201,7 +238,7 @@ func (b *BLS) readEntry(file string) (string, error) {
 // checkLoaderConf requires "default PREFIX-*", the assumption under which
 // the simulation picks the same entry as systemd-boot.
 func (b *BLS) checkLoaderConf() error {
-	data, err := readFile(b.loaderConf())
+	data, err := b.opts.readFile(b.loaderConf())
 	if err != nil {
 		return err
 	}
@@ -278,14 +315,16 @@ func (b *BLS) rename(e *blsEntry, n BLSEntryName) error {
 		return fmt.Errorf("boot: rename %s to %s: not an entry of slot %s", e.file, file, e.slot)
 	}
 	dir := b.entriesDir()
-	if _, err := os.Lstat(filepath.Join(dir, file)); err == nil {
-		return fmt.Errorf("boot: rename %s to %s in %s: %w", e.file, file, dir, os.ErrExist)
+	if ok, err := b.opts.exists(filepath.Join(dir, file)); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("boot: rename %s to %s in %s: %w", e.file, file, dir, fs.ErrExist)
 	}
-	if err := os.Rename(filepath.Join(dir, e.file), filepath.Join(dir, file)); err != nil {
+	if err := b.opts.fs.Rename(filepath.Join(dir, e.file), filepath.Join(dir, file)); err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
-		return err
+	if err := b.opts.fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("boot: sync directory %s: %w", dir, err)
 	}
 	e.file, e.name, e.gen = file, n, se.gen
 	return nil
@@ -318,7 +357,7 @@ func (b *BLS) update(ctx context.Context, f func(st blsState) error) error {
 func (b *BLS) Status(ctx context.Context) (Status, error) {
 	var s Status
 	err := b.update(ctx, func(st blsState) error {
-		booted, err := bootedSlot(b.opts.cmdline)
+		booted, err := b.opts.bootedSlot()
 		s = st.status(booted)
 		return err
 	})
@@ -336,7 +375,10 @@ func (b *BLS) SetTentative(ctx context.Context, slot string, tries int) error {
 		return err
 	}
 	return b.update(ctx, func(st blsState) error {
-		booted, _ := bootedSlot(b.opts.cmdline)
+		booted, err := b.opts.bootedSlot()
+		if err != nil {
+			return err
+		}
 		if st.status(booted).Default == slot {
 			return fmt.Errorf("%w: %s in %s", ErrTrialOfDefault, slot, b.entriesDir())
 		}
@@ -417,7 +459,7 @@ func (b *BLS) PowerOn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeCmdline(b.opts.cmdline, cmdline); err != nil {
+	if err := b.opts.writeCmdline(cmdline); err != nil {
 		return "", err
 	}
 	return slot, nil

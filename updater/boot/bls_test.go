@@ -2,6 +2,7 @@ package boot_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,23 +10,52 @@ import (
 
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
-func blsOpener(opts ...boot.Option) boottest.Opener {
+// blsDevice keeps its boot partition in dir/efi. OpenBLS provisions an
+// empty partition, so Open checks first that Init's files are there.
+func blsDevice(opts ...boot.Option) boottest.Device {
+	open := func(f fsys.FS, dir string) (*boot.BLS, error) {
+		return boot.OpenBLS(filepath.Join(dir, "efi"), append(opts, boot.WithFS(f), boot.WithCmdline(boottest.Cmdline(dir)))...)
+	}
+	return boottest.Device{
+		Init: func(f fsys.FS, dir string) error {
+			_, err := open(f, dir)
+			return err
+		},
+		Open: func(f fsys.FS, dir string) (boot.Adapter, boot.Simulator, error) {
+			root := filepath.Join(dir, "efi")
+			if _, err := f.Stat(filepath.Join(root, "loader", "loader.conf")); err != nil {
+				return nil, nil, err
+			}
+			if des, err := f.ReadDir(filepath.Join(root, "loader", "entries")); err != nil || len(des) == 0 {
+				return nil, nil, fmt.Errorf("no entries in %s: %v", root, err)
+			}
+			b, err := open(f, dir)
+			return b, b, err
+		},
+	}
+}
+
+func blsOpener(opts ...boot.Option) func(t *testing.T, dir string) (boot.Adapter, boot.Simulator) {
 	return func(t *testing.T, dir string) (boot.Adapter, boot.Simulator) {
 		t.Helper()
-		b, err := boot.OpenBLS(filepath.Join(dir, "efi"), append(opts, boot.WithCmdline(filepath.Join(dir, "cmdline")))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b, b
+		return openOS(t, blsDevice(opts...), dir)
 	}
 }
 
 func TestBLSConformance(t *testing.T) {
-	t.Run("DefaultPrefix", func(t *testing.T) { boottest.Run(t, blsOpener()) })
+	t.Run("DefaultPrefix", func(t *testing.T) { boottest.Run(t, blsDevice()) })
 	// A prefix with '+' and '-' must not confuse the counter parser.
-	t.Run("PrefixWithPlusAndMinus", func(t *testing.T) { boottest.Run(t, blsOpener(boot.WithEntryPrefix("os+v2-rc1"))) })
+	t.Run("PrefixWithPlusAndMinus", func(t *testing.T) { boottest.Run(t, blsDevice(boot.WithEntryPrefix("os+v2-rc1"))) })
+}
+
+func TestBLSCrashSweep(t *testing.T) {
+	t.Run("DefaultPrefix", func(t *testing.T) { sweep(t, blsDevice(), boottest.SweepOptions{}) })
+	t.Run("PrefixWithPlusAndMinus", func(t *testing.T) {
+		sweep(t, blsDevice(boot.WithEntryPrefix("os+v2-rc1")), boottest.SweepOptions{})
+	})
 }
 
 func entryNames(t *testing.T, root string) []string {

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strings"
 
-	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 // The two slots.
@@ -106,7 +105,14 @@ type Option func(*options)
 type options struct {
 	cmdline   string
 	blsPrefix string
+	fs        fsys.FS
 }
+
+// WithFS makes the adapter and its simulator do all their file I/O
+// through f instead of the real filesystem (fsys.OS), so that a test can
+// cut the power at any write, rename or sync of the boot state with
+// fsys.Crash. Every path the adapter is given is a path in f.
+func WithFS(f fsys.FS) Option { return func(o *options) { o.fs = f } }
 
 // WithCmdline reads the booted slot from path instead of /proc/cmdline;
 // the adapter's simulator writes the command line it boots with there.
@@ -122,9 +128,12 @@ func (o options) simulated() error {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{cmdline: DefaultCmdline}
+	o := options{cmdline: DefaultCmdline, fs: fsys.OS{}}
 	for _, f := range opts {
 		f(&o)
+	}
+	if o.fs == nil {
+		o.fs = fsys.OS{}
 	}
 	return o
 }
@@ -156,13 +165,13 @@ const cmdlineKey = "shoal.slot="
 // bootedSlot reads the booted slot from a kernel command line file: the
 // last shoal.slot= parameter wins, as the kernel's own parsing would have
 // it. A missing file or parameter gives "".
-func bootedSlot(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+func (o options) bootedSlot() (string, error) {
+	b, err := o.fs.ReadFile(o.cmdline)
+	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("boot: read command line %s: %w", path, err)
+		return "", fmt.Errorf("boot: read command line %s: %w", o.cmdline, err)
 	}
 	slot := ""
 	for _, f := range strings.Fields(string(b)) {
@@ -177,9 +186,9 @@ func bootedSlot(path string) (string, error) {
 }
 
 // writeCmdline plays the kernel: it makes the command line the bootloader
-// chose visible at path.
-func writeCmdline(path, cmdline string) error {
-	return replaceFile(path, []byte(strings.TrimSpace(cmdline)+"\n"))
+// chose visible at the command line file.
+func (o options) writeCmdline(cmdline string) error {
+	return o.replaceFile(o.cmdline, []byte(strings.TrimSpace(cmdline)+"\n"))
 }
 
 // ctxErr returns the context's error, so that long-blocked callers stop
@@ -192,32 +201,34 @@ func ctxErr(ctx context.Context) error {
 }
 
 // readFile reads a whole file, naming it in the error.
-func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+func (o options) readFile(path string) ([]byte, error) {
+	b, err := o.fs.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("boot: read %s: %w", path, err)
 	}
 	return b, nil
 }
 
-// replaceFile atomically replaces path with data and syncs its directory,
-// so that the rename itself survives a power cut.
-func replaceFile(path string, data []byte) error {
-	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+// replaceFile atomically replaces path with data: after a power cut the
+// file holds the old content or the new, and once it returns the new
+// content and its name are durable (the directory is synced).
+func (o options) replaceFile(path string, data []byte) error {
+	if err := fsys.WriteFileAtomic(o.fs, path, data, 0o644); err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
-// syncDir makes renames and creations in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("boot: open directory %s: %w", dir, err)
+// exists reports whether path exists; errors other than "does not exist"
+// are returned, so a caller never takes an unreadable file for a missing
+// one.
+func (o options) exists(path string) (bool, error) {
+	_, err := o.fs.Stat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("boot: sync directory %s: %w", dir, err)
-	}
-	return nil
+	return false, fmt.Errorf("boot: %w", err)
 }

@@ -39,6 +39,16 @@
 // file adapter has no kernel command line: its PowerOn records the booted
 // slot in its JSON, and in a container it is the bootloader.
 //
+// # Files
+//
+// Every file the adapters and simulators touch (the environment block,
+// the U-Boot copies and their lock, the BLS entries and loader.conf, the
+// JSON file, the command line file) goes through the updater/fsys
+// interface given by [WithFS], the real filesystem by default. With an
+// fsys.Crash the tests cut the power at each write, rename and sync of
+// the boot state, and check that what is found at the next power-on is
+// the state before or after the interrupted call.
+//
 // Parsers of bytes that come from outside ([ParseGRUBEnv],
 // [DecodeUBootImage], [ParseBLSEntryName], [ParseFileState],
 // [ParseFwEnvConfig]) are strict and fuzzed: state shoal does not fully

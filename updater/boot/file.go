@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"sync"
 )
 
@@ -54,6 +54,7 @@ func ParseFileState(b []byte) (FileState, error) {
 // is a small JSON file replaced atomically on every change.
 type File struct {
 	path string
+	opts options
 	mu   sync.Mutex
 }
 
@@ -64,11 +65,12 @@ var (
 
 // OpenFile returns the adapter for the JSON file at path, creating it
 // (default slot A) if it does not exist. A file that exists but does not
-// parse is an error and is left alone.
-func OpenFile(path string) (*File, error) {
-	f := &File{path: path}
+// parse is an error and is left alone. Of the options only WithFS
+// matters: the file adapter has no kernel command line.
+func OpenFile(path string, opts ...Option) (*File, error) {
+	f := &File{path: path, opts: buildOptions(opts)}
 	_, err := f.load()
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) {
 		err = f.store(FileState{Default: SlotA}, nil)
 	}
 	if err != nil {
@@ -78,7 +80,7 @@ func OpenFile(path string) (*File, error) {
 }
 
 func (f *File) load() (FileState, error) {
-	b, err := readFile(f.path)
+	b, err := f.opts.readFile(f.path)
 	if err != nil {
 		return FileState{}, err
 	}
@@ -97,7 +99,7 @@ func (f *File) store(s FileState, old *FileState) error {
 	if err != nil {
 		return err
 	}
-	return replaceFile(f.path, append(b, '\n'))
+	return f.opts.replaceFile(f.path, append(b, '\n'))
 }
 
 func (f *File) update(ctx context.Context, fn func(s *FileState) error) error {

@@ -8,18 +8,34 @@ import (
 
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
+
+// fileDevice keeps its state in dir/boot.json. OpenFile creates a missing
+// file, so Open checks first that Init's file is there.
+var fileDevice = boottest.Device{
+	Init: func(f fsys.FS, dir string) error {
+		_, err := boot.OpenFile(filepath.Join(dir, "boot.json"), boot.WithFS(f))
+		return err
+	},
+	Open: func(f fsys.FS, dir string) (boot.Adapter, boot.Simulator, error) {
+		path := filepath.Join(dir, "boot.json")
+		if _, err := f.Stat(path); err != nil {
+			return nil, nil, err
+		}
+		a, err := boot.OpenFile(path, boot.WithFS(f))
+		return a, a, err
+	},
+}
 
 func openFile(t *testing.T, dir string) (boot.Adapter, boot.Simulator) {
 	t.Helper()
-	f, err := boot.OpenFile(filepath.Join(dir, "boot.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, f
+	return openOS(t, fileDevice, dir)
 }
 
-func TestFileConformance(t *testing.T) { boottest.Run(t, openFile) }
+func TestFileConformance(t *testing.T) { boottest.Run(t, fileDevice) }
+
+func TestFileCrashSweep(t *testing.T) { sweep(t, fileDevice, boottest.SweepOptions{}) }
 
 func TestFileFormat(t *testing.T) {
 	dir := t.TempDir()

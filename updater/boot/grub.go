@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"sync"
 )
 
@@ -31,16 +31,20 @@ var (
 )
 
 // CreateGRUBEnv writes an empty environment block at path, like
-// `grub-editenv path create`, but never over an existing file.
-func CreateGRUBEnv(path string) error {
+// `grub-editenv path create`, but never over an existing file. Of the
+// options only WithFS matters.
+func CreateGRUBEnv(path string, opts ...Option) error {
+	o := buildOptions(opts)
 	b, err := NewGRUBEnv().Encode()
 	if err != nil {
 		return err
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("boot: create GRUB environment %s: %w", path, os.ErrExist)
+	if ok, err := o.exists(path); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("boot: create GRUB environment %s: %w", path, fs.ErrExist)
 	}
-	return replaceFile(path, b)
+	return o.replaceFile(path, b)
 }
 
 // OpenGRUB returns the adapter for the environment block at path, which
@@ -54,7 +58,7 @@ func OpenGRUB(path string, opts ...Option) (*GRUB, error) {
 }
 
 func (g *GRUB) load() (*GRUBEnv, error) {
-	b, err := readFile(g.path)
+	b, err := g.opts.readFile(g.path)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,7 @@ func (g *GRUB) store(env *GRUBEnv, old []byte) error {
 	if string(b) == string(old) {
 		return nil
 	}
-	return replaceFile(g.path, b)
+	return g.opts.replaceFile(g.path, b)
 }
 
 // grubView is the state the GRUB script derives from the variables.
@@ -109,7 +113,7 @@ func (g *GRUB) Status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	v := grubRead(env)
-	booted, err := bootedSlot(g.opts.cmdline)
+	booted, err := g.opts.bootedSlot()
 	if err != nil {
 		return Status{}, err
 	}
@@ -127,7 +131,7 @@ func (g *GRUB) update(ctx context.Context, f func(env *GRUBEnv, v grubView) erro
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	old, err := readFile(g.path)
+	old, err := g.opts.readFile(g.path)
 	if err != nil {
 		return err
 	}
@@ -209,7 +213,7 @@ func (g *GRUB) PowerOn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeCmdline(g.opts.cmdline, "root=PARTLABEL=shoal-root-"+slot+" ro "+cmdlineKey+slot); err != nil {
+	if err := g.opts.writeCmdline("root=PARTLABEL=shoal-root-"+slot+" ro "+cmdlineKey+slot); err != nil {
 		return "", err
 	}
 	return slot, nil

@@ -3,6 +3,7 @@ package boot_test
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,24 +12,33 @@ import (
 
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
+
+// grubDevice keeps its environment block in dir/grubenv.
+var grubDevice = boottest.Device{
+	Init: func(f fsys.FS, dir string) error {
+		path := filepath.Join(dir, "grubenv")
+		_, err := f.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return boot.CreateGRUBEnv(path, boot.WithFS(f))
+		}
+		return err
+	},
+	Open: func(f fsys.FS, dir string) (boot.Adapter, boot.Simulator, error) {
+		g, err := boot.OpenGRUB(filepath.Join(dir, "grubenv"), boot.WithFS(f), boot.WithCmdline(boottest.Cmdline(dir)))
+		return g, g, err
+	},
+}
 
 func openGRUB(t *testing.T, dir string) (boot.Adapter, boot.Simulator) {
 	t.Helper()
-	path := filepath.Join(dir, "grubenv")
-	if _, err := os.Stat(path); os.IsNotExist(err) {
-		if err := boot.CreateGRUBEnv(path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g, err := boot.OpenGRUB(path, boot.WithCmdline(filepath.Join(dir, "cmdline")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g, g
+	return openOS(t, grubDevice, dir)
 }
 
-func TestGRUBConformance(t *testing.T) { boottest.Run(t, openGRUB) }
+func TestGRUBConformance(t *testing.T) { boottest.Run(t, grubDevice) }
+
+func TestGRUBCrashSweep(t *testing.T) { sweep(t, grubDevice, boottest.SweepOptions{}) }
 
 // TestGRUBEditenvReadsShoal: what shoal writes, grub-editenv lists, and
 // the block stays 1024 bytes.

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shoalnet/shoal/updater/boot"
+	"github.com/shoalnet/shoal/updater/boot/boottest"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 var ctx = context.Background()
@@ -73,3 +77,25 @@ func noTempFiles(t *testing.T, dir string, want ...string) {
 
 // repoFile is a path relative to the repository root.
 func repoFile(rel string) string { return filepath.Join("..", "..", rel) }
+
+// openOS provisions dev in dir on the real filesystem, if it is not
+// already, and opens it.
+func openOS(t *testing.T, dev boottest.Device, dir string) (boot.Adapter, boot.Simulator) {
+	t.Helper()
+	if err := dev.Init(fsys.OS{}, dir); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	a, s, err := dev.Open(fsys.OS{}, dir)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return a, s
+}
+
+// sweep runs the crash sweep for dev and logs how many crash points it
+// covered (go test -v -run CrashSweep shows them).
+func sweep(t *testing.T, dev boottest.Device, o boottest.SweepOptions) {
+	t.Helper()
+	res := boottest.CrashSweep(t, dev, o)
+	t.Logf("%d crash points, %d crashed runs checked", res.Points, res.Runs)
+}

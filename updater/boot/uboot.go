@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 // The U-Boot variables the adapter uses. upgrade_available, bootcount and
@@ -130,13 +133,16 @@ type ubootState struct {
 // CreateUBootEnv writes env into every copy of a new environment (files
 // are created if missing), as a board's first boot with its default
 // environment would. It refuses if any copy already holds a valid
-// environment, so nothing good is overwritten.
-func CreateUBootEnv(cfg UBootConfig, env UBootEnv) error {
+// environment, so nothing good is overwritten; so after a power cut in
+// the middle of it, calling it again finishes the job. Of the options
+// only WithFS matters.
+func CreateUBootEnv(cfg UBootConfig, env UBootEnv, opts ...Option) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if _, err := readUBoot(cfg); err == nil {
-		return fmt.Errorf("boot: create U-Boot environment at %s: %w", cfg.Copies[0].Path, os.ErrExist)
+	o := buildOptions(opts)
+	if _, err := readUBoot(o.fs, cfg); err == nil {
+		return fmt.Errorf("boot: create U-Boot environment at %s: %w", cfg.Copies[0].Path, fs.ErrExist)
 	}
 	for i, cp := range cfg.Copies {
 		// Copy 1 gets the higher counter, so the next save goes to copy 0.
@@ -144,7 +150,7 @@ func CreateUBootEnv(cfg UBootConfig, env UBootEnv) error {
 		if err != nil {
 			return err
 		}
-		if err := writeCopy(cp, img, true); err != nil {
+		if err := writeCopy(o.fs, cp, img, true); err != nil {
 			return err
 		}
 	}
@@ -158,7 +164,7 @@ func OpenUBoot(cfg UBootConfig, opts ...Option) (*UBoot, error) {
 		return nil, err
 	}
 	u := &UBoot{cfg: cfg, opts: buildOptions(opts)}
-	if _, err := readUBoot(cfg); err != nil {
+	if _, err := readUBoot(u.opts.fs, cfg); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -166,8 +172,8 @@ func OpenUBoot(cfg UBootConfig, opts ...Option) (*UBoot, error) {
 
 // readCopy reads one copy; a short read (a truncated file) reads as an
 // invalid copy, not an I/O failure.
-func readCopy(cp UBootCopy) ([]byte, error) {
-	f, err := os.Open(cp.Path)
+func readCopy(files fsys.FS, cp UBootCopy) ([]byte, error) {
+	f, err := files.OpenFile(cp.Path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("boot: U-Boot environment: %w", err)
 	}
@@ -181,14 +187,14 @@ func readCopy(cp UBootCopy) ([]byte, error) {
 }
 
 // readUBoot reads every copy and picks the one U-Boot would use.
-func readUBoot(cfg UBootConfig) (ubootState, error) {
+func readUBoot(files fsys.FS, cfg UBootConfig) (ubootState, error) {
 	var (
 		envs  [2]UBootEnv
 		flags [2]byte
 		errs  [2]error
 	)
 	for i, cp := range cfg.Copies {
-		img, err := readCopy(cp)
+		img, err := readCopy(files, cp)
 		if err != nil {
 			return ubootState{}, err
 		}
@@ -215,12 +221,12 @@ func readUBoot(cfg UBootConfig) (ubootState, error) {
 
 // writeCopy writes one copy in place and syncs it. create allows creating
 // a missing file (CreateUBootEnv only; a device node must exist).
-func writeCopy(cp UBootCopy, img []byte, create bool) error {
+func writeCopy(files fsys.FS, cp UBootCopy, img []byte, create bool) error {
 	flag := os.O_WRONLY
 	if create {
 		flag |= os.O_CREATE
 	}
-	f, err := os.OpenFile(cp.Path, flag, 0o644)
+	f, err := files.OpenFile(cp.Path, flag, 0o644)
 	if err != nil {
 		return fmt.Errorf("boot: U-Boot environment: %w", err)
 	}
@@ -236,7 +242,10 @@ func writeCopy(cp UBootCopy, img []byte, create bool) error {
 		return fmt.Errorf("boot: close U-Boot environment %s: %w", cp.Path, err)
 	}
 	if create {
-		return syncDir(filepath.Dir(cp.Path))
+		// A new file's name must survive a power cut too.
+		if err := files.SyncDir(filepath.Dir(cp.Path)); err != nil {
+			return fmt.Errorf("boot: sync directory of %s: %w", cp.Path, err)
+		}
 	}
 	return nil
 }
@@ -255,21 +264,26 @@ func (u *UBoot) save(st ubootState, env UBootEnv) error {
 	if err != nil {
 		return err
 	}
-	return writeCopy(cp, img, false)
+	return writeCopy(u.opts.fs, cp, img, false)
 }
 
-// lock takes the fw_printenv lock, if configured.
+// lock takes the fw_printenv lock, if configured. The lock is a flock on
+// a real file descriptor, shared with other processes; a simulated
+// filesystem's files have none, and there u.mu, held by every caller, is
+// all the locking one process needs.
 func (u *UBoot) lock() (func(), error) {
 	if u.cfg.LockFile == "" {
 		return func() {}, nil
 	}
-	f, err := os.OpenFile(u.cfg.LockFile, os.O_WRONLY|os.O_CREATE, 0o666)
+	f, err := u.opts.fs.OpenFile(u.cfg.LockFile, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("boot: U-Boot lock %s: %w", u.cfg.LockFile, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("boot: U-Boot lock %s: %w", u.cfg.LockFile, err)
+	if fd, ok := f.(interface{ Fd() uintptr }); ok {
+		if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("boot: U-Boot lock %s: %w", u.cfg.LockFile, err)
+		}
 	}
 	return func() { f.Close() }, nil
 }
@@ -293,7 +307,7 @@ func (u *UBoot) locked(ctx context.Context, f func() error) error {
 // and saves them if anything changed.
 func (u *UBoot) update(ctx context.Context, f func(env UBootEnv) error) error {
 	return u.locked(ctx, func() error {
-		st, err := readUBoot(u.cfg)
+		st, err := readUBoot(u.opts.fs, u.cfg)
 		if err != nil {
 			return err
 		}
@@ -348,12 +362,12 @@ func (u *UBoot) Status(ctx context.Context) (Status, error) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st, err := readUBoot(u.cfg)
+	st, err := readUBoot(u.opts.fs, u.cfg)
 	if err != nil {
 		return Status{}, err
 	}
 	s := ubootRead(st.env).status()
-	if s.Booted, err = bootedSlot(u.opts.cmdline); err != nil {
+	if s.Booted, err = u.opts.bootedSlot(); err != nil {
 		return Status{}, err
 	}
 	return s, nil
@@ -419,7 +433,7 @@ func (u *UBoot) PowerOn(ctx context.Context) (string, error) {
 	}
 	slot := SlotA
 	err := u.locked(ctx, func() error {
-		st, err := readUBoot(u.cfg)
+		st, err := readUBoot(u.opts.fs, u.cfg)
 		if err != nil {
 			return err
 		}
@@ -428,7 +442,7 @@ func (u *UBoot) PowerOn(ctx context.Context) (string, error) {
 			if err := u.save(st, env); err != nil {
 				return err
 			}
-			st, err = readUBoot(u.cfg)
+			st, err = readUBoot(u.opts.fs, u.cfg)
 			return err
 		}
 		// bootcount_inc: load (0 unless upgrade_available), add one, store
@@ -466,7 +480,7 @@ func (u *UBoot) PowerOn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeCmdline(u.opts.cmdline, "root=PARTLABEL=shoal-root-"+slot+" rootwait "+cmdlineKey+slot); err != nil {
+	if err := u.opts.writeCmdline("root=PARTLABEL=shoal-root-"+slot+" rootwait "+cmdlineKey+slot); err != nil {
 		return "", err
 	}
 	return slot, nil

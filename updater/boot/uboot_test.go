@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 const envSize = 0x2000
@@ -40,46 +42,60 @@ func writeFwConfig(t *testing.T, dir string, cfg boot.UBootConfig) string {
 
 var defaultUBootEnv = boot.UBootEnv{"shoal_slot": "A", "bootlimit": "3", "upgrade_available": "0", "bootcount": "0", "bootdelay": "2"}
 
-func uBootOpener(layout func(dir string) boot.UBootConfig) boottest.Opener {
-	return func(t *testing.T, dir string) (boot.Adapter, boot.Simulator) {
-		t.Helper()
-		cfg := layout(dir)
-		if _, err := os.Stat(cfg.Copies[0].Path); os.IsNotExist(err) {
-			if err := boot.CreateUBootEnv(cfg, defaultUBootEnv); err != nil {
-				t.Fatal(err)
+// uBootDevice places the environment as layout says. Init writes the
+// default environment unless a copy already holds a valid one.
+func uBootDevice(layout func(dir string) boot.UBootConfig) boottest.Device {
+	return boottest.Device{
+		Init: func(f fsys.FS, dir string) error {
+			err := boot.CreateUBootEnv(layout(dir), defaultUBootEnv, boot.WithFS(f))
+			if errors.Is(err, fs.ErrExist) {
+				return nil
 			}
-		}
-		u, err := boot.OpenUBoot(cfg, boot.WithCmdline(filepath.Join(dir, "cmdline")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u, u
+			return err
+		},
+		Open: func(f fsys.FS, dir string) (boot.Adapter, boot.Simulator, error) {
+			u, err := boot.OpenUBoot(layout(dir), boot.WithFS(f), boot.WithCmdline(boottest.Cmdline(dir)))
+			return u, u, err
+		},
 	}
 }
 
+// The layouts the tests run on: two copies in two files (with the
+// fw_printenv lock), two copies in one device, one copy.
+var (
+	uBootRedundant = uBootDevice(func(dir string) boot.UBootConfig {
+		return boot.UBootConfig{Copies: []boot.UBootCopy{
+			{Path: filepath.Join(dir, "env0"), Size: envSize},
+			{Path: filepath.Join(dir, "env1"), Size: envSize},
+		}, LockFile: filepath.Join(dir, "lock")}
+	})
+	uBootRedundantOneDevice = uBootDevice(func(dir string) boot.UBootConfig {
+		dev := filepath.Join(dir, "mmcblk0boot1")
+		return boot.UBootConfig{Copies: []boot.UBootCopy{
+			{Path: dev, Offset: 0x3000, Size: 0x1000},
+			{Path: dev, Offset: 0x5000, Size: 0x1000},
+		}}
+	})
+	uBootSingle = uBootDevice(func(dir string) boot.UBootConfig {
+		return boot.UBootConfig{Copies: []boot.UBootCopy{{Path: filepath.Join(dir, "env"), Offset: 512, Size: 0x4000}}}
+	})
+)
+
 func TestUBootConformance(t *testing.T) {
-	t.Run("Redundant", func(t *testing.T) {
-		boottest.Run(t, uBootOpener(func(dir string) boot.UBootConfig {
-			return boot.UBootConfig{Copies: []boot.UBootCopy{
-				{Path: filepath.Join(dir, "env0"), Size: envSize},
-				{Path: filepath.Join(dir, "env1"), Size: envSize},
-			}, LockFile: filepath.Join(dir, "lock")}
-		}))
-	})
-	t.Run("RedundantOneDevice", func(t *testing.T) {
-		boottest.Run(t, uBootOpener(func(dir string) boot.UBootConfig {
-			dev := filepath.Join(dir, "mmcblk0boot1")
-			return boot.UBootConfig{Copies: []boot.UBootCopy{
-				{Path: dev, Offset: 0x3000, Size: 0x1000},
-				{Path: dev, Offset: 0x5000, Size: 0x1000},
-			}}
-		}))
-	})
-	t.Run("Single", func(t *testing.T) {
-		boottest.Run(t, uBootOpener(func(dir string) boot.UBootConfig {
-			return boot.UBootConfig{Copies: []boot.UBootCopy{{Path: filepath.Join(dir, "env"), Offset: 512, Size: 0x4000}}}
-		}))
-	})
+	t.Run("Redundant", func(t *testing.T) { boottest.Run(t, uBootRedundant) })
+	t.Run("RedundantOneDevice", func(t *testing.T) { boottest.Run(t, uBootRedundantOneDevice) })
+	t.Run("Single", func(t *testing.T) { boottest.Run(t, uBootSingle) })
+}
+
+// TestUBootCrashSweep: with two copies, a torn write hits only the copy
+// not in use, so every crash point is swept with and without tearing.
+// A single copy is rewritten in place, and a torn write may leave it with
+// a bad CRC, as it may under U-Boot itself (the reason for redundant
+// environments): that layout is swept without tearing only.
+func TestUBootCrashSweep(t *testing.T) {
+	t.Run("Redundant", func(t *testing.T) { sweep(t, uBootRedundant, boottest.SweepOptions{}) })
+	t.Run("RedundantOneDevice", func(t *testing.T) { sweep(t, uBootRedundantOneDevice, boottest.SweepOptions{}) })
+	t.Run("Single", func(t *testing.T) { sweep(t, uBootSingle, boottest.SweepOptions{SkipTear: true}) })
 }
 
 // fwPrintenv returns fw_printenv's variables.

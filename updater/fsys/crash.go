@@ -347,6 +347,37 @@ func (c *Crash) MkdirAll(dir string, perm fs.FileMode) error {
 	return nil
 }
 
+// ReadDir lists the current entries directly in dir, sorted by name: what
+// a program sees before any crash, durable or not.
+func (c *Crash) ReadDir(dir string) ([]fs.DirEntry, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dir = clean(dir)
+	if err := c.alive(); err != nil {
+		return nil, err
+	}
+	if !c.dirs[dir] {
+		if _, isFile := c.cur[dir]; isFile {
+			return nil, &fs.PathError{Op: "readdir", Path: dir, Err: fmt.Errorf("not a directory")}
+		}
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: fs.ErrNotExist}
+	}
+	in := func(p string) bool { return p != dir && filepath.Dir(p) == dir }
+	var out []fs.DirEntry
+	for p, ino := range c.cur {
+		if in(p) {
+			out = append(out, fs.FileInfoToDirEntry(fileInfo{name: filepath.Base(p), size: int64(len(ino.data)), mtime: ino.mtime}))
+		}
+	}
+	for d := range c.dirs {
+		if in(d) {
+			out = append(out, fs.FileInfoToDirEntry(fileInfo{name: filepath.Base(d), dir: true}))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
+
 // SyncDir makes the entries directly inside dir durable, including the
 // existence of its subdirectories.
 func (c *Crash) SyncDir(dir string) error {

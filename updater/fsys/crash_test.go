@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -148,5 +149,103 @@ func TestOSWriteFileAtomic(t *testing.T) {
 	AppendSync(OS{}, dir+"/log", []byte("b\n"), 0o600)
 	if b, _ := os.ReadFile(dir + "/log"); string(b) != "a\nb\n" {
 		t.Fatal(string(b))
+	}
+}
+
+// TestReadDir runs the same operations on the real filesystem and on the
+// simulator: both list the entries directly in a directory, sorted by
+// name, files and subdirectories told apart, and fail on a missing one.
+func TestReadDir(t *testing.T) {
+	for name, setup := range map[string]func(t *testing.T) (FS, string){
+		"OS": func(t *testing.T) (FS, string) { return OS{}, t.TempDir() },
+		"Crash": func(t *testing.T) (FS, string) {
+			c := NewCrash(CrashOptions{})
+			return c, "/root"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, root := setup(t)
+			if err := f.MkdirAll(root+"/d/sub/deeper", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"zeta", "alpha", "Mid", "b.conf"} {
+				mustWrite(t, f, root+"/d/"+n, []byte(n), true)
+			}
+			mustWrite(t, f, root+"/d/sub/inner", nil, false)
+			if err := f.Rename(root+"/d/b.conf", root+"/d/b+1.conf"); err != nil {
+				t.Fatal(err)
+			}
+			des, err := f.ReadDir(root + "/d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, de := range des {
+				kind := "f"
+				if de.IsDir() {
+					kind = "d"
+				}
+				if de.IsDir() != de.Type().IsDir() || de.Type().IsRegular() == de.IsDir() {
+					t.Errorf("%s: IsDir %v but type %v", de.Name(), de.IsDir(), de.Type())
+				}
+				got = append(got, kind+":"+de.Name())
+			}
+			want := []string{"f:Mid", "f:alpha", "f:b+1.conf", "d:sub", "f:zeta"}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("ReadDir = %v, want %v", got, want)
+			}
+			if des, err := f.ReadDir(root + "/d/sub/deeper"); err != nil || len(des) != 0 {
+				t.Fatalf("empty dir: %v %v", des, err)
+			}
+			if _, err := f.ReadDir(root + "/missing"); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("missing dir: %v", err)
+			}
+			if _, err := f.ReadDir(root + "/d/alpha"); err == nil {
+				t.Fatal("ReadDir of a file succeeded")
+			}
+		})
+	}
+}
+
+// TestCrashReadDirAfterCrash: after a power cut the listing is the durable
+// namespace; once crashed, ReadDir fails like every other call.
+func TestCrashReadDirAfterCrash(t *testing.T) {
+	c := NewCrash(CrashOptions{})
+	if err := MkdirAllDurable(c, "/e", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, c, "/e/one", []byte("1"), true)
+	mustWrite(t, c, "/e/two", []byte("2"), true)
+	if err := c.SyncDir("/e"); err != nil {
+		t.Fatal(err)
+	}
+	// Not durable: a rename and a new file without a directory sync.
+	if err := c.Rename("/e/one", "/e/uno"); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, c, "/e/three", []byte("3"), true)
+	names := func(f FS) string {
+		des, err := f.ReadDir("/e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, de := range des {
+			n = append(n, de.Name())
+		}
+		return strings.Join(n, " ")
+	}
+	if got := names(c); got != "three two uno" {
+		t.Fatalf("before the crash: %q", got)
+	}
+	if got := names(c.AfterCrash()); got != "one two" {
+		t.Fatalf("after the crash: %q", got)
+	}
+	c.Reset(CrashOptions{CrashAt: 1})
+	if err := c.Remove("/e/two"); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("crash point: %v", err)
+	}
+	if _, err := c.ReadDir("/e"); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("ReadDir after the crash: %v", err)
 	}
 }

@@ -39,6 +39,10 @@ type FS interface {
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	MkdirAll(dir string, perm fs.FileMode) error
+	// ReadDir lists the entries directly in dir (files and directories),
+	// sorted by name, as os.ReadDir does. A missing dir is an error
+	// wrapping fs.ErrNotExist.
+	ReadDir(dir string) ([]fs.DirEntry, error)
 	// SyncDir makes creates, renames and removes in dir durable.
 	SyncDir(dir string) error
 }
@@ -123,6 +127,7 @@ func (OS) Stat(name string) (fs.FileInfo, error)       { return os.Stat(name) }
 func (OS) Rename(oldpath, newpath string) error        { return os.Rename(oldpath, newpath) }
 func (OS) Remove(name string) error                    { return os.Remove(name) }
 func (OS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+func (OS) ReadDir(dir string) ([]fs.DirEntry, error)   { return os.ReadDir(dir) }
 
 func (OS) SyncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -1,23 +1,74 @@
 // Package boottest is the conformance suite every boot.Adapter passes,
 // run against the adapter's own bootloader simulation: what the contract
 // in package boot promises, checked by powering the simulated device on.
+// The suite runs on the real filesystem and on an fsys.Crash, and
+// CrashSweep cuts the power at every write, rename and sync of an update
+// cycle to check that each change is atomic and durable.
 package boottest
 
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/shoalnet/shoal/updater/boot"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
-// Opener opens the adapter (and its simulator) whose state lives in dir.
-// The first call for a dir starts from a fresh device (slot A the
-// default); later calls must reopen the same state from its files.
-type Opener func(t *testing.T, dir string) (boot.Adapter, boot.Simulator)
+// Device says how to set up and open one adapter whose boot state lives in
+// a directory of a filesystem. Both functions must do all their I/O
+// through the filesystem they are given (boot.WithFS), and Open must point
+// the simulator's kernel command line at Cmdline(dir) (the file adapter,
+// which has none, excepted).
+type Device struct {
+	// Init provisions a fresh device in dir, slot A the default, as a
+	// factory or a first boot would. After a power cut in the middle of
+	// it, calling it again must finish the job.
+	Init func(f fsys.FS, dir string) error
+	// Open opens the adapter and its simulator on the state Init left in
+	// dir. It must not provision: a device whose state is gone is an
+	// error, not a fresh device.
+	Open func(f fsys.FS, dir string) (boot.Adapter, boot.Simulator, error)
+}
 
-// Run runs the suite, each case on a fresh device in its own directory.
-func Run(t *testing.T, open Opener) {
+// Cmdline is where Device.Open points the simulated kernel command line.
+func Cmdline(dir string) string { return filepath.Join(dir, "cmdline") }
+
+// crashDir is where a device's state lives on a simulated filesystem.
+const crashDir = "/boot-state"
+
+// newCrash returns a simulated filesystem holding a durable, empty
+// crashDir, with o armed.
+func newCrash(t *testing.T, o fsys.CrashOptions) *fsys.Crash {
+	t.Helper()
+	c := fsys.NewCrash(fsys.CrashOptions{})
+	if err := fsys.MkdirAllDurable(c, crashDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.Reset(o)
+	return c
+}
+
+// Run runs the suite twice, on the real filesystem and on an fsys.Crash
+// with no crash point (where a reopen is a power cycle that keeps only
+// what was made durable), each case on a fresh device.
+func Run(t *testing.T, dev Device) {
+	t.Run("OS", func(t *testing.T) {
+		run(t, dev, func(t *testing.T) (fsys.FS, string, func(fsys.FS) fsys.FS) {
+			return fsys.OS{}, t.TempDir(), func(f fsys.FS) fsys.FS { return f }
+		})
+	})
+	t.Run("Crash", func(t *testing.T) {
+		run(t, dev, func(t *testing.T) (fsys.FS, string, func(fsys.FS) fsys.FS) {
+			return newCrash(t, fsys.CrashOptions{}), crashDir, func(f fsys.FS) fsys.FS { return f.(*fsys.Crash).AfterCrash() }
+		})
+	})
+}
+
+// run runs every case; setup gives the filesystem, the directory and what
+// a reopen does to the filesystem.
+func run(t *testing.T, dev Device, setup func(*testing.T) (fsys.FS, string, func(fsys.FS) fsys.FS)) {
 	cases := []struct {
 		name string
 		fn   func(*testing.T, *device)
@@ -37,25 +88,43 @@ func Run(t *testing.T, open Opener) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			a, s := open(t, dir)
-			c.fn(t, &device{t: t, dir: dir, open: open, a: a, s: s})
+			f, dir, cycle := setup(t)
+			if err := dev.Init(f, dir); err != nil {
+				t.Fatalf("Init: %v", err)
+			}
+			d := &device{t: t, dev: dev, fs: f, dir: dir, cycle: cycle}
+			d.open()
+			c.fn(t, d)
 		})
 	}
 }
 
 // device is a simulated device under test.
 type device struct {
-	t    *testing.T
-	dir  string
-	open Opener
-	a    boot.Adapter
-	s    boot.Simulator
+	t     *testing.T
+	dev   Device
+	fs    fsys.FS
+	dir   string
+	cycle func(fsys.FS) fsys.FS
+	a     boot.Adapter
+	s     boot.Simulator
 }
 
+func (d *device) open() {
+	d.t.Helper()
+	a, s, err := d.dev.Open(d.fs, d.dir)
+	if err != nil {
+		d.t.Fatalf("Open: %v", err)
+	}
+	d.a, d.s = a, s
+}
+
+// reopen opens the adapter again on its files (after a power cycle, on a
+// simulated filesystem).
 func (d *device) reopen() {
 	d.t.Helper()
-	d.a, d.s = d.open(d.t, d.dir)
+	d.fs = d.cycle(d.fs)
+	d.open()
 }
 
 // powerOn boots the device and checks the slot it chose.

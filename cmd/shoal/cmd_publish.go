@@ -1,0 +1,245 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/internal/progress"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/rollout"
+)
+
+func newPublishCmd() *cobra.Command {
+	var (
+		repo, keysDir, channel string
+		version                uint64
+		expires                time.Duration
+		hardware, arch, slots  []string
+		minInstalled           uint64
+		rolloutText            string
+		sbom, provenance       string
+		p                      = chunker.DefaultParams
+		hashName               string
+		asJSON                 bool
+	)
+	c := &cobra.Command{
+		Use:   "publish --repo DIR --keys DIR --channel C --version N NAME=IMAGE...",
+		Short: "Chunk images and publish them as a signed release",
+		Long: `publish cuts each IMAGE into content-defined chunks, stores the chunks the
+repository does not have yet (zstd, sharded by chunk ID), writes each index,
+and signs new targets, snapshot and timestamp metadata that add the release
+to its channel. Other channels' releases stay listed. The repository is a
+plain directory that any static web server (or 'shoal serve') can serve; a
+reader never sees a half-written release, because timestamp.json is
+replaced last.
+
+The release version must be above the channel's last one. NAME is the
+artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
+(default: NAME).`,
+		Example: `  shoal publish --repo repo/ --keys keys/ --channel stable --version 1 rootfs=v1.img
+  shoal publish --repo repo/ --keys keys/ --channel stable --version 2 \
+      --hardware rpi4 --arch arm64 --rollout 'percent=10, region=eu' --sbom sbom.json \
+      rootfs=v2.img boot=boot.img --slot boot=bootfs
+  shoal publish ... --json | jq .new_bytes`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("no images: give NAME=IMAGE")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, f := range []struct{ name, v string }{{"--repo", repo}, {"--keys", keysDir}, {"--channel", channel}} {
+				if f.v == "" {
+					return usageError{fmt.Errorf("missing %s", f.name)}
+				}
+			}
+			if version == 0 {
+				return usageError{fmt.Errorf("missing --version (a number above the channel's last release)")}
+			}
+			h, err := chunker.ParseHash(hashName)
+			if err != nil {
+				return usageError{err}
+			}
+			slotOf := map[string]string{}
+			for _, s := range slots {
+				name, slot, ok := strings.Cut(s, "=")
+				if !ok {
+					return usageError{fmt.Errorf("--slot %q: want NAME=SLOT", s)}
+				}
+				slotOf[name] = slot
+			}
+			o := manifest.PublishOptions{
+				Repo: repo, Channel: channel, Version: version, Expires: expires,
+				Hardware: hardware, Arch: arch, MinInstalled: minInstalled,
+				Params: p, Hash: h,
+			}
+			for _, a := range args {
+				name, path, ok := strings.Cut(a, "=")
+				if !ok || name == "" || path == "" {
+					return usageError{fmt.Errorf("%q: want NAME=IMAGE, e.g. rootfs=v2.img", a)}
+				}
+				o.Artifacts = append(o.Artifacts, manifest.ArtifactInput{Name: name, Slot: slotOf[name], Path: path})
+				delete(slotOf, name)
+			}
+			for name := range slotOf {
+				return usageError{fmt.Errorf("--slot %s=...: no image named %s", name, name)}
+			}
+			if o.Rollout, err = readRollout(rolloutText); err != nil {
+				return usageError{err}
+			}
+			if o.SBOM, err = fileDigest(sbom); err != nil {
+				return err
+			}
+			if o.Provenance, err = fileDigest(provenance); err != nil {
+				return err
+			}
+			if o.Keys, err = manifest.LoadKeys(keysDir); err != nil {
+				return err
+			}
+			var bar *progress.Bar
+			var total int64
+			for _, a := range o.Artifacts {
+				if st, err := os.Stat(a.Path); err == nil {
+					total += st.Size()
+				}
+			}
+			bar = progress.New("publish", total)
+			o.Progress = func(done, _ int64) { bar.Set(done) }
+			start := time.Now()
+			res, err := manifest.Publish(cmd.Context(), o)
+			if err != nil {
+				bar.Abort()
+				return err
+			}
+			bar.Done()
+			return printPublish(cmd.OutOrStdout(), asJSON, res, time.Since(start).Seconds())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&repo, "repo", "", "repository directory (created if missing)")
+	f.StringVar(&keysDir, "keys", "", "key directory made by 'shoal keys init'")
+	f.StringVar(&channel, "channel", "", "release channel, e.g. stable")
+	f.Uint64Var(&version, "version", 0, "release version, above the channel's last")
+	f.DurationVar(&expires, "expires", 720*time.Hour, "lifetime of the targets, snapshot and timestamp metadata")
+	f.StringSliceVar(&hardware, "hardware", nil, "hardware the release is for (repeatable; default: any)")
+	f.StringSliceVar(&arch, "arch", nil, "architectures the release is for (repeatable; default: any)")
+	f.StringArrayVar(&slots, "slot", nil, "install slot of an artifact, as NAME=SLOT (default: NAME)")
+	f.Uint64Var(&minInstalled, "min-installed", 0, "oldest installed version that may update directly")
+	f.StringVar(&rolloutText, "rollout", "", "rollout policy, e.g. 'percent=10, region in (eu,uk)', a JSON object, or @FILE (docs/rollout.md)")
+	f.StringVar(&sbom, "sbom", "", "SBOM file; its sha256 is signed with the release")
+	f.StringVar(&provenance, "provenance", "", "provenance file; its sha256 is signed with the release")
+	f.Var(sizeFlag{&p.Min}, "min", "minimum chunk size")
+	f.Var(sizeFlag{&p.Avg}, "avg", "average chunk size")
+	f.Var(sizeFlag{&p.Max}, "max", "maximum chunk size")
+	f.StringVar(&hashName, "hash", "sha2-256", "chunk hash function: sha2-256 or blake3")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	return c
+}
+
+// readRollout turns --rollout into the policy JSON signed with the
+// release: the command-line syntax of docs/rollout.md ("percent=10,
+// region=eu"), a JSON object, or @FILE holding either. The policy is
+// checked here, so a publish never signs one that devices would refuse.
+func readRollout(s string) (json.RawMessage, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if name, ok := strings.CutPrefix(s, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("--rollout: %w", err)
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	var p rollout.Policy
+	if strings.HasPrefix(strings.TrimSpace(s), "{") {
+		if err := json.Unmarshal([]byte(s), &p); err != nil {
+			return nil, fmt.Errorf("--rollout: %w", err)
+		}
+	} else {
+		var err error
+		if p, err = rollout.ParsePolicy(s); err != nil {
+			return nil, fmt.Errorf("--rollout: %w", err)
+		}
+	}
+	return json.Marshal(p)
+}
+
+// fileDigest returns "sha256:<hex>" of a file, or "" for no file.
+func fileDigest(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type publishArtifact struct {
+	Name      string `json:"name"`
+	Index     string `json:"index"`
+	Size      int64  `json:"size"`
+	Root      string `json:"root"`
+	Chunks    int    `json:"chunks"`
+	NewChunks int    `json:"new_chunks"`
+	NewBytes  int64  `json:"new_bytes"`
+}
+
+type publishResult struct {
+	Channel          string            `json:"channel"`
+	Version          uint64            `json:"version"`
+	RootVersion      int64             `json:"root_version"`
+	TargetsVersion   int64             `json:"targets_version"`
+	SnapshotVersion  int64             `json:"snapshot_version"`
+	TimestampVersion int64             `json:"timestamp_version"`
+	Artifacts        []publishArtifact `json:"artifacts"`
+	Bytes            int64             `json:"bytes"`
+	Chunks           int               `json:"chunks"`
+	NewChunks        int               `json:"new_chunks"`
+	NewBytes         int64             `json:"new_bytes"`
+	NewRawBytes      int64             `json:"new_raw_bytes"`
+	Seconds          float64           `json:"seconds"`
+	MBPerSec         float64           `json:"mb_per_s"`
+}
+
+func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, secs float64) error {
+	r := publishResult{
+		Channel: res.Channel, Version: res.Version, RootVersion: res.RootVersion,
+		TargetsVersion: res.TargetsVersion, SnapshotVersion: res.SnapshotVersion, TimestampVersion: res.TimestampVersion,
+		Bytes: res.Bytes, Chunks: res.Chunks, NewChunks: res.NewChunks, NewBytes: res.NewBytes, NewRawBytes: res.NewRawBytes,
+		Seconds: secs,
+	}
+	if secs > 0 {
+		r.MBPerSec = float64(res.Bytes) / 1e6 / secs
+	}
+	for _, a := range res.Artifacts {
+		r.Artifacts = append(r.Artifacts, publishArtifact{a.Name, a.Index, a.Size, a.Root, a.Chunks, a.NewChunks, a.NewBytes})
+	}
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	fmt.Fprintf(w, "published %s/%d: %d artifact(s), %s in %d chunks, %.2fs (%.0f MB/s)\n",
+		r.Channel, r.Version, len(r.Artifacts), humanBytes(r.Bytes), r.Chunks, secs, r.MBPerSec)
+	for _, a := range r.Artifacts {
+		fmt.Fprintf(w, "  %-10s %s, %d chunks, root %s\n", a.Name, humanBytes(a.Size), a.Chunks, a.Root)
+	}
+	fmt.Fprintf(w, "wrote %d new chunks, %s (%s before compression)\n", r.NewChunks, humanBytes(r.NewBytes), humanBytes(r.NewRawBytes))
+	fmt.Fprintf(w, "metadata: targets v%d, snapshot v%d, timestamp v%d, root v%d\n", r.TargetsVersion, r.SnapshotVersion, r.TimestampVersion, r.RootVersion)
+	return nil
+}

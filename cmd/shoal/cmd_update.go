@@ -1,0 +1,307 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalnet/shoal/internal/progress"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/bundle"
+	"github.com/shoalnet/shoal/updater"
+)
+
+func newUpdateCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "update",
+		Short: "Install releases on this device: apply, boot-check, status, commit, rollback",
+		Long: `update drives the device side. 'apply' verifies the newest signed release for
+the device, installs it into the inactive slot and flips the bootloader to try
+it; after the reboot, 'boot-check' runs the health checks and commits the new
+slot or rolls back to the old one.`,
+	}
+	c.PersistentFlags().String("config", "/etc/shoal/shoal.toml", "device config")
+	c.AddCommand(newUpdateApplyCmd(), newUpdateBootCheckCmd(), newUpdateStatusCmd(),
+		newUpdateCommitCmd(), newUpdateRollbackCmd(), newUpdateLogCmd())
+	return c
+}
+
+func openDevice(cmd *cobra.Command, cfgPath string) (*updater.Device, error) {
+	if cfgPath == "" {
+		cfgPath, _ = cmd.Flags().GetString("config")
+	}
+	if cfgPath == "" {
+		return nil, usageError{fmt.Errorf("--config is required")}
+	}
+	cfg, err := updater.LoadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return updater.Open(cmd.Context(), cfg, updater.WithLog(func(format string, args ...any) {
+		fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...)
+	}))
+}
+
+// openSource opens a repository directory, an HTTP origin, or a bundle
+// file. The closer is never nil.
+func openSource(src string) (manifest.Fetcher, func() error, error) {
+	if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
+		r, err := bundle.Open(src)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	}
+	f, err := manifest.NewFetcher(src)
+	return f, func() error { return nil }, err
+}
+
+func newUpdateApplyCmd() *cobra.Command {
+	var (
+		source  string
+		channel string
+		asJSON  bool
+		reboot  bool
+	)
+	c := &cobra.Command{
+		Use:   "apply --source DIR|URL|FILE",
+		Short: "Verify, install into the inactive slot, and flip the bootloader to try it",
+		Long: `apply does everything before the reboot: it walks the TUF chain from the
+provisioned root, checks the newest release on the device's channel (version,
+hardware, rollout), installs it into the inactive slot — copying chunks the
+active slot already holds, fetching the rest from the source — then fsyncs,
+re-reads and checks every chunk against the signed Merkle root, and only then
+tells the bootloader to try the new slot. Interrupted, it resumes from what the
+slot already holds.`,
+		Example: `  shoal update apply --config /etc/shoal/shoal.toml --source https://updates.example/repo
+  shoal update apply --config dev/shoal.toml --source ./repo --json
+  shoal update apply --config dev/shoal.toml --source release-42.tar   # offline bundle`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if source == "" {
+				return usageError{fmt.Errorf("--source is required")}
+			}
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			if channel != "" {
+				d.Config.Device.Channel = channel
+			}
+			f, closeSrc, err := openSource(source)
+			if err != nil {
+				return err
+			}
+			defer closeSrc()
+			var bar *progress.Bar
+			start := time.Now()
+			res, err := d.Apply(cmd.Context(), updater.ApplyOptions{
+				Mirrors: []manifest.Fetcher{f}, SourceName: source,
+				Rollout: rolloutCheck(d.Config.Device.Labels),
+				Progress: func(done, total int64) {
+					if bar == nil {
+						bar = progress.New("install", total)
+					}
+					bar.Set(done)
+				},
+			})
+			if bar != nil {
+				if err != nil {
+					bar.Abort()
+				} else {
+					bar.Done()
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if reboot && res.Reboot {
+				defer d.RebootCommand(cmd.Context())
+			}
+			out := struct {
+				*updater.ApplyResult
+				Seconds float64 `json:"seconds"`
+			}{res, time.Since(start).Seconds()}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			w := cmd.OutOrStdout()
+			if res.UpToDate {
+				fmt.Fprintf(w, "up to date: %s v%d is installed\n", res.Channel, res.Version)
+				return nil
+			}
+			s := res.Stats
+			fmt.Fprintf(w, "installed %s v%d into slot %s in %.1fs: %s copied locally, %s downloaded (%d chunks), %s already in place\n",
+				res.Channel, res.Version, res.Slot, out.Seconds, humanBytes(s.LocalBytes), humanBytes(s.FetchedBytes), s.FetchedChunks, humanBytes(s.InPlaceBytes))
+			fmt.Fprintf(w, "slot %s verified against the signed Merkle root; bootloader will try it next boot (%s)\n", res.Slot, res.State)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&source, "source", "", "repository directory, HTTP origin URL, or bundle file")
+	f.StringVar(&channel, "channel", "", "override the device's channel")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	f.BoolVar(&reboot, "reboot", false, "run [boot] reboot_command after a successful flip")
+	return c
+}
+
+func newUpdateBootCheckCmd() *cobra.Command {
+	var asJSON, reboot bool
+	c := &cobra.Command{
+		Use:   "boot-check",
+		Short: "Run at boot: health-check a tentative boot, then commit or roll back",
+		Long: `boot-check runs early at every boot (see packaging/systemd). On a tentative
+boot it runs the [health] checks within their deadline; if they pass it marks
+the new slot good, otherwise it marks it bad so the bootloader returns to the
+old slot, records why in the audit log, and (with --reboot) reboots.`,
+		Example: `  shoal update boot-check --config /etc/shoal/shoal.toml --reboot`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			res, err := d.BootCheck(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), res); err != nil {
+					return err
+				}
+			} else {
+				w := cmd.OutOrStdout()
+				switch {
+				case res.Committed:
+					fmt.Fprintf(w, "slot %s is healthy: committed\n", res.Booted)
+				case res.RolledBack:
+					fmt.Fprintf(w, "slot %s failed: rolled back (%s)\n", res.Booted, res.Reason)
+				default:
+					fmt.Fprintf(w, "booted slot %s, %s\n", res.Booted, res.State)
+				}
+				if res.Reboot && !reboot {
+					fmt.Fprintln(w, "reboot to return to the previous slot")
+				}
+			}
+			if reboot && res.Reboot {
+				return d.RebootCommand(cmd.Context())
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	c.Flags().BoolVar(&reboot, "reboot", false, "run [boot] reboot_command when a rollback needs a reboot")
+	return c
+}
+
+func newUpdateStatusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "status",
+		Short:   "Show the update state and the bootloader's view",
+		Example: `  shoal update status --config dev/shoal.toml --json`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			s, err := d.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), s)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "state      %s\nactive     slot %s, version %d (%s)\nbooted     slot %s\n", s.State, s.ActiveSlot, s.ActiveVersion, s.Channel, s.BootedSlot)
+			if s.StagedVersion != 0 {
+				fmt.Fprintf(w, "staged     version %d in slot %s (tentative %v, %d tries left)\n", s.StagedVersion, s.TargetSlot, s.Tentative, s.TriesLeft)
+			}
+			if s.LastError != "" {
+				fmt.Fprintf(w, "last error %s\n", s.LastError)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	return c
+}
+
+func newUpdateCommitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "commit",
+		Short: "Mark the tentatively booted release good without waiting for health checks",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			if err := d.Commit(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "committed: slot %s, version %d\n", d.State().Active, d.State().Installed)
+			return nil
+		},
+	}
+}
+
+func newUpdateRollbackCmd() *cobra.Command {
+	var reason string
+	c := &cobra.Command{
+		Use:   "rollback",
+		Short: "Abandon the update in flight; the bootloader keeps or returns to the old slot",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			reboot, err := d.Rollback(cmd.Context(), reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rolled back; active slot %s, version %d\n", d.State().Active, d.State().Installed)
+			if reboot {
+				fmt.Fprintln(cmd.OutOrStdout(), "reboot to return to the previous slot")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	return c
+}
+
+func newUpdateLogCmd() *cobra.Command {
+	c := &cobra.Command{Use: "log", Short: "The device's hash-chained audit log"}
+	var asJSON bool
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check that no audit log line was edited, removed or reordered",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(cmd, "")
+			if err != nil {
+				return err
+			}
+			es, err := d.AuditEntries()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"entries": len(es), "ok": true, "log": es})
+			}
+			for _, e := range es {
+				fmt.Fprintf(cmd.OutOrStdout(), "%3d %s %-12s v%-4d %s %s\n", e.Seq, e.Time, e.Verdict, e.Version, e.Slot, e.Reason)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit log verifies: %d entries\n", len(es))
+			return nil
+		},
+	}
+	verify.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	c.AddCommand(verify)
+	return c
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/rollout"
+)
+
+func newVerifyCmd() *cobra.Command {
+	var (
+		repos      []string
+		rootFile   string
+		stateDir   string
+		dev        manifest.Device
+		asJSON     bool
+		labelFlags []string
+	)
+	c := &cobra.Command{
+		Use:   "verify --repo DIR|URL --root FILE",
+		Short: "Check a repository's newest release the way a device does before installing",
+		Long: `verify does everything a device does before it installs a release: it walks
+the TUF chain from the trusted root (root rotations one version at a time,
+then timestamp, snapshot and targets, each size-bounded, threshold-signed,
+unexpired and not older than what --state remembers), remembers the newly
+trusted metadata in --state, picks the newest release on --channel, checks
+it against the device (installed version, hardware, arch, minimum installed
+version), fetches every artifact's index and checks its hash and Merkle
+root.
+
+Give --repo more than once for mirrors: the newest valid metadata wins, so
+one stale or broken mirror cannot hold the device back. The exit code is 3
+when metadata or an index does not verify, 1 when the release does not fit
+the device, and the message names the file, field and reason.`,
+		Example: `  shoal verify --repo repo/ --root keys/root.json --state /var/lib/shoal/trust
+  shoal verify --repo http://origin:8080/ --root root.json --channel beta --hardware rpi4 --arch arm64
+  shoal verify --repo http://a/ --repo http://b/ --root root.json --installed-version 3 --json`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(repos) == 0 {
+				return usageError{fmt.Errorf("missing --repo")}
+			}
+			if rootFile == "" {
+				return usageError{fmt.Errorf("missing --root (the root.json the device trusts)")}
+			}
+			root, err := os.ReadFile(rootFile)
+			if err != nil {
+				return err
+			}
+			var mirrors []manifest.Fetcher
+			for _, r := range repos {
+				f, err := manifest.NewFetcher(r)
+				if err != nil {
+					return err
+				}
+				mirrors = append(mirrors, f)
+			}
+			if dev.ID == "" {
+				dev.ID, _ = os.Hostname()
+			}
+			labels := map[string]string{}
+			for _, l := range labelFlags {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok {
+					return usageError{fmt.Errorf("--label %q: want KEY=VALUE", l)}
+				}
+				labels[k] = v
+			}
+			client, err := manifest.NewClient(manifest.ClientConfig{
+				TrustedRoot: root, StateDir: stateDir, Mirrors: mirrors,
+				Rollout: rolloutCheck(labels),
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", rootFile, err)
+			}
+			v, err := client.Verify(cmd.Context(), dev)
+			if err != nil {
+				return err
+			}
+			return printVerified(cmd.OutOrStdout(), asJSON, v, repos)
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&repos, "repo", nil, "repository directory or http(s) URL (repeat for mirrors)")
+	f.StringVar(&rootFile, "root", "", "trusted root.json the device was provisioned with")
+	f.StringVar(&stateDir, "state", "", "directory where the device remembers trusted metadata (default: none)")
+	f.StringVar(&dev.Channel, "channel", "stable", "the device's release channel")
+	f.StringVar(&dev.Hardware, "hardware", "", "the device's hardware name")
+	f.StringVar(&dev.Arch, "arch", "", "the device's architecture")
+	f.Uint64Var(&dev.Installed, "installed-version", 0, "release version the device runs (0: none)")
+	f.StringVar(&dev.ID, "device-id", "", "the device's identity, which places it in a rollout (default: host name)")
+	f.StringArrayVar(&labelFlags, "label", nil, "a device label for rollout selectors, as KEY=VALUE (repeatable)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	return c
+}
+
+// errNotInRollout: the release's rollout policy does not include this
+// device yet.
+var errNotInRollout = errors.New("device not in this release's rollout")
+
+// rolloutCheck evaluates a release's rollout policy (manifest/rollout) for
+// the device, as the device itself does.
+func rolloutCheck(labels map[string]string) func(*manifest.Release, manifest.Device) error {
+	return func(r *manifest.Release, d manifest.Device) error {
+		if len(r.Rollout) == 0 {
+			return nil
+		}
+		var p rollout.Policy
+		if err := json.Unmarshal(r.Rollout, &p); err != nil {
+			return fmt.Errorf("%w: %w", manifest.ErrBadMetadata, err)
+		}
+		dec := rollout.Eligible(p, rollout.Device{ID: d.ID, Hardware: d.Hardware, Labels: labels, Installed: d.Installed},
+			rollout.ReleaseRef{Channel: r.Channel, Version: r.Version})
+		if !dec.Eligible {
+			return fmt.Errorf("%w: %s: %s", errNotInRollout, dec.Reason, dec.Detail)
+		}
+		return nil
+	}
+}
+
+type verifiedArtifact struct {
+	Name   string `json:"name"`
+	Slot   string `json:"slot"`
+	Size   int64  `json:"size"`
+	Root   string `json:"root"`
+	Chunks int    `json:"chunks"`
+	Index  string `json:"index"`
+	Hash   string `json:"hash"`
+	Params string `json:"params"`
+}
+
+type verifyResult struct {
+	Channel          string             `json:"channel"`
+	Version          uint64             `json:"version"`
+	UpToDate         bool               `json:"up_to_date"`
+	Artifacts        []verifiedArtifact `json:"artifacts"`
+	Hardware         []string           `json:"hardware,omitempty"`
+	Arch             []string           `json:"arch,omitempty"`
+	MinInstalled     uint64             `json:"min_installed,omitempty"`
+	RootVersion      int64              `json:"root_version"`
+	TimestampVersion int64              `json:"timestamp_version"`
+	SnapshotVersion  int64              `json:"snapshot_version"`
+	TargetsVersion   int64              `json:"targets_version"`
+	Mirror           string             `json:"mirror"`
+}
+
+func printVerified(w io.Writer, asJSON bool, v *manifest.Verified, repos []string) error {
+	r := v.Release
+	out := verifyResult{
+		Channel: r.Channel, Version: r.Version, UpToDate: v.UpToDate,
+		Hardware: r.Hardware, Arch: r.Arch, MinInstalled: r.MinInstalled,
+		RootVersion: v.RootVersion, TimestampVersion: v.TimestampVersion,
+		SnapshotVersion: v.SnapshotVersion, TargetsVersion: v.TargetsVersion,
+		Mirror: repos[v.Mirror],
+	}
+	for i, a := range r.Artifacts {
+		out.Artifacts = append(out.Artifacts, verifiedArtifact{
+			Name: a.Name, Slot: a.Slot, Size: a.Size, Root: a.Root.String(), Chunks: len(v.Indexes[i].Chunks),
+			Index: a.Index.String(), Hash: a.Hash.String(), Params: a.Params.String(),
+		})
+	}
+	if asJSON {
+		return writeJSON(w, out)
+	}
+	state := "newer than installed"
+	if v.UpToDate {
+		state = "already installed"
+	}
+	fmt.Fprintf(w, "verified %s/%d (%s) from %s\n", out.Channel, out.Version, state, out.Mirror)
+	for _, a := range out.Artifacts {
+		fmt.Fprintf(w, "  %-10s -> slot %-8s %s, %d chunks, root %s\n", a.Name, a.Slot, humanBytes(a.Size), a.Chunks, a.Root)
+	}
+	fmt.Fprintf(w, "metadata: root v%d, timestamp v%d, snapshot v%d, targets v%d\n",
+		out.RootVersion, out.TimestampVersion, out.SnapshotVersion, out.TargetsVersion)
+	return nil
+}

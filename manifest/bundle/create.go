@@ -1,0 +1,413 @@
+package bundle
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strconv"
+
+	"github.com/ipfs/go-cid"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/manifest"
+)
+
+// maxRootVersions bounds the root versions Create copies.
+const maxRootVersions = 1024
+
+// CreateOptions configure [Create].
+type CreateOptions struct {
+	// Repo is the repository: a directory or an http(s) URL.
+	Repo string
+	// Fetcher, if set, reads the repository instead of Repo.
+	Fetcher manifest.Fetcher
+	// Channel whose newest release the bundle carries.
+	Channel string
+	// Version, if not 0, must be the channel's newest release: a device
+	// always picks the newest release the signed metadata offers, so a
+	// bundle of any other one would not install. Scripts set it to make
+	// sure the repository did not move on.
+	Version uint64
+	// From, if not 0, is a release of the channel that the target devices
+	// run: its chunks are left out (its indexes stay in, so the bundle can
+	// be checked on its own).
+	From uint64
+	// Out is the bundle file to write; it is replaced atomically.
+	Out string
+	// NoLog leaves the transparency log out even when the repository has
+	// one (devices that demand log proofs will refuse such a bundle).
+	NoLog bool
+	// Workers fetch and check chunks in parallel; 0: 2*GOMAXPROCS (at
+	// least 4), which also hides HTTP latency.
+	Workers int
+	// Progress, if set, is called after each chunk is written.
+	Progress func(done, total int)
+}
+
+// Result reports what Create wrote.
+type Result struct {
+	Info           Info
+	Path           string
+	Bytes          int64 // size of the bundle file
+	Chunks         int   // chunk objects in the bundle
+	ChunkBytes     int64 // their stored (compressed) bytes
+	RawBytes       int64 // their decoded bytes
+	SkippedChunks  int   // chunks of the release left out because release From has them
+	ReleaseChunks  int   // distinct chunks of the release
+	LogTreeSize    int64 // entries of the log included (0: no log)
+	LogEntry       int64 // index of the targets version's record in the log
+	MetadataFiles  int
+	LogFiles       int
+	IndexFiles     int
+	TargetsVersion int64
+}
+
+// Create writes a bundle of a channel's newest release (see
+// CreateOptions). It checks what it copies as it goes: metadata files
+// against the lengths and hashes their parents give, indexes against
+// their signed targets, chunk objects against their IDs, log tiles
+// against the checkpoint's tree. Signatures are left to [Verify], which
+// needs the trusted root.
+func Create(ctx context.Context, o CreateOptions) (*Result, error) {
+	if !manifest.ValidName(o.Channel) {
+		return nil, fmt.Errorf("bundle: channel %q is not a valid name", o.Channel)
+	}
+	if o.Out == "" {
+		return nil, errors.New("bundle: no output file")
+	}
+	if o.Version != 0 && o.From >= o.Version {
+		return nil, fmt.Errorf("bundle: from version %d is not below version %d", o.From, o.Version)
+	}
+	if o.Workers <= 0 {
+		o.Workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	f := o.Fetcher
+	if f == nil {
+		var err error
+		if f, err = manifest.NewFetcher(o.Repo); err != nil {
+			return nil, err
+		}
+	}
+	files := map[string][]byte{}
+	res := &Result{Path: o.Out}
+
+	targets, err := copyMetadata(ctx, f, files)
+	if err != nil {
+		return nil, err
+	}
+	res.TargetsVersion = targets.version
+	rs, _, err := releasesOf(targets.data, o.Channel)
+	if err != nil {
+		return nil, fmt.Errorf("metadata/%d.targets.json: %w", targets.version, err)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("bundle: %w: targets version %d lists no release on channel %s", manifest.ErrWrongChannel, targets.version, o.Channel)
+	}
+	rel := rs[0]
+	if o.Version != 0 && o.Version != rel.Version {
+		if find(rs, o.Version) == nil {
+			return nil, fmt.Errorf("bundle: release %s/%d is not listed in targets version %d (newest: %d)", o.Channel, o.Version, targets.version, rel.Version)
+		}
+		return nil, fmt.Errorf("bundle: release %s/%d is not the channel's newest (%d); devices would pick %d, so only it can be bundled", o.Channel, o.Version, rel.Version, rel.Version)
+	}
+	var from *release
+	if o.From != 0 {
+		if o.From >= rel.Version {
+			return nil, fmt.Errorf("bundle: from version %d is not below the release, %d", o.From, rel.Version)
+		}
+		if from = find(rs, o.From); from == nil {
+			return nil, fmt.Errorf("bundle: release %s/%d is not listed in targets version %d (a publish keeps only the newest releases of each channel)", o.Channel, o.From, targets.version)
+		}
+	}
+
+	// Indexes, and the chunks they list.
+	need := map[string]int{} // chunk path -> maximum chunk size
+	for _, a := range rel.Artifacts {
+		ix, b, err := fetchIndex(ctx, f, a)
+		if err != nil {
+			return nil, fmt.Errorf("release %s/%d artifact %s: %w", o.Channel, rel.Version, a.Name, err)
+		}
+		files[manifest.IndexPath(a.Index)] = b
+		for i := range ix.Chunks {
+			p := manifest.ChunkPath(ix.ID(i))
+			need[p] = max(need[p], ix.Params.Max)
+		}
+	}
+	res.ReleaseChunks = len(need)
+	if from != nil {
+		for _, a := range from.Artifacts {
+			ix, b, err := fetchIndex(ctx, f, a)
+			if err != nil {
+				return nil, fmt.Errorf("release %s/%d artifact %s: %w", o.Channel, from.Version, a.Name, err)
+			}
+			files[manifest.IndexPath(a.Index)] = b
+			for i := range ix.Chunks {
+				p := manifest.ChunkPath(ix.ID(i))
+				if _, ok := need[p]; ok {
+					delete(need, p)
+					res.SkippedChunks++
+				}
+			}
+		}
+	}
+
+	if !o.NoLog {
+		lg, err := collectLog(ctx, f, targets.version, targets.data)
+		if err != nil {
+			return nil, err
+		}
+		if lg != nil {
+			for p, b := range lg.files {
+				files[p] = b
+			}
+			res.LogTreeSize, res.LogEntry = lg.tree.N, lg.index
+		}
+	}
+
+	info := Info{
+		Format: FormatVersion, Channel: o.Channel, Version: rel.Version, From: o.From,
+		TargetsVersion: targets.version, Artifacts: refsOf(rel),
+	}
+	if from != nil {
+		info.FromArtifacts = refsOf(from)
+	}
+	var others []string
+	for p := range files {
+		others = append(others, p)
+		k, _, err := classify(p)
+		if err != nil {
+			return nil, fmt.Errorf("bundle: internal error: %v", err)
+		}
+		switch k {
+		case kindMetadata:
+			info.Counts.Metadata++
+		case kindLog:
+			info.Counts.Log++
+		case kindIndex:
+			info.Counts.Index++
+		}
+	}
+	sort.Strings(others)
+	chunks := make([]string, 0, len(need))
+	for p := range need {
+		chunks = append(chunks, p)
+	}
+	sort.Strings(chunks)
+	info.Counts.Chunks = len(chunks)
+	res.Info = info
+	res.MetadataFiles, res.LogFiles, res.IndexFiles = info.Counts.Metadata, info.Counts.Log, info.Counts.Index
+	infoJSON, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+
+	err = atomicfile.Write(o.Out, 0o644, func(w io.Writer) error {
+		cw := &countWriter{w: w}
+		bw := bufio.NewWriterSize(cw, 1<<20)
+		tw := newTarWriter(bw)
+		if err := tw.add(InfoPath, infoJSON); err != nil {
+			return err
+		}
+		// Entries go out in path order; chunks are fetched and checked in
+		// parallel and merged in.
+		k := 0
+		flushBefore := func(p string) error {
+			for ; k < len(others) && (p == "" || others[k] < p); k++ {
+				if err := tw.add(others[k], files[others[k]]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		type object struct {
+			obj []byte
+			raw int
+		}
+		err := runOrdered(ctx, len(chunks), o.Workers, func(ctx context.Context, i int) (object, error) {
+			p := chunks[i]
+			id, err := idOfChunkPath(p)
+			if err != nil {
+				return object{}, err
+			}
+			obj, err := f.Fetch(ctx, p, manifest.MaxObjectSize(need[p]))
+			if err != nil {
+				return object{}, err
+			}
+			data, err := manifest.DecodeChunk(id, obj, need[p])
+			if err != nil {
+				return object{}, fmt.Errorf("%s: %w", p, err)
+			}
+			return object{obj, len(data)}, nil
+		}, func(i int, c object) error {
+			if err := flushBefore(chunks[i]); err != nil {
+				return err
+			}
+			if err := tw.add(chunks[i], c.obj); err != nil {
+				return err
+			}
+			res.Chunks++
+			res.ChunkBytes += int64(len(c.obj))
+			res.RawBytes += int64(c.raw)
+			if o.Progress != nil {
+				o.Progress(i+1, len(chunks))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := flushBefore(""); err != nil {
+			return err
+		}
+		if err := tw.close(); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		res.Bytes = cw.n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", o.Out, err)
+	}
+	return res, nil
+}
+
+func chunkName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+type fetchedTargets struct {
+	version int64
+	data    []byte
+}
+
+// copyMetadata copies every root version, root.json, and the timestamp,
+// snapshot and targets that are current, checking each of the latter
+// against the length and hashes its parent gives, and returns the
+// targets.
+func copyMetadata(ctx context.Context, f manifest.Fetcher, files map[string][]byte) (fetchedTargets, error) {
+	lim := manifest.DefaultLimits
+	for v := 1; ; v++ {
+		p := "metadata/" + strconv.Itoa(v) + ".root.json"
+		b, err := f.Fetch(ctx, p, lim.Root)
+		if errors.Is(err, manifest.ErrNotFound) {
+			if v == 1 {
+				return fetchedTargets{}, fmt.Errorf("bundle: %w (is this a shoal repository?)", err)
+			}
+			break
+		}
+		if err != nil {
+			return fetchedTargets{}, err
+		}
+		if v > maxRootVersions {
+			return fetchedTargets{}, fmt.Errorf("bundle: more than %d root versions", maxRootVersions)
+		}
+		files[p] = b
+	}
+	if b, err := f.Fetch(ctx, "metadata/root.json", lim.Root); err == nil {
+		files["metadata/root.json"] = b
+	} else if !errors.Is(err, manifest.ErrNotFound) {
+		return fetchedTargets{}, err
+	}
+
+	tsPath := "metadata/timestamp.json"
+	ts, err := f.Fetch(ctx, tsPath, lim.Timestamp)
+	if err != nil {
+		return fetchedTargets{}, err
+	}
+	tsMD, err := metadata.Timestamp().FromBytes(ts)
+	if err != nil {
+		return fetchedTargets{}, fmt.Errorf("%s: %w: %v", tsPath, manifest.ErrBadMetadata, err)
+	}
+	files[tsPath] = ts
+	snapPath, snap, err := fetchPinned(ctx, f, tsPath, tsMD.Signed.Meta["snapshot.json"], metadata.SNAPSHOT)
+	if err != nil {
+		return fetchedTargets{}, err
+	}
+	snapMD, err := metadata.Snapshot().FromBytes(snap)
+	if err != nil {
+		return fetchedTargets{}, fmt.Errorf("%s: %w: %v", snapPath, manifest.ErrBadMetadata, err)
+	}
+	files[snapPath] = snap
+	tm := snapMD.Signed.Meta["targets.json"]
+	targetsPath, targets, err := fetchPinned(ctx, f, snapPath, tm, metadata.TARGETS)
+	if err != nil {
+		return fetchedTargets{}, err
+	}
+	files[targetsPath] = targets
+	return fetchedTargets{version: tm.Version, data: targets}, nil
+}
+
+// fetchPinned fetches the metadata file that parent's entry m pins.
+func fetchPinned(ctx context.Context, f manifest.Fetcher, parent string, m *metadata.MetaFiles, role string) (string, []byte, error) {
+	if m == nil || m.Version < 1 {
+		return "", nil, fmt.Errorf("%s: %w: no %s.json entry", parent, manifest.ErrBadMetadata, role)
+	}
+	p := "metadata/" + strconv.FormatInt(m.Version, 10) + "." + role + ".json"
+	limit := manifest.DefaultLimits.Metadata
+	if m.Length > 0 && m.Length < limit {
+		limit = m.Length
+	}
+	b, err := f.Fetch(ctx, p, limit)
+	if err != nil {
+		return "", nil, err
+	}
+	if m.Length > 0 || len(m.Hashes) > 0 {
+		if err := m.VerifyLengthHashes(b); err != nil {
+			return "", nil, fmt.Errorf("%s: %w: %v", p, manifest.ErrMixAndMatch, err)
+		}
+	}
+	return p, b, nil
+}
+
+// fetchIndex fetches an artifact's index and checks it against its
+// target's length and hashes and its ID.
+func fetchIndex(ctx context.Context, f manifest.Fetcher, a artifact) (*chunker.Index, []byte, error) {
+	p := manifest.IndexPath(a.Index)
+	if a.Target.Length <= 0 || a.Target.Length > manifest.DefaultLimits.Index {
+		return nil, nil, fmt.Errorf("%s: %w: signed length %d (limit %d)", p, manifest.ErrTooLarge, a.Target.Length, manifest.DefaultLimits.Index)
+	}
+	b, err := f.Fetch(ctx, p, a.Target.Length)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.Target.VerifyLengthHashes(b); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: %v", p, manifest.ErrIndexHash, err)
+	}
+	ix, err := chunker.DecodeIndex(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if got := ix.CID(); !got.Equals(a.Index) {
+		return nil, nil, fmt.Errorf("%s: %w: content ID is %s", p, manifest.ErrIndexHash, got)
+	}
+	return ix, b, nil
+}
+
+// idOfChunkPath returns the ID a chunk path names.
+func idOfChunkPath(p string) (cid.Cid, error) { return parseID(chunkName(p)) }

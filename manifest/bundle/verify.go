@@ -1,0 +1,356 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/tlog"
+)
+
+// VerifyOptions configure [Verify].
+type VerifyOptions struct {
+	// Root is the trusted root.json devices are provisioned with.
+	Root []byte
+	// StateDir is a device's trust state (see manifest.ClientConfig);
+	// empty: none, as for a device that was just provisioned.
+	StateDir string
+	// Device is the device to check for. Empty fields are filled in: the
+	// bundle's channel; the first hardware and arch the release names; as
+	// installed version, release From (or, for a full bundle, the
+	// release's minimum installed version).
+	Device manifest.Device
+	// LogKeys are the transparency log's verifier keys. With them, a
+	// bundle's checkpoint must be signed by one; without, the log is
+	// checked for consistency only.
+	LogKeys []string
+	// RequireLog makes a bundle without a log (or a targets version not in
+	// it) an error; it needs LogKeys.
+	RequireLog bool
+	// Witness is passed to manifest.Client (the hook a device's log check
+	// plugs into).
+	Witness manifest.TargetsWitness
+	// Now is the clock for metadata expiry; nil: time.Now.
+	Now func() time.Time
+	// Workers decode chunks in parallel; 0: GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called after each chunk is checked.
+	Progress func(done, total int)
+}
+
+// VerifyResult reports a verified bundle.
+type VerifyResult struct {
+	Info     Info
+	Verified *manifest.Verified // the release as manifest.Client verified it
+	Device   manifest.Device    // the device it was checked for
+	Entries  int                // entries after bundle.json
+	// Chunks the bundle holds, all checked; SkippedChunks are the
+	// release's chunks a device holding release From has.
+	Chunks        int
+	SkippedChunks int
+	ChunkBytes    int64
+	RawBytes      int64
+	// Log is set when the bundle carries a transparency log.
+	Log *LogProof
+}
+
+// LogProof reports the log check.
+type LogProof struct {
+	TreeSize int64 // entries in the checkpoint's tree
+	Entry    int64 // the targets record's index
+	Signed   bool  // the checkpoint was checked against LogKeys
+}
+
+// Verify checks the bundle at path completely and without network (see
+// [Reader.Verify]).
+func Verify(ctx context.Context, path string, o VerifyOptions) (*VerifyResult, error) {
+	r, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Verify(ctx, o)
+}
+
+// Verify checks the bundle the way a device would use it, and more:
+//
+//  1. manifest.Client verifies the TUF chain from o.Root through the
+//     bundle's metadata, picks the channel's newest release, checks it
+//     against the device and fetches and checks its indexes;
+//  2. bundle.json must describe that release and that targets version;
+//  3. release From's indexes must be in the bundle and match the signed
+//     targets;
+//  4. every chunk of the release that release From lacks must be in the
+//     bundle, and nothing else may be: no extra metadata, index, chunk or
+//     log file;
+//  5. with a log: the targets record is proven in the checkpoint's tree,
+//     its entry bundle holds it, and every tile is authentic;
+//  6. every chunk object decodes and hashes to its ID.
+//
+// The first problem found is returned, naming the entry.
+func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
+	if len(o.Root) == 0 {
+		return nil, errors.New("bundle verify: no trusted root")
+	}
+	if o.RequireLog && len(o.LogKeys) == 0 {
+		return nil, errors.New("bundle verify: requiring the log needs the log's verifier keys")
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	info := r.info
+	fail := func(err error) (*VerifyResult, error) {
+		return nil, fmt.Errorf("bundle %s: %w", r.name, err)
+	}
+	dev := r.device(ctx, o.Device)
+	client, err := manifest.NewClient(manifest.ClientConfig{
+		TrustedRoot: o.Root, StateDir: o.StateDir, Mirrors: []manifest.Fetcher{r},
+		Now: o.Now, Witness: o.Witness,
+	})
+	if err != nil {
+		return nil, err
+	}
+	v, err := client.Verify(ctx, dev)
+	if err != nil {
+		return fail(err)
+	}
+	res := &VerifyResult{Info: info, Verified: v, Device: dev, Entries: len(r.paths)}
+
+	// bundle.json against the signed release.
+	rel := v.Release
+	switch {
+	case rel.Channel != info.Channel || rel.Version != info.Version:
+		return fail(fmt.Errorf("%w: %s names release %s/%d, the signed metadata offers %s/%d", ErrMalformed, InfoPath, info.Channel, info.Version, rel.Channel, rel.Version))
+	case v.TargetsVersion != info.TargetsVersion:
+		return fail(fmt.Errorf("%w: %s names targets version %d, the bundle's metadata is at %d", ErrMalformed, InfoPath, info.TargetsVersion, v.TargetsVersion))
+	}
+	rs, _, err := releasesOf(v.Targets, rel.Channel)
+	if err != nil {
+		return fail(err)
+	}
+	if err := sameRefs("artifacts", info.Artifacts, find(rs, rel.Version)); err != nil {
+		return fail(err)
+	}
+
+	expected := map[string]bool{}
+	for k := int64(1); k <= v.RootVersion; k++ {
+		expected["metadata/"+strconv.FormatInt(k, 10)+".root.json"] = true
+	}
+	expected["metadata/root.json"] = true
+	expected["metadata/timestamp.json"] = true
+	expected["metadata/"+strconv.FormatInt(v.SnapshotVersion, 10)+".snapshot.json"] = true
+	expected["metadata/"+strconv.FormatInt(v.TargetsVersion, 10)+".targets.json"] = true
+	if err := r.checkRootCopy(ctx, v.RootVersion); err != nil {
+		return fail(err)
+	}
+
+	need := map[string]int{}
+	for i, ix := range v.Indexes {
+		expected[manifest.IndexPath(rel.Artifacts[i].Index)] = true
+		for j := range ix.Chunks {
+			p := manifest.ChunkPath(ix.ID(j))
+			need[p] = max(need[p], ix.Params.Max)
+		}
+	}
+	if info.From != 0 {
+		from := find(rs, info.From)
+		if from == nil {
+			return fail(fmt.Errorf("%w: %s names release %s/%d as from, which targets version %d does not list", ErrMalformed, InfoPath, info.Channel, info.From, v.TargetsVersion))
+		}
+		if err := sameRefs("from_artifacts", info.FromArtifacts, from); err != nil {
+			return fail(err)
+		}
+		for _, a := range from.Artifacts {
+			ix, _, err := fetchIndex(ctx, r, a)
+			if errors.Is(err, manifest.ErrNotFound) {
+				err = fmt.Errorf("%w: %s (index of %s in release %d)", ErrMissing, manifest.IndexPath(a.Index), a.Name, from.Version)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			expected[manifest.IndexPath(a.Index)] = true
+			for j := range ix.Chunks {
+				p := manifest.ChunkPath(ix.ID(j))
+				if _, ok := need[p]; ok {
+					delete(need, p)
+					res.SkippedChunks++
+				}
+			}
+		}
+	}
+	chunks := make([]string, 0, len(need))
+	for p := range need {
+		chunks = append(chunks, p)
+		expected[p] = true
+	}
+	sort.Strings(chunks)
+	for _, p := range chunks {
+		if _, ok := r.entries[p]; !ok {
+			return fail(fmt.Errorf("%w: %s, a chunk of release %s/%d%s", ErrMissing, p, rel.Channel, rel.Version, fromNote(info.From)))
+		}
+	}
+
+	// The log.
+	cp := logPrefix + tlog.CheckpointPath
+	if _, ok := r.entries[cp]; ok || o.RequireLog {
+		if !ok {
+			return fail(fmt.Errorf("%w: %s: the transparency log is required", ErrMissing, cp))
+		}
+		var verifiers note.Verifiers
+		if len(o.LogKeys) > 0 {
+			if verifiers, err = tlog.NewVerifiers(o.LogKeys...); err != nil {
+				return nil, err
+			}
+		}
+		record, err := targetsRecord(v.TargetsVersion, v.Targets)
+		if err != nil {
+			return fail(err)
+		}
+		msg, err := r.Fetch(ctx, cp, tlog.MaxCheckpointSize)
+		if err != nil {
+			return fail(err)
+		}
+		ls, err := checkLog(ctx, r.LogFetcher(), msg, verifiers, record)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w: %w", ErrMissing, err)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("transparency log: targets version %d: %w", v.TargetsVersion, err))
+		}
+		for p := range ls.files {
+			expected[p] = true
+		}
+		res.Log = &LogProof{TreeSize: ls.tree.N, Entry: ls.index, Signed: verifiers != nil}
+	}
+
+	for _, p := range r.paths {
+		if !expected[p] {
+			return fail(fmt.Errorf("%w: %s: not needed by release %s/%d%s", ErrExtra, p, rel.Channel, rel.Version, fromNote(info.From)))
+		}
+	}
+
+	// Every chunk, decoded and hashed.
+	type sizes struct{ obj, raw int }
+	err = runOrdered(ctx, len(chunks), o.Workers, func(ctx context.Context, i int) (sizes, error) {
+		p := chunks[i]
+		id, err := idOfChunkPath(p)
+		if err != nil {
+			return sizes{}, err
+		}
+		obj, err := r.Fetch(ctx, p, manifest.MaxObjectSize(need[p]))
+		if err != nil {
+			return sizes{}, err
+		}
+		data, err := manifest.DecodeChunk(id, obj, need[p])
+		if err != nil {
+			return sizes{}, fmt.Errorf("%s: %w", p, err)
+		}
+		return sizes{len(obj), len(data)}, nil
+	}, func(i int, s sizes) error {
+		res.Chunks++
+		res.ChunkBytes += int64(s.obj)
+		res.RawBytes += int64(s.raw)
+		if o.Progress != nil {
+			o.Progress(i+1, len(chunks))
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return res, nil
+}
+
+func fromNote(from uint64) string {
+	if from == 0 {
+		return ""
+	}
+	return " from " + strconv.FormatUint(from, 10)
+}
+
+// device fills in the device to check for (see VerifyOptions.Device)
+// from the bundle's own, not yet verified, targets: the fields only pick
+// which device is simulated; the client then checks the signed release
+// against it.
+func (r *Reader) device(ctx context.Context, d manifest.Device) manifest.Device {
+	if d.Channel == "" {
+		d.Channel = r.info.Channel
+	}
+	b, err := r.Fetch(ctx, "metadata/"+strconv.FormatInt(r.info.TargetsVersion, 10)+".targets.json", manifest.DefaultLimits.Metadata)
+	if err != nil {
+		return d
+	}
+	rs, _, err := releasesOf(b, d.Channel)
+	if err != nil {
+		return d
+	}
+	rel := find(rs, r.info.Version)
+	if rel == nil && len(rs) > 0 {
+		rel = rs[0] // bundle.json is wrong; the client will pick this one
+	}
+	if rel == nil {
+		return d
+	}
+	if d.Hardware == "" && len(rel.Hardware) > 0 {
+		d.Hardware = rel.Hardware[0]
+	}
+	if d.Arch == "" && len(rel.Arch) > 0 {
+		d.Arch = rel.Arch[0]
+	}
+	if d.Installed == 0 {
+		d.Installed = r.info.From
+		if d.Installed == 0 {
+			d.Installed = rel.MinInstalled
+		}
+	}
+	return d
+}
+
+// sameRefs checks that bundle.json's artifacts are the signed release's.
+func sameRefs(field string, refs []ArtifactRef, rel *release) error {
+	if rel == nil {
+		return fmt.Errorf("%w: %s: release not listed in the targets", ErrMalformed, field)
+	}
+	want := refsOf(rel)
+	if len(refs) != len(want) {
+		return fmt.Errorf("%w: %s %s lists %d artifacts, release %d has %d", ErrMalformed, InfoPath, field, len(refs), rel.Version, len(want))
+	}
+	for i := range want {
+		if refs[i] != want[i] {
+			return fmt.Errorf("%w: %s %s: %s index %s, release %d has %s %s", ErrMalformed, InfoPath, field, refs[i].Name, refs[i].Index, rel.Version, want[i].Name, want[i].Index)
+		}
+	}
+	return nil
+}
+
+// checkRootCopy checks that metadata/root.json, when present, is the
+// newest root version the client walked to.
+func (r *Reader) checkRootCopy(ctx context.Context, newest int64) error {
+	if _, ok := r.entries["metadata/root.json"]; !ok {
+		return nil
+	}
+	a, err := r.Fetch(ctx, "metadata/root.json", manifest.DefaultLimits.Root)
+	if err != nil {
+		return err
+	}
+	p := "metadata/" + strconv.FormatInt(newest, 10) + ".root.json"
+	if _, ok := r.entries[p]; !ok {
+		return nil // the device trusts a newer root than the bundle has
+	}
+	b, err := r.Fetch(ctx, p, manifest.DefaultLimits.Root)
+	if err != nil {
+		return err
+	}
+	if string(a) != string(b) {
+		return fmt.Errorf("%w: metadata/root.json differs from %s, the newest root", manifest.ErrMixAndMatch, p)
+	}
+	return nil
+}

@@ -1,0 +1,522 @@
+package manifest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/internal/atomicfile"
+)
+
+// Limits bound what a client fetches and walks. Every length a client
+// reads from outside is capped by one of these or by a length that signed
+// metadata gives.
+type Limits struct {
+	Timestamp     int64 // timestamp.json, which nothing signed bounds
+	Root          int64 // each N.root.json
+	Metadata      int64 // snapshot/targets when the parent gives no length; upper cap always
+	Index         int64 // upper cap on an index's signed length
+	RootRotations int   // root versions walked in one verification
+}
+
+// DefaultLimits fit a repository with thousands of releases and images of
+// several TiB.
+var DefaultLimits = Limits{
+	Timestamp:     16 << 10,
+	Root:          512 << 10,
+	Metadata:      32 << 20,
+	Index:         256 << 20,
+	RootRotations: 32,
+}
+
+var defaultLimits = DefaultLimits
+
+func (l *Limits) fill() {
+	d := DefaultLimits
+	if l.Timestamp <= 0 {
+		l.Timestamp = d.Timestamp
+	}
+	if l.Root <= 0 {
+		l.Root = d.Root
+	}
+	if l.Metadata <= 0 {
+		l.Metadata = d.Metadata
+	}
+	if l.Index <= 0 {
+		l.Index = d.Index
+	}
+	if l.RootRotations <= 0 {
+		l.RootRotations = d.RootRotations
+	}
+}
+
+// Device is what a device knows about itself when it checks a release.
+type Device struct {
+	ID        string // stable device identity, for rollout decisions
+	Channel   string
+	Hardware  string // empty: unknown (then only releases for any hardware fit)
+	Arch      string
+	Installed uint64 // release version running now; 0: none
+}
+
+// TargetsWitness is the hook for the transparency log (manifest/tlog): it
+// sees every targets metadata a client is about to trust, with the mirror
+// it came from, and may demand proof that the log includes it. An error
+// rejects the metadata before anything is remembered.
+type TargetsWitness interface {
+	Witness(ctx context.Context, f Fetcher, version int64, targets []byte) error
+}
+
+// ClientConfig configures a [Client].
+type ClientConfig struct {
+	// TrustedRoot is the root.json the device was provisioned with.
+	TrustedRoot []byte
+	// StateDir remembers trusted metadata between runs (root, timestamp,
+	// snapshot, targets). Empty: nothing is remembered, so rollback
+	// protection covers only the provisioned root.
+	StateDir string
+	// Mirrors serve the repository; at least one. Each is walked from the
+	// trusted state; the one with the newest valid timestamp wins, so one
+	// mirror serving stale or broken files cannot hold a device back.
+	Mirrors []Fetcher
+	// Now is the clock for expiry; nil means time.Now.
+	Now    func() time.Time
+	Limits Limits
+	// Rollout, if set, decides whether this device takes the release now.
+	// It is where manifest/rollout plugs in; an error rejects the release.
+	Rollout func(r *Release, d Device) error
+	// Witness, if set, checks each targets metadata before it is trusted.
+	Witness TargetsWitness
+}
+
+// Client verifies releases the way a device does before installing.
+type Client struct {
+	cfg ClientConfig
+}
+
+// NewClient checks the configuration and the provisioned root.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if len(cfg.Mirrors) == 0 {
+		return nil, errors.New("manifest: client needs at least one mirror")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits.fill()
+	if _, err := trustedmetadata.New(cfg.TrustedRoot); err != nil {
+		return nil, fmt.Errorf("trusted root: %w", classify("root.json", err))
+	}
+	return &Client{cfg: cfg}, nil
+}
+
+// Verified is a release that passed every check, with its decoded indexes.
+type Verified struct {
+	Release *Release
+	Indexes []*chunker.Index // parallel to Release.Artifacts
+	// UpToDate: the release is the one installed; nothing to do.
+	UpToDate bool
+
+	RootVersion      int64
+	TimestampVersion int64
+	SnapshotVersion  int64
+	TargetsVersion   int64
+	Mirror           int    // index of the mirror whose metadata was used
+	Targets          []byte // the verified targets metadata, kept as proof of what was offered
+}
+
+// State file names in ClientConfig.StateDir.
+var stateFiles = struct{ root, timestamp, snapshot, targets string }{
+	"root.json", "timestamp.json", "snapshot.json", "targets.json",
+}
+
+type trustedState struct {
+	root, timestamp, snapshot, targets []byte
+}
+
+// loadState reads what the device trusted last time. A missing state is
+// the provisioned root alone; a state file that cannot be read is an
+// error, not a reason to forget it.
+func (c *Client) loadState() (*trustedState, error) {
+	st := &trustedState{root: c.cfg.TrustedRoot}
+	if c.cfg.StateDir == "" {
+		return st, nil
+	}
+	read := func(name string, max int64) ([]byte, error) {
+		b, err := readBounded(filepath.Join(c.cfg.StateDir, name), max)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return b, err
+	}
+	var err error
+	rb, err := read(stateFiles.root, c.cfg.Limits.Root)
+	if err != nil {
+		return nil, err
+	}
+	if rb != nil {
+		stored, err := metadata.Root().FromBytes(rb)
+		if err != nil {
+			return nil, fmt.Errorf("state %s: %w", filepath.Join(c.cfg.StateDir, stateFiles.root), classify("root.json", err))
+		}
+		prov, _ := metadata.Root().FromBytes(c.cfg.TrustedRoot)
+		if stored.Signed.Version >= prov.Signed.Version {
+			st.root = rb
+		}
+	}
+	if st.timestamp, err = read(stateFiles.timestamp, c.cfg.Limits.Timestamp); err != nil {
+		return nil, err
+	}
+	if st.snapshot, err = read(stateFiles.snapshot, c.cfg.Limits.Metadata); err != nil {
+		return nil, err
+	}
+	if st.targets, err = read(stateFiles.targets, c.cfg.Limits.Metadata); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// saveState remembers a verified chain: root first, timestamp last, each
+// file replaced atomically.
+func (c *Client) saveState(ch *chain) error {
+	if c.cfg.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{stateFiles.root, ch.rootBytes}, {stateFiles.targets, ch.targets}, {stateFiles.snapshot, ch.snapshot}, {stateFiles.timestamp, ch.timestamp}} {
+		p := filepath.Join(c.cfg.StateDir, f.name)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.data) {
+			continue
+		}
+		if err := atomicfile.WriteFile(p, f.data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chain is the outcome of walking one mirror's metadata.
+type chain struct {
+	tm                           *trustedmetadata.TrustedMetadata
+	rootBytes                    []byte
+	timestamp, snapshot, targets []byte
+	mirror                       int
+}
+
+// Verify walks the TUF chain from the trusted state, remembers the newly
+// trusted metadata, picks the device's channel's newest release, checks it
+// against the device, and fetches and checks every artifact's index.
+func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
+	st, err := c.loadState()
+	if err != nil {
+		return nil, err
+	}
+	var best *chain
+	var errs []error
+	for i, m := range c.cfg.Mirrors {
+		ch, err := c.walk(ctx, m, st)
+		if err != nil {
+			if len(c.cfg.Mirrors) > 1 {
+				err = fmt.Errorf("mirror %d: %w", i, err)
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		ch.mirror = i
+		if best == nil || ch.tm.Timestamp.Signed.Version > best.tm.Timestamp.Signed.Version {
+			best = ch
+		}
+	}
+	if best == nil {
+		return nil, errors.Join(errs...)
+	}
+	if err := c.saveState(best); err != nil {
+		return nil, fmt.Errorf("remember trusted metadata: %w", err)
+	}
+	v := &Verified{
+		RootVersion:      best.tm.Root.Signed.Version,
+		TimestampVersion: best.tm.Timestamp.Signed.Version,
+		SnapshotVersion:  best.tm.Snapshot.Signed.Version,
+		TargetsVersion:   best.tm.Targets[metadata.TARGETS].Signed.Version,
+		Mirror:           best.mirror,
+		Targets:          best.targets,
+	}
+	targets := best.tm.Targets[metadata.TARGETS]
+	r, err := c.pick(targets, dev)
+	if err != nil {
+		return nil, err
+	}
+	v.Release = r
+	v.UpToDate = r.Version == dev.Installed
+	for _, a := range r.Artifacts {
+		tf := targets.Signed.Targets[TargetPath(r.Channel, r.Version, a.Name)]
+		ix, err := c.fetchIndex(ctx, best.mirror, a, tf)
+		if err != nil {
+			return nil, fmt.Errorf("release %s/%d artifact %s: %w", r.Channel, r.Version, a.Name, err)
+		}
+		v.Indexes = append(v.Indexes, ix)
+	}
+	return v, nil
+}
+
+// walk verifies one mirror's metadata: root versions one by one, then
+// timestamp, snapshot and targets, each bounded and checked against its
+// signed parent and against the trusted state.
+func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState) (*chain, error) {
+	lim := c.cfg.Limits
+	tm, err := trustedmetadata.New(st.root)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w", classify("root.json", err))
+	}
+	tm.RefTime = c.cfg.Now().UTC()
+	start := tm.Root
+	ch := &chain{tm: tm, rootBytes: st.root}
+
+	// Root rotation: N+1, N+2, ... each signed by the threshold of the
+	// previous root and of itself, until the repository has no next one.
+	for range lim.RootRotations {
+		next := tm.Root.Signed.Version + 1
+		p := metaPath(metadata.ROOT, next)
+		b, err := f.Fetch(ctx, p, lim.Root)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tm.UpdateRoot(b); err != nil {
+			return nil, classify(p, err)
+		}
+		ch.rootBytes = b
+	}
+
+	// Fast-forward recovery (TUF 5.3.11): when the timestamp or snapshot
+	// keys changed, what they signed before proves nothing now, and a
+	// version pushed far ahead by a stolen key must not block the
+	// legitimate one.
+	localTS, localSnap := st.timestamp, st.snapshot
+	if keysChanged(start, tm.Root, metadata.TIMESTAMP) || keysChanged(start, tm.Root, metadata.SNAPSHOT) {
+		localTS, localSnap = nil, nil
+	}
+
+	// Timestamp. A remembered one that no longer verifies (or expired)
+	// still bounds versions when it loads; otherwise it is ignored.
+	if localTS != nil {
+		_, _ = tm.UpdateTimestamp(localTS)
+	}
+	tsPath := metaDir + "/" + timestampName
+	b, err := f.Fetch(ctx, tsPath, lim.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	ch.timestamp = b
+	if _, err := tm.UpdateTimestamp(b); err != nil {
+		if !errors.Is(err, &metadata.ErrEqualVersionNumber{}) || tm.Timestamp == nil {
+			return nil, classify(tsPath, err)
+		}
+		// Same version as remembered: keep the remembered bytes.
+		ch.timestamp = localTS
+		if tm.Timestamp.Signed.IsExpired(tm.RefTime) {
+			return nil, classify(tsPath, &metadata.ErrExpiredMetadata{Msg: "timestamp.json is expired"})
+		}
+	}
+	sm := tm.Timestamp.Signed.Meta["snapshot.json"]
+	if sm == nil {
+		return nil, fmt.Errorf("%s: %w: no snapshot.json entry", tsPath, ErrBadMetadata)
+	}
+
+	// Snapshot, consistent: N.snapshot.json with N from the timestamp.
+	snapPath := metaPath(metadata.SNAPSHOT, sm.Version)
+	if localSnap != nil {
+		if _, err := tm.UpdateSnapshot(localSnap, true); err == nil {
+			ch.snapshot = localSnap
+		}
+	}
+	if ch.snapshot == nil {
+		b, err := f.Fetch(ctx, snapPath, bound(sm.Length, lim.Metadata))
+		if err != nil {
+			return nil, err
+		}
+		before := tm.Snapshot
+		if _, err := tm.UpdateSnapshot(b, false); err != nil {
+			// go-tuf installs the new snapshot before its last check, the
+			// version against the timestamp's: if it got that far, the
+			// files never belonged together; otherwise a version went down.
+			if errors.Is(err, &metadata.ErrBadVersionNumber{}) && tm.Snapshot != before && tm.Snapshot.Signed.Version != sm.Version {
+				return nil, fmt.Errorf("%s: %w: version %d, timestamp says %d", snapPath, ErrMixAndMatch, tm.Snapshot.Signed.Version, sm.Version)
+			}
+			return nil, classify(snapPath, err)
+		}
+		ch.snapshot = b
+	}
+	tmeta := tm.Snapshot.Signed.Meta["targets.json"]
+	if tmeta == nil {
+		return nil, fmt.Errorf("%s: %w: no targets.json entry", snapPath, ErrBadMetadata)
+	}
+
+	// Targets. The remembered copy is reused when it is the one the
+	// snapshot pins.
+	tPath := metaPath(metadata.TARGETS, tmeta.Version)
+	tb := st.targets
+	if tb == nil || len(tmeta.Hashes) == 0 || tmeta.VerifyLengthHashes(tb) != nil {
+		if tb, err = f.Fetch(ctx, tPath, bound(tmeta.Length, lim.Metadata)); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tm.UpdateTargets(tb); err != nil {
+		if errors.Is(err, &metadata.ErrBadVersionNumber{}) {
+			return nil, fmt.Errorf("%s: %w: %v", tPath, ErrMixAndMatch, err)
+		}
+		return nil, classify(tPath, err)
+	}
+	ch.targets = tb
+	if c.cfg.Witness != nil {
+		if err := c.cfg.Witness.Witness(ctx, f, tmeta.Version, tb); err != nil {
+			return nil, fmt.Errorf("%s: transparency log: %w", tPath, err)
+		}
+	}
+	return ch, nil
+}
+
+// bound is the fetch limit for a file whose signed length is n (0: not
+// given), never above max.
+func bound(n, max int64) int64 {
+	if n > 0 && n < max {
+		return n
+	}
+	return max
+}
+
+func keysChanged(a, b *metadata.Metadata[metadata.RootType], role string) bool {
+	ra, rb := a.Signed.Roles[role], b.Signed.Roles[role]
+	if ra == nil || rb == nil {
+		return ra != rb
+	}
+	x := slices.Clone(ra.KeyIDs)
+	y := slices.Clone(rb.KeyIDs)
+	sort.Strings(x)
+	sort.Strings(y)
+	return !slices.Equal(x, y)
+}
+
+// pick chooses the device's channel's newest release and checks it
+// against the device.
+func (c *Client) pick(targets *metadata.Metadata[metadata.TargetsType], dev Device) (*Release, error) {
+	byChannel, err := releasesIn(&targets.Signed)
+	if err != nil {
+		return nil, err
+	}
+	if len(byChannel) == 0 {
+		return nil, fmt.Errorf("targets version %d: %w", targets.Signed.Version, ErrNoRelease)
+	}
+	rs := byChannel[dev.Channel]
+	if len(rs) == 0 {
+		var chs []string
+		for ch := range byChannel {
+			chs = append(chs, ch)
+		}
+		sort.Strings(chs)
+		return nil, fmt.Errorf("device channel %q: %w: repository offers %s", dev.Channel, ErrWrongChannel, strings.Join(chs, ", "))
+	}
+	r := rs[0]
+	name := fmt.Sprintf("release %s/%d", r.Channel, r.Version)
+	if r.Version < dev.Installed {
+		return nil, fmt.Errorf("%s: %w: device runs version %d", name, ErrRollback, dev.Installed)
+	}
+	if r.Version > dev.Installed && r.MinInstalled > 0 && dev.Installed < r.MinInstalled {
+		return nil, fmt.Errorf("%s: %w: needs at least %d installed, device runs %d", name, ErrMinInstalled, r.MinInstalled, dev.Installed)
+	}
+	if len(r.Hardware) > 0 && !slices.Contains(r.Hardware, dev.Hardware) {
+		return nil, fmt.Errorf("%s: %w: made for %s, device hardware is %q", name, ErrWrongHardware, strings.Join(r.Hardware, ", "), dev.Hardware)
+	}
+	if len(r.Arch) > 0 && !slices.Contains(r.Arch, dev.Arch) {
+		return nil, fmt.Errorf("%s: %w: made for %s, device arch is %q", name, ErrWrongArch, strings.Join(r.Arch, ", "), dev.Arch)
+	}
+	if c.cfg.Rollout != nil {
+		if err := c.cfg.Rollout(r, dev); err != nil {
+			return nil, fmt.Errorf("%s: rollout: %w", name, err)
+		}
+	}
+	return r, nil
+}
+
+// fetchIndex fetches an artifact's index, from the chosen mirror first and
+// then the others (the index is pinned by hash, so any mirror will do),
+// and checks it against the signed target and release fields.
+func (c *Client) fetchIndex(ctx context.Context, first int, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
+	order := []int{first}
+	for i := range c.cfg.Mirrors {
+		if i != first {
+			order = append(order, i)
+		}
+	}
+	var errs []error
+	for _, i := range order {
+		ix, err := c.fetchIndexFrom(ctx, c.cfg.Mirrors[i], a, tf)
+		if err == nil {
+			return ix, nil
+		}
+		if len(order) > 1 {
+			err = fmt.Errorf("mirror %d: %w", i, err)
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (c *Client) fetchIndexFrom(ctx context.Context, f Fetcher, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
+	p := IndexPath(a.Index)
+	if tf.Length > c.cfg.Limits.Index {
+		return nil, fmt.Errorf("%s: %w: signed length %d exceeds the limit %d", p, ErrTooLarge, tf.Length, c.cfg.Limits.Index)
+	}
+	b, err := f.Fetch(ctx, p, tf.Length)
+	if err != nil {
+		return nil, err
+	}
+	if err := tf.VerifyLengthHashes(b); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", p, ErrIndexHash, err)
+	}
+	ix, err := chunker.DecodeIndex(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if got := ix.CID(); !got.Equals(a.Index) {
+		return nil, fmt.Errorf("%s: %w: content ID is %s", p, ErrIndexHash, got)
+	}
+	if got := ix.Root(); got != a.Root {
+		return nil, fmt.Errorf("%s: %w: index root %s, release says %s", p, ErrMerkleRoot, got, a.Root)
+	}
+	switch {
+	case ix.Size != a.Size:
+		return nil, fmt.Errorf("%s: %w: size %d, release says %d", p, ErrIndexMismatch, ix.Size, a.Size)
+	case ix.Params != a.Params:
+		return nil, fmt.Errorf("%s: %w: chunk params %v, release says %v", p, ErrIndexMismatch, ix.Params, a.Params)
+	case ix.Hash != a.Hash:
+		return nil, fmt.Errorf("%s: %w: chunk hash %v, release says %v", p, ErrIndexMismatch, ix.Hash, a.Hash)
+	case len(ix.Chunks) != a.Chunks:
+		return nil, fmt.Errorf("%s: %w: %d chunks, release says %d", p, ErrIndexMismatch, len(ix.Chunks), a.Chunks)
+	}
+	return ix, nil
+}

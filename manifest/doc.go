@@ -1,0 +1,46 @@
+// Package manifest decides what a device may install: the TUF trust chain
+// (root, timestamp, snapshot, targets), the release fields signed with
+// each artifact, the static repository that publish writes, and the
+// device-side verification that checks all of it before a byte is
+// installed.
+//
+// # Publisher
+//
+// [InitKeys] makes a key directory (ed25519 keys per role, thresholds,
+// root version 1); [Keyring.Rotate] replaces a role's keys and signs the
+// next root with the old and new root keys. [Publish] chunks images with
+// chunker.Split, stores new chunks as zstd objects on every core, writes
+// each index, and signs targets, snapshot and timestamp so the release
+// becomes visible in one step (docs/formats.md, "Repository layout").
+//
+// # Device
+//
+// A [Client] is given the provisioned root, a state directory and one or
+// more [Fetcher]s (directory or HTTP mirrors). [Client.Verify]:
+//
+//  1. walks root versions N+1, N+2, ... (each signed by the previous
+//     root's threshold and its own), at most Limits.RootRotations;
+//  2. fetches timestamp.json with a small fixed bound, then the snapshot
+//     and targets the timestamp and snapshot pin, bounded by the lengths
+//     they sign; checks thresholds, expiry against the given clock, and
+//     version rollback against the state directory;
+//  3. remembers the newly trusted metadata in the state directory;
+//  4. picks the newest release on the device's channel and checks its
+//     version against the installed one, its hardware, arch and minimum
+//     installed version, and the rollout hook;
+//  5. fetches every artifact's index, checks length, sha256 and content ID
+//     against the signed target, decodes it and compares its Merkle root,
+//     size and chunk parameters with the release fields.
+//
+// Each failure wraps one sentinel (ErrRollback, ErrExpired, ErrThreshold,
+// ...), so callers branch with errors.Is and people read what went wrong.
+// [FetchChunk] and [DecodeChunk] check single chunk objects against their
+// IDs for whoever assembles the image.
+//
+// # Integration points
+//
+// The transparency log (manifest/tlog) plugs in as [TargetsLog] on the
+// publisher and [TargetsWitness] on the client; rollout policy
+// (manifest/rollout) as ClientConfig.Rollout, evaluating Release.Rollout.
+// This package imports neither.
+package manifest

@@ -1,0 +1,183 @@
+package updater
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a device's shoal.toml. Relative paths are relative to the
+// directory holding the file.
+type Config struct {
+	Device DeviceConfig `toml:"device"`
+	Trust  TrustConfig  `toml:"trust"`
+	// State is the directory for update state, slot indexes, trusted
+	// metadata and the audit log.
+	State  string       `toml:"state"`
+	Slots  SlotsConfig  `toml:"slots"`
+	Boot   BootConfig   `toml:"boot"`
+	Health HealthConfig `toml:"health"`
+
+	dir string // directory of the config file
+}
+
+// DeviceConfig says what the device is, for release and rollout checks.
+type DeviceConfig struct {
+	ID       string            `toml:"id"`
+	Channel  string            `toml:"channel"`
+	Hardware string            `toml:"hardware"`
+	Arch     string            `toml:"arch"`
+	Labels   map[string]string `toml:"labels"`
+}
+
+// TrustConfig names the provisioned TUF root.
+type TrustConfig struct {
+	Root string `toml:"root"`
+}
+
+// SlotsConfig names the two slots: image files or block devices.
+type SlotsConfig struct {
+	A string `toml:"a"`
+	B string `toml:"b"`
+	// Artifact is the release artifact installed into the slots, matched
+	// against each artifact's slot field, then its name (default
+	// "rootfs"; a release with a single artifact needs no match).
+	Artifact string `toml:"artifact"`
+}
+
+// BootConfig selects the boot adapter.
+type BootConfig struct {
+	// Adapter is file, grub, uboot or bls.
+	Adapter string `toml:"adapter"`
+	// Path is the adapter's state: the JSON file (file), the GRUB
+	// environment block (grub), the fw_env.config-style file naming the
+	// environment copies (uboot), or the ESP directory holding
+	// loader/entries (bls).
+	Path string `toml:"path"`
+	// Tries is how many boots a new slot gets before the bootloader falls
+	// back (default 3).
+	Tries int `toml:"tries"`
+	// Cmdline is where the booted slot is read from (shoal.slot=X);
+	// default /proc/cmdline. A virtual device points it at a file that
+	// `shoal device reboot` writes.
+	Cmdline string `toml:"cmdline"`
+	// RebootCommand is run when an update asks for a reboot and the
+	// caller allows it (e.g. "systemctl reboot").
+	RebootCommand string `toml:"reboot_command"`
+	// Virtual marks a file-backed virtual device: `shoal device reboot`
+	// simulates the bootloader.
+	Virtual bool `toml:"virtual"`
+}
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("updater: bad configuration")
+
+// LoadConfig reads and checks a config file. Unknown keys are errors that
+// name the key, so a typo does not silently disable a health check.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses a config; dir resolves relative paths.
+func ParseConfig(b []byte, dir string) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("%w: unknown key %s", ErrConfig, strings.Join(keys, ", "))
+	}
+	c.dir, _ = filepath.Abs(dir)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.Device.Channel == "":
+		return bad("[device] channel is required")
+	case c.Trust.Root == "":
+		return bad("[trust] root is required (the provisioned root.json)")
+	case c.State == "":
+		return bad("state (directory) is required")
+	case c.Slots.A == "" || c.Slots.B == "":
+		return bad("[slots] a and b are required")
+	case c.Slots.A == c.Slots.B:
+		return bad("[slots] a and b are the same")
+	}
+	switch c.Boot.Adapter {
+	case "file", "grub", "uboot", "bls":
+	case "":
+		return bad("[boot] adapter is required (file, grub, uboot or bls)")
+	default:
+		return bad("[boot] adapter %q is not file, grub, uboot or bls", c.Boot.Adapter)
+	}
+	if c.Boot.Path == "" {
+		return bad("[boot] path is required")
+	}
+	if c.Boot.Tries == 0 {
+		c.Boot.Tries = 3
+	}
+	if c.Boot.Tries < 1 || c.Boot.Tries > 9 {
+		return bad("[boot] tries %d not in 1..9", c.Boot.Tries)
+	}
+	if c.Slots.Artifact == "" {
+		c.Slots.Artifact = "rootfs"
+	}
+	if c.Device.ID == "" {
+		h, _ := os.Hostname()
+		c.Device.ID = h
+	}
+	return nil
+}
+
+// Path resolves p relative to the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// SlotPath returns the path of slot "A" or "B".
+func (c *Config) SlotPath(slot string) string {
+	if slot == "B" {
+		return c.Path(c.Slots.B)
+	}
+	return c.Path(c.Slots.A)
+}
+
+// Encode writes the config as TOML.
+func (c *Config) Encode() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# shoal device configuration; see docs/device.md\n")
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,167 @@
+package updater
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+
+	"github.com/shoalnet/shoal/updater/audit"
+	"github.com/shoalnet/shoal/updater/state"
+)
+
+func jsonState(s state.State) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// BootCheckResult says what boot-check decided.
+type BootCheckResult struct {
+	Booted     string `json:"booted"`
+	Tentative  bool   `json:"tentative"`
+	Healthy    bool   `json:"healthy"`
+	Committed  bool   `json:"committed"`
+	RolledBack bool   `json:"rolled_back"`
+	Reason     string `json:"reason,omitempty"`
+	State      string `json:"state"`
+	// Reboot is true when the device must reboot (into the old slot).
+	Reboot bool `json:"reboot"`
+}
+
+// BootCheck runs at every boot: it tells the state machine which slot
+// booted, and on a tentative boot runs the health checks, then marks the
+// slot good (commit) or bad (roll back; the caller reboots when Reboot is
+// set). Whatever a power cut interrupted before is repeated.
+func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
+	bs, err := d.boot.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	booted := bs.Booted
+	if booted == "" {
+		booted = bs.Default
+	}
+	res := &BootCheckResult{Booted: booted, Tentative: bs.Tentative()}
+	run := func(a state.Action) (state.Event, error) {
+		switch a := a.(type) {
+		case state.RunHealthChecks:
+			if err := d.VerifySlot(ctx, a.Slot); err != nil {
+				return state.HealthFailed{Reason: "slot no longer verifies: " + err.Error()}, nil
+			}
+			if err := RunHealth(ctx, d.Config.Health); err != nil {
+				var he *HealthError
+				if !errors.As(err, &he) {
+					return nil, err
+				}
+				return state.HealthFailed{Reason: he.Detail}, nil
+			}
+			res.Healthy = true
+			return state.HealthOK{}, nil
+		case state.Reboot:
+			res.Reboot = true
+		}
+		return nil, nil
+	}
+	before := d.m.State()
+	if err := d.step(ctx, state.Booted{Slot: booted}, run); err != nil {
+		return res, err
+	}
+	after := d.m.State()
+	res.State = after.Phase.String()
+	res.Committed = before.Phase == state.Tentative && after.Phase == state.Committed
+	res.RolledBack = before.Phase != state.RolledBack && after.Phase == state.RolledBack
+	if res.RolledBack {
+		res.Reason = after.Reason
+	}
+	return res, nil
+}
+
+// Commit marks a tentatively booted release good without waiting for the
+// health checks.
+func (d *Device) Commit(ctx context.Context) error {
+	return d.step(ctx, state.CommitRequested{}, nil)
+}
+
+// Rollback abandons the update in flight: the bootloader keeps (or goes
+// back to) the old slot.
+func (d *Device) Rollback(ctx context.Context, reason string) (reboot bool, err error) {
+	if reason == "" {
+		reason = "operator requested rollback"
+	}
+	err = d.step(ctx, state.RollbackRequested{Reason: reason}, func(a state.Action) (state.Event, error) {
+		if _, ok := a.(state.Reboot); ok {
+			reboot = true
+		}
+		return nil, nil
+	})
+	return reboot, err
+}
+
+// Status is what `shoal update status --json` prints.
+type Status struct {
+	State         string `json:"state"`
+	ActiveSlot    string `json:"active_slot"`
+	ActiveVersion uint64 `json:"active_version"`
+	Tentative     bool   `json:"tentative"`
+	StagedVersion uint64 `json:"staged_version"`
+	LastError     string `json:"last_error"`
+	BootedSlot    string `json:"booted_slot"`
+	TargetSlot    string `json:"target_slot,omitempty"`
+	TriesLeft     int    `json:"tries_left,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	Channel       string `json:"channel"`
+}
+
+// Status reports the update state and the bootloader's view.
+func (d *Device) Status(ctx context.Context) (*Status, error) {
+	st := d.m.State()
+	bs, err := d.boot.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{State: st.Phase.String(), ActiveSlot: st.Active, ActiveVersion: st.Installed,
+		Tentative: bs.Tentative(), LastError: st.LastError, BootedSlot: bs.Booted,
+		TargetSlot: st.Target, TriesLeft: bs.TriesLeft, Reason: st.Reason, Channel: d.Config.Device.Channel}
+	if (st.Phase == state.Staged || st.Phase == state.Tentative) && st.Release != nil {
+		s.StagedVersion = st.Release.Version
+	}
+	if s.LastError == "" && st.Phase == state.RolledBack {
+		s.LastError = st.Reason
+	}
+	return s, nil
+}
+
+// AuditEntries returns the verified audit log.
+func (d *Device) AuditEntries() ([]audit.Entry, error) {
+	return audit.Entries(d.fs, d.statePath("audit"))
+}
+
+// VerifyAudit checks the audit log's chain.
+func (d *Device) VerifyAudit() (int, error) { return audit.Verify(d.fs, d.statePath("audit")) }
+
+// PowerOn simulates a reboot of a virtual device: the bootloader picks the
+// slot, counting a trial down.
+func (d *Device) PowerOn(ctx context.Context) (string, error) {
+	sim := d.Simulator()
+	if sim == nil {
+		return "", fmt.Errorf("updater: not a virtual device; reboot it for real")
+	}
+	return sim.PowerOn(ctx)
+}
+
+// RebootCommand runs the configured reboot command.
+func (d *Device) RebootCommand(ctx context.Context) error {
+	c := d.Config.Boot.RebootCommand
+	if c == "" {
+		return fmt.Errorf("updater: no [boot] reboot_command configured")
+	}
+	out, err := exec.CommandContext(ctx, "/bin/sh", "-c", c).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reboot command %q: %v: %s", c, err, out)
+	}
+	return nil
+}
