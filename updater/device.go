@@ -123,11 +123,11 @@ func openBoot(cfg *Config, f fsys.FS) (boot.Adapter, boot.Simulator, error) {
 	if cfg.Boot.Cmdline != "" {
 		opts = append(opts, boot.WithCmdline(cfg.Path(cfg.Boot.Cmdline)))
 	}
-	opts = append(opts, bootFSOption(f)...)
+	opts = append(opts, boot.WithFS(f))
 	p := cfg.Path(cfg.Boot.Path)
 	switch cfg.Boot.Adapter {
 	case "file":
-		a, err := boot.OpenFile(p)
+		a, err := boot.OpenFile(p, opts...)
 		return a, a, err
 	case "grub":
 		a, err := boot.OpenGRUB(p, opts...)

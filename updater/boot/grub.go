@@ -213,7 +213,7 @@ func (g *GRUB) PowerOn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := g.opts.writeCmdline("root=PARTLABEL=shoal-root-"+slot+" ro "+cmdlineKey+slot); err != nil {
+	if err := g.opts.writeCmdline("root=PARTLABEL=shoal-root-" + slot + " ro " + cmdlineKey + slot); err != nil {
 		return "", err
 	}
 	return slot, nil

@@ -480,7 +480,7 @@ func (u *UBoot) PowerOn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := u.opts.writeCmdline("root=PARTLABEL=shoal-root-"+slot+" rootwait "+cmdlineKey+slot); err != nil {
+	if err := u.opts.writeCmdline("root=PARTLABEL=shoal-root-" + slot + " rootwait " + cmdlineKey + slot); err != nil {
 		return "", err
 	}
 	return slot, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -42,12 +43,27 @@ func writeFwConfig(t *testing.T, dir string, cfg boot.UBootConfig) string {
 
 var defaultUBootEnv = boot.UBootEnv{"shoal_slot": "A", "bootlimit": "3", "upgrade_available": "0", "bootcount": "0", "bootdelay": "2"}
 
+// boardUBootEnv is what the devices of the conformance suite and the
+// crash sweep start with: shoal's variables behind a board's own, which
+// run to kilobytes of scripts (board_setup stands in for them). Stored
+// sorted by name, they put shoal's counters past the first 512-byte
+// sector, so that a torn save can cut between a copy's header and them.
+var boardUBootEnv = func() boot.UBootEnv {
+	env := maps.Clone(defaultUBootEnv)
+	var setup strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&setup, "setenv board_var%02d %d; ", i, i*i)
+	}
+	env["board_setup"] = setup.String()
+	return env
+}()
+
 // uBootDevice places the environment as layout says. Init writes the
-// default environment unless a copy already holds a valid one.
+// board's environment unless a copy already holds a valid one.
 func uBootDevice(layout func(dir string) boot.UBootConfig) boottest.Device {
 	return boottest.Device{
 		Init: func(f fsys.FS, dir string) error {
-			err := boot.CreateUBootEnv(layout(dir), defaultUBootEnv, boot.WithFS(f))
+			err := boot.CreateUBootEnv(layout(dir), boardUBootEnv, boot.WithFS(f))
 			if errors.Is(err, fs.ErrExist) {
 				return nil
 			}
@@ -497,4 +513,16 @@ func TestParseFwEnvConfig(t *testing.T) {
 // fixCRC sets the CRC of an image whose data area starts at h.
 func fixCRC(img []byte, h int) {
 	binary.LittleEndian.PutUint32(img, crc32.ChecksumIEEE(img[h:]))
+}
+
+// TestBoardEnvSpansSectors keeps the crash sweep's torn writes meaningful:
+// in a save, shoal's counters lie past the first sector.
+func TestBoardEnvSpansSectors(t *testing.T) {
+	img, err := boot.EncodeUBootImage(boardUBootEnv, envSize, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := strings.Index(string(img), "bootcount="); i < 512 {
+		t.Fatalf("bootcount at byte %d, in the first sector", i)
+	}
 }
