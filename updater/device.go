@@ -276,6 +276,9 @@ type ApplyOptions struct {
 	Progress func(done, total int64)
 	// Rollout, if set, decides whether this device takes the release now.
 	Rollout func(r *manifest.Release, d manifest.Device) error
+	// Fetchers is the number of concurrent chunk requests (default 4). An
+	// interrupted apply loses at most this many chunks in flight.
+	Fetchers int
 }
 
 // ApplyResult says what Apply did.
@@ -296,10 +299,6 @@ type ApplyResult struct {
 // when called again.
 func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error) {
 	st := d.m.State()
-	switch st.Phase {
-	case state.Staged, state.Tentative:
-		return nil, fmt.Errorf("%w: release v%d is %s; reboot and run boot-check, or roll back first", ErrBusy, st.Release.Version, st.Phase)
-	}
 	dev := manifest.Device{ID: d.Config.Device.ID, Channel: d.Config.Device.Channel,
 		Hardware: d.Config.Device.Hardware, Arch: d.Config.Device.Arch, Installed: st.Installed}
 	verify := o.Verify
@@ -323,6 +322,22 @@ func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		return nil, err
 	}
 	res := &ApplyResult{Version: v.Release.Version, Channel: v.Release.Channel}
+	if st.Phase == state.Staged || st.Phase == state.Tentative {
+		if st.Release.Version != v.Release.Version {
+			return nil, fmt.Errorf("%w: release v%d is %s; reboot and run boot-check, or roll back first", ErrBusy, st.Release.Version, st.Phase)
+		}
+		// This release is verified already. An apply killed between the
+		// verification and the flip left it Staged: flip it now (the
+		// machine asks for the flip again when told the old slot runs).
+		if st.Phase == state.Staged {
+			if err := d.step(ctx, state.Booted{Slot: st.Active}, nil); err != nil {
+				return nil, err
+			}
+		}
+		after := d.m.State()
+		res.Slot, res.State, res.Reboot = after.Target, after.Phase.String(), after.Phase == state.Tentative
+		return res, nil
+	}
 	if v.UpToDate {
 		res.UpToDate, res.State = true, st.Phase.String()
 		return res, nil
@@ -454,7 +469,7 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 		return InstallStats{}, err
 	}
 	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: resume,
-		Progress: o.Progress, SourceName: o.SourceName}
+		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers}
 	active := state.Other(slot)
 	if aix, err := d.readSlotIndex(active); err == nil {
 		if af, err := d.fs.OpenFile(d.Config.SlotPath(active), os.O_RDONLY, 0); err == nil {

@@ -282,4 +282,3 @@ func TestDeviceOlderReleaseRefused(t *testing.T) {
 		t.Fatalf("same version: %+v %v", res, err)
 	}
 }
-

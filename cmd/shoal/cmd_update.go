@@ -60,10 +60,11 @@ func openSource(src string) (manifest.Fetcher, func() error, error) {
 
 func newUpdateApplyCmd() *cobra.Command {
 	var (
-		source  string
-		channel string
-		asJSON  bool
-		reboot  bool
+		source   string
+		channel  string
+		asJSON   bool
+		reboot   bool
+		fetchers int
 	)
 	c := &cobra.Command{
 		Use:   "apply --source DIR|URL|FILE",
@@ -98,7 +99,7 @@ slot already holds.`,
 			var bar *progress.Bar
 			start := time.Now()
 			res, err := d.Apply(cmd.Context(), updater.ApplyOptions{
-				Mirrors: []manifest.Fetcher{f}, SourceName: source,
+				Mirrors: []manifest.Fetcher{f}, SourceName: source, Fetchers: fetchers,
 				Rollout: rolloutCheck(d.Config.Device.Labels),
 				Progress: func(done, total int64) {
 					if bar == nil {
@@ -144,6 +145,7 @@ slot already holds.`,
 	f.StringVar(&channel, "channel", "", "override the device's channel")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	f.BoolVar(&reboot, "reboot", false, "run [boot] reboot_command after a successful flip")
+	f.IntVar(&fetchers, "fetchers", 4, "concurrent chunk requests")
 	return c
 }
 
