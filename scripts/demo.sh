@@ -1,25 +1,83 @@
 #!/usr/bin/env bash
-# make demo: the main job end to end on embedded defaults. Builds nothing
-# itself (make demo builds bin/shoal first); writes everything under
-# demo-out/ and removes nothing else.
+# make demo: the main job end to end on this machine, with embedded
+# defaults. make demo builds bin/shoal first; everything is written under
+# demo-out/ (recreated on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHOAL=${SHOAL:-bin/shoal}
-OUT=${DEMO_OUT:-demo-out}
-SIZE=${DEMO_SIZE:-268435456}   # 256 MiB
+SHOAL=${SHOAL:-$PWD/bin/shoal}
+OUT=${DEMO_OUT:-$PWD/demo-out}
+SIZE=${DEMO_SIZE:-268435456}   # 256 MiB images
+PORT=${DEMO_PORT:-18631}
+rm -rf "$OUT"
 mkdir -p "$OUT"
+cd "$OUT"
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+expect_fail() {
+  printf '$ %s\n' "$*"
+  if "$@"; then echo "demo: expected this to fail" >&2; exit 1; fi
+  echo "(rejected, as it must be)"
+}
 
-step "1. Generate a v1 image and a v2 with a few changed regions ($((SIZE >> 20)) MiB each)"
-go run ./scripts/mkimage -o "$OUT/v1.img" -size "$SIZE" -seed 7
-go run ./scripts/mkimage -o "$OUT/v2.img" -size "$SIZE" -seed 7 -change 0.04
-ls -l "$OUT"/v1.img "$OUT"/v2.img
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
 
-step "2. Chunk both (FastCDC 16/64/256 KiB, sha2-256)"
-"$SHOAL" chunk "$OUT/v1.img" -o "$OUT/v1.idx"
-"$SHOAL" chunk "$OUT/v2.img" -o "$OUT/v2.idx"
-"$SHOAL" inspect "$OUT/v2.idx"
+step "1. Make a v1 image and a v2 with a few changed regions ($((SIZE >> 20)) MiB each)"
+(cd .. && go build -o "$OUT/mkimage" ./scripts/mkimage)
+run ./mkimage -o v1.img -size "$SIZE" -seed 7
+run ./mkimage -o v2.img -size "$SIZE" -seed 7 -change 0.04
+rm mkimage
 
-step "3. What an update v1 -> v2 downloads, versus the full image"
-"$SHOAL" diff "$OUT/v1.idx" "$OUT/v2.idx"
+step "2. Chunk both (FastCDC 16/64/256 KiB, sha2-256) and see what v1 -> v2 downloads"
+run "$SHOAL" chunk v1.img -o v1.idx
+run "$SHOAL" chunk v2.img -o v2.idx
+run "$SHOAL" diff v1.idx v2.idx
+
+step "3. Create signing keys and publish v1 into a static repository"
+run "$SHOAL" keys init keys
+run "$SHOAL" publish --repo repo --keys keys --channel stable --version 1 rootfs=v1.img
+cp -a repo repo-at-v1   # a mirror that will go stale: used for the rollback attack below
+
+step "4. Serve the repository over HTTP and verify v1 as a device would"
+"$SHOAL" serve --repo repo --listen 127.0.0.1:$PORT >serve.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state
+
+step "5. Publish v2 (only new chunks are written) and verify it"
+run "$SHOAL" publish --repo repo --keys keys --channel stable --version 2 rootfs=v2.img
+run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state
+
+step "6. A mirror replays the old, validly signed v1 metadata: the device refuses the rollback"
+expect_fail "$SHOAL" verify --repo repo-at-v1 --root keys/root.json --state verifier-state
+
+step "7. A virtual device (two 320 MiB slots, file boot adapter) installs v1 from the HTTP origin"
+touch "$OUT/healthy"
+run "$SHOAL" device init device --slot-size 320M --root keys/root.json --channel stable \
+  --health-cmd "test -e $OUT/healthy" --health-deadline 3s
+CFG=device/shoal.toml
+# Pretend v2 does not exist yet: install v1 from the stale mirror.
+run "$SHOAL" update apply --config $CFG --source repo-at-v1
+run "$SHOAL" device reboot --config $CFG
+run "$SHOAL" update boot-check --config $CFG
+run "$SHOAL" update status --config $CFG
+
+step "8. v2 with a failing health check: automatic rollback to v1"
+rm "$OUT/healthy"
+run "$SHOAL" update apply --config $CFG --source http://127.0.0.1:$PORT/
+run "$SHOAL" device reboot --config $CFG
+run "$SHOAL" update boot-check --config $CFG
+run "$SHOAL" device reboot --config $CFG
+run "$SHOAL" update status --config $CFG
+run "$SHOAL" update log verify --config $CFG
+
+step "9. The health problem is fixed: the operator retries v2, and it commits"
+touch "$OUT/healthy"
+run "$SHOAL" update apply --config $CFG --source http://127.0.0.1:$PORT/ --retry-failed
+run "$SHOAL" device reboot --config $CFG
+run "$SHOAL" update boot-check --config $CFG
+run "$SHOAL" update status --config $CFG --json
+
+printf '\ndemo finished: everything is in %s\n' "$OUT"

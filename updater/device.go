@@ -276,6 +276,10 @@ type ApplyOptions struct {
 	Progress func(done, total int64)
 	// Rollout, if set, decides whether this device takes the release now.
 	Rollout func(r *manifest.Release, d manifest.Device) error
+	// RetryFailed lets an operator retry a release that rolled back on
+	// this device before (normally refused): the machine is reset on the
+	// active slot first, which the audit log records.
+	RetryFailed bool
 	// Fetchers is the number of concurrent chunk requests (default 4). An
 	// interrupted apply loses at most this many chunks in flight.
 	Fetchers int
@@ -337,6 +341,12 @@ func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		after := d.m.State()
 		res.Slot, res.State, res.Reboot = after.Target, after.Phase.String(), after.Phase == state.Tentative
 		return res, nil
+	}
+	if o.RetryFailed && st.Phase == state.RolledBack && st.FailedVersion == v.Release.Version {
+		if err := d.step(ctx, state.Reset{Active: st.Active, Installed: st.Installed}, nil); err != nil {
+			return nil, err
+		}
+		st = d.m.State()
 	}
 	if v.UpToDate {
 		res.UpToDate, res.State = true, st.Phase.String()

@@ -65,6 +65,7 @@ func newUpdateApplyCmd() *cobra.Command {
 		asJSON   bool
 		reboot   bool
 		fetchers int
+		retry    bool
 	)
 	c := &cobra.Command{
 		Use:   "apply --source DIR|URL|FILE",
@@ -99,7 +100,7 @@ slot already holds.`,
 			var bar *progress.Bar
 			start := time.Now()
 			res, err := d.Apply(cmd.Context(), updater.ApplyOptions{
-				Mirrors: []manifest.Fetcher{f}, SourceName: source, Fetchers: fetchers,
+				Mirrors: []manifest.Fetcher{f}, SourceName: source, Fetchers: fetchers, RetryFailed: retry,
 				Rollout: rolloutCheck(d.Config.Device.Labels),
 				Progress: func(done, total int64) {
 					if bar == nil {
@@ -146,6 +147,7 @@ slot already holds.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	f.BoolVar(&reboot, "reboot", false, "run [boot] reboot_command after a successful flip")
 	f.IntVar(&fetchers, "fetchers", 4, "concurrent chunk requests")
+	f.BoolVar(&retry, "retry-failed", false, "retry a release that rolled back on this device before")
 	return c
 }
 
