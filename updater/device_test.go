@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,5 +281,50 @@ func TestDeviceOlderReleaseRefused(t *testing.T) {
 	// The repository now offers a release whose version is not newer.
 	if res, err := w.apply(open(t, cfg)); err != nil || !res.UpToDate {
 		t.Fatalf("same version: %+v %v", res, err)
+	}
+}
+
+// TestDeviceDiskFull fills the filesystem holding the device state (a real
+// tmpfs of 1 MiB) and applies: a clean error naming the cause, the
+// running slot untouched, the state still readable; with space again, the
+// same apply succeeds.
+func TestDeviceDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	sdir := cfg.Path("state")
+	os.MkdirAll(sdir, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", sdir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", sdir).Run() })
+	w.publish("stable", 1, nil)
+	open(t, cfg) // initial state and audit log fit
+	filler := filepath.Join(sdir, "filler")
+	f, _ := os.Create(filler)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	before, _ := os.ReadFile(cfg.SlotPath("A"))
+	_, err := w.apply(open(t, cfg))
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("apply on a full disk: %v", err)
+	}
+	if after, _ := os.ReadFile(cfg.SlotPath("A")); string(after) != string(before) {
+		t.Fatal("active slot changed")
+	}
+	d := open(t, cfg) // state still parses
+	if st := d.State(); st.Active != "A" || st.Phase == state.Staged || st.Phase == state.Tentative {
+		t.Fatalf("state after failed apply: %+v", st)
+	}
+	os.Remove(filler)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatalf("apply with space again: %v", err)
 	}
 }
