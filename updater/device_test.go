@@ -282,6 +282,17 @@ func TestDeviceOlderReleaseRefused(t *testing.T) {
 	if res, err := w.apply(open(t, cfg)); err != nil || !res.UpToDate {
 		t.Fatalf("same version: %+v %v", res, err)
 	}
+	// The device moves to a channel whose newest release is older than
+	// the one installed.
+	w.publish("lts", 2, nil)
+	cfg.Device.Channel = "lts"
+	_, err := w.apply(open(t, cfg))
+	if !errors.Is(err, manifest.ErrRollback) {
+		t.Fatalf("older release: %v", err)
+	}
+	if st := open(t, cfg).State(); st.Installed != 5 || st.Phase != state.Committed {
+		t.Fatalf("state after refusing an older release: %+v", st)
+	}
 }
 
 // TestDeviceDiskFull fills the filesystem holding the device state (a real
