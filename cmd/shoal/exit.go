@@ -6,6 +6,8 @@ import (
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/bundle"
+	"github.com/shoalnet/shoal/manifest/tlog"
 	"github.com/shoalnet/shoal/store"
 )
 
@@ -41,6 +43,13 @@ var integrityErrors = []error{
 	manifest.ErrChunkCorrupt,
 	store.ErrMismatch,
 	store.ErrCorrupt,
+	bundle.ErrMalformed,
+	bundle.ErrMissing,
+	bundle.ErrExtra,
+	tlog.ErrNotFound,
+	tlog.ErrBadCheckpoint,
+	tlog.ErrInconsistent,
+	tlog.ErrCorrupt,
 }
 
 func exitCode(err error) int {

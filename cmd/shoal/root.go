@@ -33,6 +33,7 @@ with each other.`,
 		newServeCmd(),
 		newDeviceCmd(),
 		newUpdateCmd(),
+		newBundleCmd(),
 	)
 	return root
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,11 +195,14 @@ func TestDeviceInstallsFromBundle(t *testing.T) {
 		}
 		// What the device holds: release 1's images, chunked as published.
 		local := map[string][]byte{}
+		var mu sync.Mutex
 		if from == 1 {
 			for _, img := range f.images[1] {
 				if _, err := chunker.Split(context.Background(), bytes.NewReader(img), chunker.Options{
 					Params: testParams, Hash: chunker.SHA256,
-					Work: func(ch chunker.Chunk, data []byte) error {
+					Work: func(ch chunker.Chunk, data []byte) error { // runs on several goroutines
+						mu.Lock()
+						defer mu.Unlock()
 						local[chunker.SHA256.ID(ch.Digest).String()] = bytes.Clone(data)
 						return nil
 					},

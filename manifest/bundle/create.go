@@ -47,8 +47,9 @@ type CreateOptions struct {
 	// Workers fetch and check chunks in parallel; 0: 2*GOMAXPROCS (at
 	// least 4), which also hides HTTP latency.
 	Workers int
-	// Progress, if set, is called after each chunk is written.
-	Progress func(done, total int)
+	// Progress, if set, is called after each chunk is written with the
+	// decoded bytes written so far and in all.
+	Progress func(done, total int64)
 }
 
 // Result reports what Create wrote.
@@ -103,7 +104,7 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 		return nil, err
 	}
 	res.TargetsVersion = targets.version
-	rs, _, err := releasesOf(targets.data, o.Channel)
+	rs, err := releasesOf(targets.data, o.Channel)
 	if err != nil {
 		return nil, fmt.Errorf("metadata/%d.targets.json: %w", targets.version, err)
 	}
@@ -128,16 +129,18 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 	}
 
 	// Indexes, and the chunks they list.
-	need := map[string]int{} // chunk path -> maximum chunk size
+	need := map[string]int{}    // chunk path -> maximum chunk size
+	sizes := map[string]int64{} // chunk path -> its size
 	for _, a := range rel.Artifacts {
 		ix, b, err := fetchIndex(ctx, f, a)
 		if err != nil {
 			return nil, fmt.Errorf("release %s/%d artifact %s: %w", o.Channel, rel.Version, a.Name, err)
 		}
 		files[manifest.IndexPath(a.Index)] = b
-		for i := range ix.Chunks {
+		for i, c := range ix.Chunks {
 			p := manifest.ChunkPath(ix.ID(i))
 			need[p] = max(need[p], ix.Params.Max)
+			sizes[p] = int64(c.Size)
 		}
 	}
 	res.ReleaseChunks = len(need)
@@ -196,8 +199,10 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 	}
 	sort.Strings(others)
 	chunks := make([]string, 0, len(need))
+	var total int64
 	for p := range need {
 		chunks = append(chunks, p)
+		total += sizes[p]
 	}
 	sort.Strings(chunks)
 	info.Counts.Chunks = len(chunks)
@@ -256,7 +261,7 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 			res.ChunkBytes += int64(len(c.obj))
 			res.RawBytes += int64(c.raw)
 			if o.Progress != nil {
-				o.Progress(i+1, len(chunks))
+				o.Progress(res.RawBytes, total)
 			}
 			return nil
 		})

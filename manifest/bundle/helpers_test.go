@@ -35,15 +35,15 @@ var testParams = chunker.Params{Min: 2 << 10, Avg: 8 << 10, Max: 32 << 10}
 // differs from 1's in a few places and whose boot image is the same. The
 // root is rotated between them, so the repository holds two root versions.
 type fixture struct {
-	dir, repo  string
-	keys       *manifest.Keyring
-	root       []byte // root version 1, as devices were provisioned
-	logKey     string // verifier key of the log
-	images     map[uint64]map[string][]byte
-	afterV1    string // copy of the repository after release 1
-	published  map[uint64]*manifest.PublishResult
-	logSigner  note.Signer
-	useLog     bool
+	dir, repo string
+	keys      *manifest.Keyring
+	root      []byte // root version 1, as devices were provisioned
+	logKey    string // verifier key of the log
+	images    map[uint64]map[string][]byte
+	afterV1   string // copy of the repository after release 1
+	published map[uint64]*manifest.PublishResult
+	logSigner note.Signer
+	useLog    bool
 }
 
 func newFixture(t testing.TB, withLog bool) *fixture {

@@ -173,7 +173,12 @@ func TestOpenRejects(t *testing.T) {
 		{"oversized bundle.json", rawTar(rawHeader(InfoPath, maxInfoSize+1, '0')), "allowed for it"},
 		{"size past the end", append(append(bytes.Clone(info), chunk...), rawHeader("metadata/timestamp.json", 5000, '0')...), "truncated: entry metadata/timestamp.json needs 5000 bytes"},
 		{"bad checksum", rawTar(info, chunk, badSum), "header checksum"},
-		{"not ustar", rawTar(info, chunk, func() []byte { b := bytes.Clone(meta); copy(b[257:265], "ustar  \x00"); setChecksum(b[:blockSize]); return b }()), "not a POSIX ustar header"},
+		{"not ustar", rawTar(info, chunk, func() []byte {
+			b := bytes.Clone(meta)
+			copy(b[257:265], "ustar  \x00")
+			setChecksum(b[:blockSize])
+			return b
+		}()), "not a POSIX ustar header"},
 		{"binary size", rawTar(info, chunk, func() []byte { b := bytes.Clone(meta); b[124] = 0x80; setChecksum(b[:blockSize]); return b }()), "binary size"},
 		{"counts disagree", rawTar(info, chunk), "counts"},
 		{"unknown format", rawTar(withInfo(func(i *Info) { i.Format = 2 }), chunk, meta), "format 2"},

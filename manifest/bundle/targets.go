@@ -46,29 +46,29 @@ type targetFields struct {
 
 // releasesOf lists the releases of a channel in a targets metadata file,
 // newest first.
-func releasesOf(targetsJSON []byte, channel string) ([]*release, *metadata.Metadata[metadata.TargetsType], error) {
+func releasesOf(targetsJSON []byte, channel string) ([]*release, error) {
 	md, err := metadata.Targets().FromBytes(targetsJSON)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: targets: %v", manifest.ErrBadMetadata, err)
+		return nil, fmt.Errorf("%w: targets: %v", manifest.ErrBadMetadata, err)
 	}
 	byVersion := map[uint64]*release{}
 	for p, tf := range md.Signed.Targets {
 		if tf.Custom == nil {
-			return nil, nil, fmt.Errorf("%w: target %s: no custom fields", manifest.ErrBadMetadata, p)
+			return nil, fmt.Errorf("%w: target %s: no custom fields", manifest.ErrBadMetadata, p)
 		}
 		var f targetFields
 		if err := json.Unmarshal(*tf.Custom, &f); err != nil {
-			return nil, nil, fmt.Errorf("%w: target %s: %v", manifest.ErrBadMetadata, p, err)
+			return nil, fmt.Errorf("%w: target %s: %v", manifest.ErrBadMetadata, p, err)
 		}
 		if f.Channel != channel {
 			continue
 		}
 		if p != manifest.TargetPath(f.Channel, f.Version, f.Artifact) || !manifest.ValidName(f.Artifact) {
-			return nil, nil, fmt.Errorf("%w: target %s: path does not match its fields", manifest.ErrBadMetadata, p)
+			return nil, fmt.Errorf("%w: target %s: path does not match its fields", manifest.ErrBadMetadata, p)
 		}
 		id, err := parseID(f.Index)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: target %s: index %v", manifest.ErrBadMetadata, p, err)
+			return nil, fmt.Errorf("%w: target %s: index %v", manifest.ErrBadMetadata, p, err)
 		}
 		r := byVersion[f.Version]
 		if r == nil {
@@ -83,7 +83,7 @@ func releasesOf(targetsJSON []byte, channel string) ([]*release, *metadata.Metad
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version > out[j].Version })
-	return out, md, nil
+	return out, nil
 }
 
 // find returns the release with version v, or nil.

@@ -42,8 +42,9 @@ type VerifyOptions struct {
 	Now func() time.Time
 	// Workers decode chunks in parallel; 0: GOMAXPROCS.
 	Workers int
-	// Progress, if set, is called after each chunk is checked.
-	Progress func(done, total int)
+	// Progress, if set, is called after each chunk is checked with the
+	// decoded bytes checked so far and in all.
+	Progress func(done, total int64)
 }
 
 // VerifyResult reports a verified bundle.
@@ -132,7 +133,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 	case v.TargetsVersion != info.TargetsVersion:
 		return fail(fmt.Errorf("%w: %s names targets version %d, the bundle's metadata is at %d", ErrMalformed, InfoPath, info.TargetsVersion, v.TargetsVersion))
 	}
-	rs, _, err := releasesOf(v.Targets, rel.Channel)
+	rs, err := releasesOf(v.Targets, rel.Channel)
 	if err != nil {
 		return fail(err)
 	}
@@ -153,11 +154,13 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 	}
 
 	need := map[string]int{}
+	chunkSizes := map[string]int64{}
 	for i, ix := range v.Indexes {
 		expected[manifest.IndexPath(rel.Artifacts[i].Index)] = true
-		for j := range ix.Chunks {
+		for j, c := range ix.Chunks {
 			p := manifest.ChunkPath(ix.ID(j))
 			need[p] = max(need[p], ix.Params.Max)
+			chunkSizes[p] = int64(c.Size)
 		}
 	}
 	if info.From != 0 {
@@ -187,9 +190,11 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		}
 	}
 	chunks := make([]string, 0, len(need))
+	var total int64
 	for p := range need {
 		chunks = append(chunks, p)
 		expected[p] = true
+		total += chunkSizes[p]
 	}
 	sort.Strings(chunks)
 	for _, p := range chunks {
@@ -259,7 +264,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		res.ChunkBytes += int64(s.obj)
 		res.RawBytes += int64(s.raw)
 		if o.Progress != nil {
-			o.Progress(i+1, len(chunks))
+			o.Progress(res.RawBytes, total)
 		}
 		return nil
 	})
@@ -288,7 +293,7 @@ func (r *Reader) device(ctx context.Context, d manifest.Device) manifest.Device 
 	if err != nil {
 		return d
 	}
-	rs, _, err := releasesOf(b, d.Channel)
+	rs, err := releasesOf(b, d.Channel)
 	if err != nil {
 		return d
 	}
