@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoalnet/shoal/updater"
+	"github.com/shoalnet/shoal/updater/boot"
 )
 
 func newDeviceCmd() *cobra.Command {
@@ -51,6 +52,9 @@ real device would power-cycle.`,
 			if slotSize <= 0 || root == "" || channel == "" {
 				return usageError{fmt.Errorf("--slot-size, --root and --channel are required")}
 			}
+			if tries < 1 || tries > boot.MaxTries {
+				return usageError{fmt.Errorf("--tries %d: want 1..%d", tries, boot.MaxTries)}
+			}
 			dir := args[0]
 			if _, err := os.Stat(filepath.Join(dir, "shoal.toml")); err == nil {
 				return fmt.Errorf("%s already holds a device (shoal.toml exists)", dir)
@@ -78,7 +82,7 @@ real device would power-cycle.`,
 					return err
 				}
 			}
-			bootPath, err := initBootState(dir, adapter)
+			bootPath, err := initBootState(dir, adapter, tries)
 			if err != nil {
 				return err
 			}
@@ -124,25 +128,30 @@ real device would power-cycle.`,
 
 // initBootState creates the adapter's state files in dir and returns the
 // adapter path for the config.
-func initBootState(dir, adapter string) (string, error) {
+func initBootState(dir, adapter string, tries int) (string, error) {
 	switch adapter {
 	case "file":
 		return "boot.json", nil // the adapter creates it on first open
 	case "grub":
-		return "grubenv", nil
+		// As `grub-editenv grubenv create` would.
+		return "grubenv", boot.CreateGRUBEnv(filepath.Join(dir, "grubenv"))
 	case "bls":
 		return "esp", os.MkdirAll(filepath.Join(dir, "esp", "loader", "entries"), 0o755)
 	case "uboot":
 		// Two redundant environment copies of 16 KiB, as fw_env.config names them.
-		for _, n := range []string{"uboot-env-1.bin", "uboot-env-2.bin"} {
-			if err := os.WriteFile(filepath.Join(dir, n), make([]byte, 0x4000), 0o644); err != nil {
-				return "", err
-			}
-		}
 		abs, _ := filepath.Abs(dir)
-		cfg := fmt.Sprintf("# device offset size\n%s 0x0 0x4000\n%s 0x0 0x4000\n",
+		text := fmt.Sprintf("# device offset size\n%s 0x0 0x4000\n%s 0x0 0x4000\n",
 			filepath.Join(abs, "uboot-env-1.bin"), filepath.Join(abs, "uboot-env-2.bin"))
-		return "fw_env.config", os.WriteFile(filepath.Join(dir, "fw_env.config"), []byte(cfg), 0o644)
+		if err := os.WriteFile(filepath.Join(dir, "fw_env.config"), []byte(text), 0o644); err != nil {
+			return "", err
+		}
+		cfg, err := boot.ParseFwEnvConfig(text)
+		if err != nil {
+			return "", err
+		}
+		// The board's default environment (see packaging/uboot/shoal-env.txt).
+		env := boot.UBootEnv{"shoal_slot": "A", "upgrade_available": "0", "bootcount": "0", "bootlimit": strconv.Itoa(tries)}
+		return "fw_env.config", boot.CreateUBootEnv(cfg, env)
 	}
 	return "", usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDeviceEveryBootAdapter runs a virtual device with each boot adapter
+// through install, reboot, boot-check and commit, then a failed update
+// and its rollback; for grub and uboot the real tools read the result.
+func TestDeviceEveryBootAdapter(t *testing.T) {
+	dir := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		out, errs, code := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
+	writeImage(t, img1, 2<<20, 0)
+	writeImage(t, img2, 2<<20, 0x55)
+	keys, repo := filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
+	must("keys", "init", keys)
+	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
+
+	flag := filepath.Join(dir, "healthy")
+	os.WriteFile(flag, nil, 0o644)
+	for _, adapter := range []string{"file", "grub", "uboot", "bls"} {
+		t.Run(adapter, func(t *testing.T) {
+			dev := filepath.Join(dir, "dev-"+adapter)
+			cfg := filepath.Join(dev, "shoal.toml")
+			must("device", "init", dev, "--slot-size", "3M", "--root", filepath.Join(keys, "root.json"),
+				"--channel", "stable", "--boot", adapter, "--health-cmd", "test -e "+flag, "--health-deadline", "200ms")
+			must("device", "reboot", "--config", cfg)
+			must("update", "boot-check", "--config", cfg)
+			must("update", "apply", "--config", cfg, "--source", repo)
+			if out := must("device", "reboot", "--config", cfg, "--json"); !strings.Contains(out, `"B"`) {
+				t.Fatalf("reboot after apply: %s", out)
+			}
+			var bc struct {
+				Committed bool `json:"committed"`
+			}
+			json.Unmarshal([]byte(must("update", "boot-check", "--config", cfg, "--json")), &bc)
+			if !bc.Committed {
+				t.Fatal("v1 not committed")
+			}
+			switch adapter {
+			case "grub":
+				if out, err := exec.Command("grub-editenv", filepath.Join(dev, "grubenv"), "list").CombinedOutput(); err != nil || !strings.Contains(string(out), "=B") {
+					t.Fatalf("grub-editenv: %v %s", err, out)
+				}
+			case "uboot":
+				if out, err := exec.Command("fw_printenv", "-c", filepath.Join(dev, "fw_env.config"), "shoal_slot").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "shoal_slot=B" {
+					t.Fatalf("fw_printenv: %v %s", err, out)
+				}
+			}
+			var st struct {
+				State         string `json:"state"`
+				ActiveSlot    string `json:"active_slot"`
+				ActiveVersion uint64 `json:"active_version"`
+				LastError     string `json:"last_error"`
+			}
+			json.Unmarshal([]byte(must("update", "status", "--config", cfg, "--json")), &st)
+			if st.State != "committed" || st.ActiveSlot != "B" || st.ActiveVersion != 1 {
+				t.Fatalf("status: %+v", st)
+			}
+		})
+	}
+
+	// v2 fails its health check on every device: each rolls back to B.
+	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "2", "rootfs="+img2)
+	os.Remove(flag)
+	for _, adapter := range []string{"file", "grub", "uboot", "bls"} {
+		cfg := filepath.Join(dir, "dev-"+adapter, "shoal.toml")
+		must("update", "apply", "--config", cfg, "--source", repo)
+		must("device", "reboot", "--config", cfg)
+		out := must("update", "boot-check", "--config", cfg, "--json")
+		if !strings.Contains(out, `"rolled_back": true`) {
+			t.Fatalf("%s: boot-check of a failing v2: %s", adapter, out)
+		}
+		if out := must("device", "reboot", "--config", cfg); !strings.Contains(out, "slot B") {
+			t.Fatalf("%s: after rollback boots %s", adapter, out)
+		}
+		if out := must("update", "log", "verify", "--config", cfg); !strings.Contains(out, "rolled-back") {
+			t.Fatalf("%s: audit log lacks the rollback: %s", adapter, out)
+		}
+	}
+}
