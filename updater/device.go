@@ -224,13 +224,14 @@ func (d *Device) act(ctx context.Context, a state.Action, run func(state.Action)
 			return nil, err
 		}
 		if st.Default == a.Slot && st.Trial == "" {
-			return nil, nil // already so: keep the audit log free of repeats
+			// Already so: keep the audit log free of repeats.
+			return state.MarkedGood{Slot: a.Slot}, nil
 		}
 		if err := d.boot.MarkGood(ctx, a.Slot); err != nil {
 			return nil, err
 		}
 		d.record("marked-good", a.Slot, "")
-		return nil, nil
+		return state.MarkedGood{Slot: a.Slot}, nil
 	case state.MarkBad:
 		st, err := d.boot.Status(ctx)
 		if err != nil {
@@ -300,8 +301,30 @@ type ApplyResult struct {
 // Apply verifies the newest release for this device, installs it into the
 // inactive slot and flips the bootloader to try it. An apply interrupted
 // by a crash, a kill or a network failure resumes from what the slot holds
-// when called again.
+// when called again. A failure is kept for `update status` (last_error).
 func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error) {
+	res, err := d.apply(ctx, o)
+	d.noteError(err)
+	return res, err
+}
+
+const lastErrorFile = "last-error"
+
+// noteError remembers the last failed apply for Status, or forgets it
+// after a success. Best effort: it must not mask the real outcome.
+func (d *Device) noteError(err error) {
+	p := d.statePath(lastErrorFile)
+	if err == nil {
+		if _, serr := d.fs.Stat(p); serr == nil {
+			_ = d.fs.Remove(p)
+		}
+		return
+	}
+	msg := d.now().UTC().Format(time.RFC3339) + " " + err.Error()
+	_ = fsys.WriteFileAtomic(d.fs, p, []byte(msg), 0o644)
+}
+
+func (d *Device) apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error) {
 	st := d.m.State()
 	dev := manifest.Device{ID: d.Config.Device.ID, Channel: d.Config.Device.Channel,
 		Hardware: d.Config.Device.Hardware, Arch: d.Config.Device.Arch, Installed: st.Installed}
@@ -311,10 +334,24 @@ func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		if err != nil {
 			return nil, fmt.Errorf("trusted root: %w", err)
 		}
-		client, err := manifest.NewClient(manifest.ClientConfig{
+		ccfg := manifest.ClientConfig{
 			TrustedRoot: root, StateDir: d.statePath("trust"), Mirrors: o.Mirrors,
 			Now: d.now, Rollout: o.Rollout,
-		})
+		}
+		if d.Config.Trust.RequireLog {
+			// The log checkpoint is remembered next to the TUF state.
+			p := d.Config.Path(d.Config.Trust.LogKey)
+			kb, err := d.fs.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("log key: %w", err)
+			}
+			w, err := manifest.NewLogWitness(manifest.ParseLogKeys(kb), d.statePath("trust"))
+			if err != nil {
+				return nil, fmt.Errorf("log key %s: %w", p, err)
+			}
+			ccfg.Witness = w
+		}
+		client, err := manifest.NewClient(ccfg)
 		if err != nil {
 			return nil, err
 		}
@@ -326,6 +363,17 @@ func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		return nil, err
 	}
 	res := &ApplyResult{Version: v.Release.Version, Channel: v.Release.Channel}
+	if st.Phase != state.Staged && st.Phase != state.Tentative {
+		// Never write the slot that runs: after a rollback the failed
+		// target runs until the device reboots.
+		bs, err := d.boot.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if bs.Booted != "" && bs.Booted != st.Active {
+			return nil, fmt.Errorf("%w: slot %s is running but slot %s is active; reboot first", ErrBusy, bs.Booted, st.Active)
+		}
+	}
 	if st.Phase == state.Staged || st.Phase == state.Tentative {
 		if st.Release.Version != v.Release.Version {
 			return nil, fmt.Errorf("%w: release v%d is %s; reboot and run boot-check, or roll back first", ErrBusy, st.Release.Version, st.Phase)
@@ -367,9 +415,16 @@ func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		chunks = RepoChunks{Fetcher: o.Mirrors[0], MaxChunk: ix.Params.Max}
 	}
 	var installErr error
+	fetched := false
 	run := func(a state.Action) (state.Event, error) {
 		switch a := a.(type) {
 		case state.StartFetch:
+			if fetched {
+				// The machine retries after FetchFailed; the caller is
+				// to back off, so the retry waits for the next apply.
+				return nil, nil
+			}
+			fetched = true
 			res.Slot = a.Slot
 			stats, err := d.install(ctx, a.Slot, ix, chunks, o)
 			res.Stats = stats
@@ -457,12 +512,10 @@ func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker
 func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, chunks ChunkSource, o ApplyOptions) (InstallStats, error) {
 	target := d.Config.SlotPath(slot)
 	idxPath := d.slotIndexPath(slot)
-	// Resume when the slot was being filled with this very index.
-	resume := false
-	if old, err := d.fs.ReadFile(idxPath); err == nil {
-		resume = string(old) == string(ix.Encode())
-	}
-	if !resume {
+	// Chunks already in place (an interrupted install of this or an
+	// earlier index, or a retry of a release that rolled back) are kept:
+	// the slot is hashed first, so nothing verified is fetched twice.
+	if old, err := d.fs.ReadFile(idxPath); err != nil || string(old) != string(ix.Encode()) {
 		// Record what the slot is about to hold before writing it, so an
 		// interrupted install resumes instead of starting over.
 		if err := fsys.WriteFileAtomic(d.fs, idxPath, ix.Encode(), 0o644); err != nil {
@@ -478,7 +531,7 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 	if err != nil {
 		return InstallStats{}, err
 	}
-	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: resume,
+	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: true,
 		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers}
 	active := state.Other(slot)
 	if aix, err := d.readSlotIndex(active); err == nil {

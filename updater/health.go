@@ -67,6 +67,7 @@ func RunHealth(ctx context.Context, h HealthConfig) error {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	var last error
@@ -77,6 +78,10 @@ func RunHealth(ctx context.Context, h HealthConfig) error {
 		}
 		select {
 		case <-ctx.Done():
+			if err := parent.Err(); err != nil {
+				// Interrupted (shutdown, Ctrl-C): not a verdict on the slot.
+				return err
+			}
 			return &HealthError{Detail: fmt.Sprintf("%v (still failing after %v)", last, deadline)}
 		case <-time.After(interval):
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 
+	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/updater/audit"
 	"github.com/shoalnet/shoal/updater/state"
 )
@@ -43,6 +44,10 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 	}
 	booted := bs.Booted
 	if booted == "" {
+		if ph := d.m.State().Phase; ph == state.Staged || ph == state.Tentative {
+			// Guessing here could mark a healthy trial bad, or worse.
+			return nil, fmt.Errorf("updater: cannot tell which slot booted (no shoal.slot= on the kernel command line) while an update is %s", ph)
+		}
 		booted = bs.Default
 	}
 	res := &BootCheckResult{Booted: booted, Tentative: bs.Tentative()}
@@ -50,6 +55,9 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 		switch a := a.(type) {
 		case state.RunHealthChecks:
 			if err := d.VerifySlot(ctx, a.Slot); err != nil {
+				if !errors.Is(err, chunker.ErrMismatch) {
+					return nil, err // I/O trouble or interrupted: no verdict
+				}
 				return state.HealthFailed{Reason: "slot no longer verifies: " + err.Error()}, nil
 			}
 			if err := RunHealth(ctx, d.Config.Health); err != nil {
@@ -69,6 +77,9 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 	before := d.m.State()
 	if err := d.step(ctx, state.Booted{Slot: booted}, run); err != nil {
 		return res, err
+	}
+	if before.Phase == state.Tentative {
+		d.noteError(nil) // a verdict supersedes an older apply failure
 	}
 	after := d.m.State()
 	res.State = after.Phase.String()
@@ -131,6 +142,9 @@ func (d *Device) Status(ctx context.Context) (*Status, error) {
 	}
 	if s.LastError == "" && st.Phase == state.RolledBack {
 		s.LastError = st.Reason
+	}
+	if b, err := d.fs.ReadFile(d.statePath(lastErrorFile)); err == nil {
+		s.LastError = string(b)
 	}
 	return s, nil
 }

@@ -66,7 +66,17 @@ func TestDeviceEveryBootAdapter(t *testing.T) {
 				ActiveVersion uint64 `json:"active_version"`
 				LastError     string `json:"last_error"`
 			}
-			json.Unmarshal([]byte(must("update", "status", "--config", cfg, "--json")), &st)
+			raw := must("update", "status", "--config", cfg, "--json")
+			var keys map[string]any
+			if err := json.Unmarshal([]byte(raw), &keys); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"state", "active_slot", "active_version", "tentative", "staged_version", "last_error"} {
+				if _, ok := keys[k]; !ok {
+					t.Errorf("update status --json lacks %q: %s", k, raw)
+				}
+			}
+			json.Unmarshal([]byte(raw), &st)
 			if st.State != "committed" || st.ActiveSlot != "B" || st.ActiveVersion != 1 {
 				t.Fatalf("status: %+v", st)
 			}

@@ -119,15 +119,15 @@ slot already holds.`,
 			if err != nil {
 				return err
 			}
-			if reboot && res.Reboot {
-				defer d.RebootCommand(cmd.Context())
-			}
 			out := struct {
 				*updater.ApplyResult
 				Seconds float64 `json:"seconds"`
 			}{res, time.Since(start).Seconds()}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), out)
+				if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
+					return err
+				}
+				return rebootIf(cmd, d, reboot && res.Reboot)
 			}
 			w := cmd.OutOrStdout()
 			if res.UpToDate {
@@ -138,7 +138,7 @@ slot already holds.`,
 			fmt.Fprintf(w, "installed %s v%d into slot %s in %.1fs: %s copied locally, %s downloaded (%d chunks), %s already in place\n",
 				res.Channel, res.Version, res.Slot, out.Seconds, humanBytes(s.LocalBytes), humanBytes(s.FetchedBytes), s.FetchedChunks, humanBytes(s.InPlaceBytes))
 			fmt.Fprintf(w, "slot %s verified against the signed Merkle root; bootloader will try it next boot (%s)\n", res.Slot, res.State)
-			return nil
+			return rebootIf(cmd, d, reboot && res.Reboot)
 		},
 	}
 	f := c.Flags()
@@ -308,4 +308,13 @@ func newUpdateLogCmd() *cobra.Command {
 	verify.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	c.AddCommand(verify)
 	return c
+}
+
+// rebootIf runs the configured reboot command when asked to; its failure
+// is the command's failure.
+func rebootIf(cmd *cobra.Command, d *updater.Device, do bool) error {
+	if !do {
+		return nil
+	}
+	return d.RebootCommand(cmd.Context())
 }

@@ -39,7 +39,8 @@ type RunHealthChecks struct {
 	Deadline int
 }
 
-// MarkGood: make Slot the bootloader's default (boot.Adapter.MarkGood).
+// MarkGood: make Slot the bootloader's default (boot.Adapter.MarkGood),
+// then step MarkedGood.
 type MarkGood struct{ Slot string }
 
 // MarkBad: never boot Slot again until it is flipped anew

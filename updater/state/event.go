@@ -35,6 +35,9 @@ type Flipped struct{}
 // Booted: the device came up from Slot, as the bootloader reports it.
 type Booted struct{ Slot string }
 
+// MarkedGood: the bootloader now boots Slot by default (MarkGood done).
+type MarkedGood struct{ Slot string }
+
 // HealthOK: every health check passed on the target.
 type HealthOK struct{}
 
@@ -67,6 +70,7 @@ func (Verified) event()          {}
 func (Flipped) event()           {}
 func (Booted) event()            {}
 func (HealthOK) event()          {}
+func (MarkedGood) event()        {}
 func (HealthFailed) event()      {}
 func (DeadlinePassed) event()    {}
 func (RollbackRequested) event() {}
@@ -87,6 +91,7 @@ func (e Verified) String() string {
 func (Flipped) String() string         { return "Flipped" }
 func (e Booted) String() string        { return "Booted{" + e.Slot + "}" }
 func (HealthOK) String() string        { return "HealthOK" }
+func (e MarkedGood) String() string    { return "MarkedGood{" + e.Slot + "}" }
 func (e HealthFailed) String() string  { return fmt.Sprintf("HealthFailed{%q}", e.Reason) }
 func (DeadlinePassed) String() string  { return "DeadlinePassed" }
 func (CommitRequested) String() string { return "CommitRequested" }
@@ -128,6 +133,10 @@ func checkEvent(ev Event) error {
 			return fmt.Errorf("%d of %d chunks written", e.Done, e.Total)
 		}
 	case Booted:
+		if !validSlot(e.Slot) {
+			return fmt.Errorf("slot %q is not A or B", e.Slot)
+		}
+	case MarkedGood:
 		if !validSlot(e.Slot) {
 			return fmt.Errorf("slot %q is not A or B", e.Slot)
 		}

@@ -19,6 +19,7 @@ func Example() {
 		state.Flipped{},
 		state.Booted{Slot: state.SlotB},
 		state.HealthOK{},
+		state.MarkedGood{Slot: state.SlotB},
 	} {
 		acts, err := m.Step(ev)
 		fmt.Println(ev, "→", acts, err)
@@ -30,6 +31,7 @@ func Example() {
 	// Verified{ok} → [FlipTentative{B tries=2}] <nil>
 	// Flipped → [Reboot] <nil>
 	// Booted{B} → [RunHealthChecks{B deadline=60}] <nil>
-	// HealthOK → [MarkGood{B} RecordAudit{committed v2}] <nil>
+	// HealthOK → [MarkGood{B}] <nil>
+	// MarkedGood{B} → [RecordAudit{committed v2}] <nil>
 	// committed B 2
 }

@@ -89,6 +89,9 @@ func (m *Machine) Step(ev Event) ([]Action, error) {
 	if why != "" {
 		return nil, fmt.Errorf("%w: %v in phase %s: %s", ErrInvalidEvent, ev, m.st.Phase, why)
 	}
+	if b, ok := ev.(Booted); ok {
+		next.Running = b.Slot
+	}
 	m.st = next
 	return acts, nil
 }
@@ -119,6 +122,11 @@ func stepAtRest(s *State, ev Event) ([]Action, string) {
 				fmt.Sprintf("not newer than installed version %d", s.Installed)}}, ""
 		case e.Version == s.FailedVersion:
 			return []Action{RecordAudit{VerdictRefused, e.Version, "rolled back on this device before"}}, ""
+		case s.Running == Other(s.Active):
+			// Rolled back but not rebooted yet: the target is the slot
+			// that runs, and must not be written.
+			return []Action{RecordAudit{VerdictRefused, e.Version,
+				"slot " + s.Running + " is running; reboot into slot " + s.Active + " first"}}, ""
 		}
 		*s = State{
 			Phase:         Fetching,
@@ -127,6 +135,7 @@ func stepAtRest(s *State, ev Event) ([]Action, string) {
 			Target:        Other(s.Active),
 			Release:       e.Release.clone(),
 			FailedVersion: s.FailedVersion,
+			Running:       s.Running,
 		}
 		return []Action{
 			RecordAudit{VerdictAccepted, e.Version, ""},
@@ -151,6 +160,11 @@ func stepAtRest(s *State, ev Event) ([]Action, string) {
 			}, ""
 		}
 		return nil, fmt.Sprintf("booted slot %s but the active slot is %s", e.Slot, s.Active)
+	case MarkedGood:
+		if e.Slot == s.Active {
+			return nil, "" // the repeated MarkGood of a boot
+		}
+		return nil, fmt.Sprintf("slot %s marked good but the active slot is %s", e.Slot, s.Active)
 	case Reset:
 		return reset(s, e), ""
 	}
@@ -158,7 +172,9 @@ func stepAtRest(s *State, ev Event) ([]Action, string) {
 }
 
 func reset(s *State, e Reset) []Action {
+	running := s.Running
 	*s = Initial(e.Active, e.Installed)
+	s.Running = running // an operator's word does not change what runs
 	return []Action{RecordAudit{VerdictReset, e.Installed, "active slot " + e.Active}}
 }
 
@@ -169,7 +185,7 @@ func rollBack(s *State, reason string, failed, reboot bool) []Action {
 	v := s.Release.Version
 	s.Phase = RolledBack
 	s.Reason = reason
-	s.Booted = false
+	s.Booted, s.Healthy, s.CommitNote = false, false, ""
 	s.TriesLeft = 0
 	if failed {
 		s.FailedVersion = v
@@ -268,6 +284,7 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 			return rollBack(s, "boot fell back: tries exhausted", true, false), ""
 		}
 		s.Booted = true
+		s.Healthy, s.CommitNote = false, ""
 		s.TriesLeft = max(s.TriesLeft-1, 0)
 		return []Action{RunHealthChecks{s.Target, cfg.HealthDeadline}}, ""
 	case RollbackRequested:
@@ -278,15 +295,29 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 	}
 	switch e := ev.(type) {
 	case HealthOK:
-		return commit(s, ""), ""
+		return markGood(s, ""), ""
 	case CommitRequested:
-		return commit(s, "committed by operator"), ""
+		return markGood(s, "committed by operator"), ""
+	case MarkedGood:
+		if !s.Healthy || e.Slot != s.Target {
+			return nil, "MarkGood was not asked for " + e.Slot
+		}
+		return commit(s, s.CommitNote), ""
 	case HealthFailed:
 		return rollBack(s, "health check failed: "+e.Reason, true, true), ""
 	case DeadlinePassed:
 		return rollBack(s, fmt.Sprintf("health checks did not pass within %d ticks", cfg.HealthDeadline), true, true), ""
 	}
 	return nil, "slot " + s.Target + " on trial"
+}
+
+// markGood asks the bootloader to keep the target. The commit waits for
+// MarkedGood: until then the old slot stays Active, so a power cut that
+// loses MarkGood makes the device fall back to a slot the state still
+// calls active, never the other way round.
+func markGood(s *State, note string) []Action {
+	s.Healthy, s.CommitNote = true, note
+	return []Action{MarkGood{s.Target}}
 }
 
 func commit(s *State, reason string) []Action {
@@ -297,6 +328,7 @@ func commit(s *State, reason string) []Action {
 		Installed:     rel.Version,
 		Release:       rel,
 		FailedVersion: s.FailedVersion,
+		Running:       s.Running,
 	}
-	return []Action{MarkGood{slot}, RecordAudit{VerdictCommitted, rel.Version, reason}}
+	return []Action{RecordAudit{VerdictCommitted, rel.Version, reason}}
 }

@@ -123,6 +123,8 @@ func parseEvent(t *testing.T, d *datadriven.TestData) Event {
 		return Booted{Slot: strArg(t, d, "slot")}
 	case "health-ok":
 		return HealthOK{}
+	case "marked-good":
+		return MarkedGood{Slot: strArg(t, d, "slot")}
 	case "health-failed":
 		return HealthFailed{Reason: strArg(t, d, "reason")}
 	case "deadline":
@@ -153,6 +155,12 @@ func formatState(s State) string {
 	if s.Booted {
 		f = append(f, "booted")
 	}
+	if s.Healthy {
+		f = append(f, "healthy")
+		if s.CommitNote != "" {
+			f = append(f, fmt.Sprintf("note=%q", s.CommitNote))
+		}
+	}
 	if s.TriesLeft > 0 {
 		f = append(f, fmt.Sprintf("tries-left=%d", s.TriesLeft))
 	}
@@ -172,20 +180,22 @@ func formatState(s State) string {
 // filled in for state s: booted into the active slot and into the other.
 func eventKinds(s State) map[string]Event {
 	return map[string]Event{
-		"offer":         ReleaseOffered{Release{Version: s.Installed + 10}},
-		"written":       ChunksWritten{Done: 1, Total: 1},
-		"fetch-failed":  FetchFailed{Reason: "x"},
-		"verified":      Verified{OK: true},
-		"verified-bad":  Verified{Reason: "x"},
-		"flipped":       Flipped{},
-		"booted-active": Booted{Slot: s.Active},
-		"booted-other":  Booted{Slot: Other(s.Active)},
-		"health-ok":     HealthOK{},
-		"health-failed": HealthFailed{Reason: "x"},
-		"deadline":      DeadlinePassed{},
-		"rollback":      RollbackRequested{Reason: "x"},
-		"commit":        CommitRequested{},
-		"reset":         Reset{Active: SlotA, Installed: 1},
+		"offer":              ReleaseOffered{Release{Version: s.Installed + 10}},
+		"written":            ChunksWritten{Done: 1, Total: 1},
+		"fetch-failed":       FetchFailed{Reason: "x"},
+		"verified":           Verified{OK: true},
+		"verified-bad":       Verified{Reason: "x"},
+		"flipped":            Flipped{},
+		"booted-active":      Booted{Slot: s.Active},
+		"booted-other":       Booted{Slot: Other(s.Active)},
+		"health-ok":          HealthOK{},
+		"marked-good-active": MarkedGood{Slot: s.Active},
+		"marked-good-other":  MarkedGood{Slot: Other(s.Active)},
+		"health-failed":      HealthFailed{Reason: "x"},
+		"deadline":           DeadlinePassed{},
+		"rollback":           RollbackRequested{Reason: "x"},
+		"commit":             CommitRequested{},
+		"reset":              Reset{Active: SlotA, Installed: 1},
 	}
 }
 
@@ -199,7 +209,7 @@ var situations = []struct {
 	valid []string
 }{
 	{"idle", nil,
-		[]string{"offer", "booted-active", "reset"}},
+		[]string{"offer", "booted-active", "marked-good-active", "reset"}},
 	{"fetching-partial", []Event{offer(5)},
 		[]string{"offer", "written", "fetch-failed", "booted-active", "rollback", "reset"}},
 	{"fetching-written", []Event{offer(5), ChunksWritten{3, 3}},
@@ -210,10 +220,12 @@ var situations = []struct {
 		[]string{"booted-active", "booted-other", "rollback"}},
 	{"tentative-booted", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}},
 		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "deadline", "commit"}},
-	{"committed", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}},
-		[]string{"offer", "booted-active", "reset"}},
+	{"tentative-healthy", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}},
+		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "deadline", "commit", "marked-good-other"}},
+	{"committed", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}, MarkedGood{SlotB}},
+		[]string{"offer", "booted-active", "marked-good-active", "reset"}},
 	{"rolled-back", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthFailed{"x"}},
-		[]string{"offer", "booted-active", "booted-other", "reset"}},
+		[]string{"offer", "booted-active", "booted-other", "marked-good-active", "reset"}},
 }
 
 func offer(v uint64) Event { return ReleaseOffered{Release{Channel: "stable", Version: v}} }

@@ -25,6 +25,7 @@ func genEvent() *rapid.Generator[Event] {
 		rapid.Just[Event](Flipped{}),
 		rapid.Custom(func(t *rapid.T) Event { return Booted{slot.Draw(t, "slot")} }),
 		rapid.Custom(func(t *rapid.T) Event { return Booted{slot.Draw(t, "slot")} }),
+		rapid.Custom(func(t *rapid.T) Event { return MarkedGood{slot.Draw(t, "slot")} }),
 		rapid.Just[Event](HealthOK{}),
 		rapid.Custom(func(t *rapid.T) Event { return HealthFailed{reason.Draw(t, "reason")} }),
 		rapid.Just[Event](DeadlinePassed{}),
@@ -56,6 +57,7 @@ func TestProperties(t *testing.T) {
 		// verified tracks which slots hold bytes checked against their root
 		// (the factory slot counts as verified).
 		verified := map[string]bool{active: true}
+		running := ""
 		for range rapid.IntRange(0, 60).Draw(t, "steps") {
 			ev := genEvent().Draw(t, "event")
 			before := m.State()
@@ -84,26 +86,34 @@ func TestProperties(t *testing.T) {
 			if v, ok := ev.(Verified); ok && v.OK && after.Phase == Staged {
 				verified[after.Target] = true
 			}
+			// running is the slot the device runs: the last Booted the
+			// machine accepted (unknown before the first).
+			if b, ok := ev.(Booted); ok {
+				running = b.Slot
+			}
 			for _, a := range acts {
 				switch a := a.(type) {
 				case StartFetch:
-					if a.Slot == before.Active {
-						t.Fatalf("%v: fetch into the running slot %s", ev, a.Slot)
+					if a.Slot == before.Active || a.Slot == running {
+						t.Fatalf("%v: fetch into slot %s (active %s, running %s)", ev, a.Slot, before.Active, running)
 					}
 					verified[a.Slot] = false
 				case VerifySlot:
-					if a.Slot == before.Active {
+					if a.Slot == before.Active || a.Slot == running {
 						t.Fatalf("%v: verify of the running slot", ev)
 					}
 				case FlipTentative:
-					if a.Slot == before.Active || !verified[a.Slot] {
+					if a.Slot == before.Active || a.Slot == running || !verified[a.Slot] {
 						t.Fatalf("%v: flip to slot %s (active %s, verified %v)", ev, a.Slot, before.Active, verified[a.Slot])
 					}
 					if a.Tries != cfg.Tries {
 						t.Fatalf("%v: flip with %d tries, config says %d", ev, a.Tries, cfg.Tries)
 					}
 				case MarkGood:
-					if a.Slot != after.Active || !verified[a.Slot] {
+					// Either the active slot (re-asserted at boot) or the
+					// target once it booted and passed its checks.
+					target := after.Phase == Tentative && after.Healthy && a.Slot == after.Target
+					if (a.Slot != after.Active && !target) || !verified[a.Slot] {
 						t.Fatalf("%v: MarkGood of slot %s (active %s)", ev, a.Slot, after.Active)
 					}
 				case MarkBad:
@@ -118,6 +128,9 @@ func TestProperties(t *testing.T) {
 			committed := after.Phase == Committed && before.Phase == Tentative
 			if committed && !before.Booted {
 				t.Fatalf("%v: committed a slot that never booted", ev)
+			}
+			if committed && (!before.Healthy || ev != Event(MarkedGood{before.Target})) {
+				t.Fatalf("%v: committed before the bootloader confirmed MarkGood", ev)
 			}
 			if !committed && !isReset {
 				if after.Active != before.Active {

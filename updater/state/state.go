@@ -106,6 +106,15 @@ type State struct {
 	Total   int64 `json:"total,omitempty"`
 	// Booted is set in Tentative once the target has booted.
 	Booted bool `json:"booted,omitempty"`
+	// Healthy is set in Tentative once the target passed its checks (or
+	// an operator committed it) and MarkGood was issued; the commit
+	// happens when the caller reports MarkedGood. CommitNote is the
+	// reason recorded with the commit.
+	Healthy    bool   `json:"healthy,omitempty"`
+	CommitNote string `json:"commit_note,omitempty"`
+	// Running is the slot of the last Booted event: the slot the device
+	// runs until it reboots. No release is fetched into it.
+	Running string `json:"running,omitempty"`
 	// TriesLeft is what is left of the bootloader's tries for the target.
 	TriesLeft int `json:"tries_left,omitempty"`
 	// Failures counts fetch failures of the release in flight; LastError
@@ -168,6 +177,12 @@ func (s State) Validate() error {
 	}
 	if s.Booted && s.Phase != Tentative {
 		return bad("booted flag set outside tentative")
+	}
+	if s.Running != "" && !validSlot(s.Running) {
+		return bad("running slot %q is not A or B", s.Running)
+	}
+	if s.Healthy && !s.Booted {
+		return bad("healthy before booting the target")
 	}
 	inFlight := s.Phase == Fetching || s.Phase == Staged || s.Phase == Tentative
 	switch {
