@@ -87,7 +87,7 @@ func syntheticRelease(tb testing.TB, f *fixture, n int) *chunker.Index {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	set, err := buildSet(f.keys, nil, targets, expiry(t0, 720*time.Hour))
+	set, err := buildSet(f.keys, nil, targets, expiry(t0, 720*time.Hour), 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
 // Limits bound what a client fetches and walks. Every length a client
@@ -74,7 +75,9 @@ type Device struct {
 // TargetsWitness is the hook for the transparency log (manifest/tlog): it
 // sees every targets metadata a client is about to trust, with the mirror
 // it came from, and may demand proof that the log includes it. An error
-// rejects the metadata before anything is remembered.
+// rejects the metadata before anything is remembered; one wrapping
+// tlog.ErrInconsistent (a forked log) rejects every mirror. [LogWitness]
+// is the implementation devices use.
 type TargetsWitness interface {
 	Witness(ctx context.Context, f Fetcher, version int64, targets []byte) error
 }
@@ -234,6 +237,11 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 		if err != nil {
 			if len(c.cfg.Mirrors) > 1 {
 				err = fmt.Errorf("mirror %d: %w", i, err)
+			}
+			if errors.Is(err, tlog.ErrInconsistent) {
+				// Two signed checkpoints that fork: the log equivocated,
+				// and no other mirror can make that right.
+				return nil, err
 			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {

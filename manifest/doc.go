@@ -40,7 +40,11 @@
 // # Integration points
 //
 // The transparency log (manifest/tlog) plugs in as [TargetsLog] on the
-// publisher and [TargetsWitness] on the client; rollout policy
-// (manifest/rollout) as ClientConfig.Rollout, evaluating Release.Rollout.
-// This package imports neither.
+// publisher and [TargetsWitness] on the client: [RepoLog] (from
+// [Keyring.TargetsLog], signing with the key directory's log key) appends
+// every targets version publish signs, and [LogWitness] makes a client
+// demand an inclusion proof in a signed checkpoint consistent with the one
+// it remembered. Rollout policy (manifest/rollout) plugs in as
+// ClientConfig.Rollout, evaluating Release.Rollout; this package does not
+// import it.
 package manifest

@@ -17,8 +17,10 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
 // Roles are the four top-level TUF roles, in the order a client checks
@@ -40,6 +42,13 @@ func validRole(r string) bool {
 //	DIR/roots/N.root.json      every root version, copied into repositories
 //	DIR/private/ROLE-ID.key    ed25519 private keys, PKCS#8 PEM, mode 0600
 //	DIR/retired/ROLE-ID.key    keys rotated out, kept for the record
+//	DIR/private/log.skey       the transparency log's note signer key, mode 0600
+//	DIR/log.pub                its verifier key: what devices and auditors trust
+//
+// The log key files are optional (a key directory made before the log,
+// or with KeysOptions.NoLog, has neither) but come as a pair. The signer
+// key's name deliberately does not end in ".key", so it is not taken for
+// a TUF key.
 const (
 	rootFile    = "root.json"
 	rootsDir    = "roots"
@@ -48,6 +57,12 @@ const (
 	keySuffix   = ".key"
 	maxRootFile = 1 << 20
 	maxKeyFile  = 16 << 10
+
+	// LogPubFile is the log verifier key's file name in a key directory.
+	LogPubFile  = "log.pub"
+	logSkeyFile = "log.skey"
+	// DefaultLogName names the log key when KeysOptions.LogName is empty.
+	DefaultLogName = "shoal-log"
 )
 
 // Keyring is a key directory: the current root and the private keys held
@@ -57,6 +72,8 @@ type Keyring struct {
 	root      *metadata.Metadata[metadata.RootType]
 	rootBytes []byte
 	keys      map[string]ed25519.PrivateKey // by TUF key ID
+	logSigner note.Signer                   // nil: no log key
+	logVKey   string
 }
 
 // KeysOptions configure [InitKeys] and [Keyring.Rotate].
@@ -70,6 +87,11 @@ type KeysOptions struct {
 	Expires time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// NoLog: InitKeys makes no transparency log key.
+	NoLog bool
+	// LogName names the log key (DefaultLogName if empty): a host/path-like
+	// string without spaces or '+', shown in every checkpoint signature.
+	LogName string
 }
 
 func (o *KeysOptions) now() time.Time {
@@ -132,10 +154,114 @@ func InitKeys(dir string, o KeysOptions) (*Keyring, error) {
 			}
 		}
 	}
+	if !o.NoLog {
+		if err := k.initLog(o.LogName); err != nil {
+			return nil, err
+		}
+	}
 	if err := k.setRoot(root, nil); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// initLog makes the transparency log key: the signer under private/
+// (0600) and the verifier key in DIR/log.pub.
+func (k *Keyring) initLog(name string) error {
+	if name == "" {
+		name = DefaultLogName
+	}
+	skey, vkey, err := tlog.GenerateKey(name)
+	if err != nil {
+		return fmt.Errorf("%w: log key: %v", ErrKeys, err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return fmt.Errorf("%w: log key: %v", ErrKeys, err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(k.dir, privateDir, logSkeyFile), []byte(skey+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(k.dir, LogPubFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return err
+	}
+	k.logSigner, k.logVKey = signer, vkey
+	return nil
+}
+
+// loadLog reads the log key pair, if the directory has one.
+func (k *Keyring) loadLog() error {
+	sp := filepath.Join(k.dir, privateDir, logSkeyFile)
+	vp := filepath.Join(k.dir, LogPubFile)
+	_, serr := os.Stat(sp)
+	_, verr := os.Stat(vp)
+	switch {
+	case errors.Is(serr, fs.ErrNotExist) && errors.Is(verr, fs.ErrNotExist):
+		return nil
+	case errors.Is(serr, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s exists but the log signer key %s does not; restore it, or remove %s to publish without a log", ErrKeys, vp, sp, vp)
+	case errors.Is(verr, fs.ErrNotExist):
+		return fmt.Errorf("%w: log signer key %s exists but its verifier key %s does not", ErrKeys, sp, vp)
+	}
+	st, err := os.Stat(sp)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s is readable by others (mode %v); chmod 600 it", ErrKeys, sp, st.Mode().Perm())
+	}
+	sb, err := readBounded(sp, maxKeyFile)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrKeys, err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(sb)))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrKeys, sp, err)
+	}
+	vb, err := readBounded(vp, maxKeyFile)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrKeys, err)
+	}
+	vkeys := ParseLogKeys(vb)
+	if len(vkeys) != 1 {
+		return fmt.Errorf("%w: %s holds %d keys, want 1", ErrKeys, vp, len(vkeys))
+	}
+	v, err := note.NewVerifier(vkeys[0])
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrKeys, vp, err)
+	}
+	// The pair must match, or every checkpoint would be refused by the
+	// devices provisioned with log.pub.
+	msg, err := note.Sign(&note.Note{Text: "shoal log key check\n"}, signer)
+	if err == nil {
+		_, err = note.Open(msg, note.VerifierList(v))
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s does not verify what %s signs: %v", ErrKeys, vp, sp, err)
+	}
+	k.logSigner, k.logVKey = signer, vkeys[0]
+	return nil
+}
+
+// LogSigner returns the transparency log's checkpoint signer, or nil for
+// a key directory without a log key.
+func (k *Keyring) LogSigner() note.Signer { return k.logSigner }
+
+// LogVerifierKey returns the log's verifier key (the content of
+// DIR/log.pub), or "" without a log key.
+func (k *Keyring) LogVerifierKey() string { return k.logVKey }
+
+// TargetsLog returns the log publish should append to (as
+// PublishOptions.Log), or nil without a log key.
+func (k *Keyring) TargetsLog() *RepoLog {
+	if k.logSigner == nil {
+		return nil
+	}
+	l, err := NewRepoLog(k.logSigner, k.logVKey)
+	if err != nil {
+		return nil // loadLog and initLog checked the key already
+	}
+	return l
 }
 
 // roleCounts returns the threshold and key count for role.
@@ -218,6 +344,9 @@ func LoadKeys(dir string) (*Keyring, error) {
 			return nil, err
 		}
 		k.keys[id] = priv
+	}
+	if err := k.loadLog(); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

@@ -23,7 +23,7 @@ func TestKeysInitLoad(t *testing.T) {
 		t.Fatalf("%d root keys, want 3", n)
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, "private"))
-	if len(ents) != 3+3+1+1 {
+	if len(ents) != 3+3+1+1+1 { // the TUF keys and the log signer key
 		t.Fatalf("%d key files", len(ents))
 	}
 	for _, e := range ents {

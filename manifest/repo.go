@@ -40,6 +40,14 @@ type TargetsLog interface {
 	Append(ctx context.Context, repo string, version int64, targets []byte) error
 }
 
+// loggedVersions is implemented by a TargetsLog that can tell the newest
+// targets version it holds ([RepoLog] does). Publish numbers the new
+// targets above it, so a publish that died after logging but before
+// timestamp.json never reuses a logged version for other bytes.
+type loggedVersions interface {
+	LastLogged(ctx context.Context, repo string) (int64, error)
+}
+
 // PublishOptions configure [Publish].
 type PublishOptions struct {
 	Repo      string   // repository directory; created if missing
@@ -281,7 +289,13 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	for p, tf := range kept {
 		targets[p] = tf
 	}
-	set, err := buildSet(o.Keys, prev, targets, expiry(o.Now(), o.Expires))
+	var logged int64
+	if l, ok := o.Log.(loggedVersions); ok {
+		if logged, err = l.LastLogged(ctx, o.Repo); err != nil {
+			return nil, fmt.Errorf("publish: transparency log: %w", err)
+		}
+	}
+	set, err := buildSet(o.Keys, prev, targets, expiry(o.Now(), o.Expires), logged)
 	if err != nil {
 		return nil, err
 	}

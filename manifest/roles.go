@@ -48,14 +48,17 @@ type signedSet struct {
 }
 
 // buildSet signs targets (with the given target files) and the snapshot
-// and timestamp that pin it, one version above prev's.
-func buildSet(k *Keyring, prev *repoState, targets map[string]*metadata.TargetFiles, expires time.Time) (*signedSet, error) {
+// and timestamp that pin it, one version above prev's; the targets
+// version is also above logged, the newest targets version already in the
+// transparency log (0: none).
+func buildSet(k *Keyring, prev *repoState, targets map[string]*metadata.TargetFiles, expires time.Time, logged int64) (*signedSet, error) {
 	s := &signedSet{targetsV: 1, snapshotV: 1, timestampV: 1}
 	if prev != nil {
 		s.targetsV = prev.targets.Signed.Version + 1
 		s.snapshotV = prev.snapshot.Signed.Version + 1
 		s.timestampV = prev.timestamp.Signed.Version + 1
 	}
+	s.targetsV = max(s.targetsV, logged+1)
 	t := metadata.Targets(expires)
 	t.Signed.Version = s.targetsV
 	t.Signed.Targets = targets

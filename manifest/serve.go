@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
 // Handler serves a repository directory over HTTP, as any static web
@@ -67,7 +69,9 @@ func (h *repoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if p == metaDir+"/"+timestampName || p == metaDir+"/root.json" {
+	if p == metaDir+"/"+timestampName || p == metaDir+"/root.json" ||
+		// The log's checkpoint and lookup shards are replaced in place too.
+		p == tlog.RepoDir+"/"+tlog.CheckpointPath || strings.HasPrefix(p, tlog.RepoDir+"/lookup/") {
 		// Replaced in place: caches must ask again.
 		w.Header().Set("Cache-Control", "no-cache")
 	} else {

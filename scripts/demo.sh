@@ -44,11 +44,12 @@ step "4. Serve the repository over HTTP and verify v1 as a device would"
 "$SHOAL" serve --repo repo --listen 127.0.0.1:$PORT >serve.log 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state
+run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state --require-log
 
-step "5. Publish v2 (only new chunks are written) and verify it"
+step "5. Publish v2 (only new chunks are written), verify it, and audit the transparency log"
 run "$SHOAL" publish --repo repo --keys keys --channel stable --version 2 rootfs=v2.img
-run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state
+run "$SHOAL" log verify --repo repo --log-key keys/log.pub
+run "$SHOAL" verify --repo http://127.0.0.1:$PORT/ --root keys/root.json --state verifier-state --require-log
 
 step "6. A mirror replays the old, validly signed v1 metadata: the device refuses the rollback"
 expect_fail "$SHOAL" verify --repo repo-at-v1 --root keys/root.json --state verifier-state

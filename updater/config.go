@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/shoalnet/shoal/updater/boot"
 )
 
 // Config is a device's shoal.toml. Relative paths are relative to the
@@ -36,9 +38,17 @@ type DeviceConfig struct {
 	Labels   map[string]string `toml:"labels"`
 }
 
-// TrustConfig names the provisioned TUF root.
+// TrustConfig names the provisioned TUF root and, optionally, the
+// transparency log's verifier key.
 type TrustConfig struct {
 	Root string `toml:"root"`
+	// LogKey is the log's verifier key file (log.pub from `shoal keys
+	// init`: one key a line).
+	LogKey string `toml:"log_key,omitempty"`
+	// RequireLog: install only releases whose targets metadata the log
+	// proves, in a checkpoint consistent with the one remembered in the
+	// state directory (manifest.LogWitness). Needs LogKey.
+	RequireLog bool `toml:"require_log,omitempty"`
 }
 
 // SlotsConfig names the two slots: image files or block devices.
@@ -123,6 +133,8 @@ func (c *Config) validate() error {
 		return bad("[device] channel is required")
 	case c.Trust.Root == "":
 		return bad("[trust] root is required (the provisioned root.json)")
+	case c.Trust.RequireLog && c.Trust.LogKey == "":
+		return bad("[trust] require_log needs log_key (the log's verifier key, log.pub)")
 	case c.State == "":
 		return bad("state (directory) is required")
 	case c.Slots.A == "" || c.Slots.B == "":
@@ -143,8 +155,8 @@ func (c *Config) validate() error {
 	if c.Boot.Tries == 0 {
 		c.Boot.Tries = 3
 	}
-	if c.Boot.Tries < 1 || c.Boot.Tries > 9 {
-		return bad("[boot] tries %d not in 1..9", c.Boot.Tries)
+	if c.Boot.Tries < 1 || c.Boot.Tries > boot.MaxTries {
+		return bad("[boot] tries %d not in 1..%d", c.Boot.Tries, boot.MaxTries)
 	}
 	if c.Slots.Artifact == "" {
 		c.Slots.Artifact = "rootfs"

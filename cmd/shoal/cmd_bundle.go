@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -195,12 +196,17 @@ func (v *bundleVerifyFlags) add(c *cobra.Command) {
 	f.Uint64Var(&v.dev.Installed, "installed-version", 0, "release the device runs (default: the bundle's --from release)")
 	f.StringVar(&v.dev.ID, "device-id", "", "the device's identity")
 	f.StringArrayVar(&v.logKeys, "log-key", nil, "transparency log verifier key, or @FILE (repeatable)")
-	f.BoolVar(&v.requireLog, "require-log", false, "refuse a bundle whose targets version is not proven in the log")
+	f.BoolVar(&v.requireLog, "require-log", false, "refuse a bundle whose targets version is not proven in the log (key: --log-key, default log.pub next to --root)")
 }
 
 func (v *bundleVerifyFlags) options() (bundle.VerifyOptions, error) {
 	if v.requireLog && len(v.logKeys) == 0 {
-		return bundle.VerifyOptions{}, usageError{fmt.Errorf("--require-log needs --log-key")}
+		// As verify: the log key provisioned next to the root.
+		def := filepath.Join(filepath.Dir(v.rootFile), manifest.LogPubFile)
+		if _, err := os.Stat(def); err != nil {
+			return bundle.VerifyOptions{}, usageError{fmt.Errorf("--require-log needs --log-key (there is no %s next to --root)", def)}
+		}
+		v.logKeys = []string{"@" + def}
 	}
 	keys, err := readLogKeys(v.logKeys)
 	if err != nil {

@@ -50,8 +50,21 @@ func TestBundleCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &vr); err != nil {
 		t.Fatalf("verify --json: %v\n%s", err, out)
 	}
-	if vr.Chunks != cr.Chunks || vr.Hardware != "rpi4" || len(vr.Artifacts) != 1 || vr.Log != nil {
-		t.Fatalf("verify: %+v", vr)
+	// The key directory has a log key, so publish logged both targets
+	// versions; without --log-key the checkpoint's signature is unchecked.
+	if vr.Chunks != cr.Chunks || vr.Hardware != "rpi4" || len(vr.Artifacts) != 1 ||
+		vr.Log == nil || vr.Log.Signed || vr.Log.TreeSize != 2 || vr.Log.Entry != 1 {
+		t.Fatalf("verify: %+v (log %+v)", vr, vr.Log)
+	}
+	// --require-log takes the log key provisioned next to the root, and
+	// checks it as a device does.
+	out, errs, code = runCLI(t, "bundle", "verify", full, "--root", root, "--require-log", "--state", filepath.Join(dir, "trust"), "--json")
+	vr = bundleVerifyJSON{}
+	if code != 0 || json.Unmarshal([]byte(out), &vr) != nil || vr.Log == nil || !vr.Log.Signed {
+		t.Fatalf("verify --require-log: %d %s %s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "trust", "log.checkpoint")); err != nil {
+		t.Fatalf("verify --require-log --state did not remember the checkpoint: %v", err)
 	}
 	out, errs, code = runCLI(t, "bundle", "verify", delta, "--root", root, "--hardware", "rpi4")
 	if code != 0 || !strings.Contains(out, "more come from release 1") {

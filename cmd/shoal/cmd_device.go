@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/boot"
 )
@@ -36,6 +39,8 @@ func newDeviceInitCmd() *cobra.Command {
 		deadline string
 		artifact string
 		labels   []string
+		logKey   string
+		reqLog   bool
 	)
 	c := &cobra.Command{
 		Use:   "init DIR --slot-size SIZE --root root.json --channel C",
@@ -43,10 +48,16 @@ func newDeviceInitCmd() *cobra.Command {
 		Long: `init creates DIR/shoal.toml, two slot image files (sparse, SIZE bytes each),
 the boot state of the chosen adapter and a copy of the trust root. The device
 boots slot A first, with nothing installed. Use 'shoal device reboot' where a
-real device would power-cycle.`,
+real device would power-cycle.
+
+The transparency log's verifier key (--log-key, default log.pub next to
+--root when it exists) is copied next to root.json and named in the config;
+with --require-log the device installs only releases the log proves
+([trust] require_log).`,
 		Example: `  shoal device init /tmp/dev --slot-size 512M --root keys/root.json --channel stable
   shoal device init /tmp/dev --slot-size 64M --root keys/root.json --channel stable \
-      --boot grub --health-cmd 'test -e /tmp/dev/healthy'`,
+      --boot grub --health-cmd 'test -e /tmp/dev/healthy'
+  shoal device init /tmp/dev --slot-size 64M --root keys/root.json --channel stable --require-log`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if slotSize <= 0 || root == "" || channel == "" {
@@ -63,11 +74,33 @@ real device would power-cycle.`,
 			if err != nil {
 				return err
 			}
+			explicitKey := logKey != ""
+			if !explicitKey {
+				logKey = filepath.Join(filepath.Dir(root), manifest.LogPubFile)
+			}
+			logBytes, err := os.ReadFile(logKey)
+			switch {
+			case err == nil:
+				if _, err := manifest.NewLogWitness(manifest.ParseLogKeys(logBytes), ""); err != nil {
+					return fmt.Errorf("%s: %w", logKey, err)
+				}
+			case errors.Is(err, fs.ErrNotExist) && !explicitKey && !reqLog:
+				logBytes = nil // a key directory without a log
+			case errors.Is(err, fs.ErrNotExist) && !explicitKey:
+				return usageError{fmt.Errorf("--require-log: no --log-key given and no %s next to --root", logKey)}
+			default:
+				return fmt.Errorf("--log-key: %w", err)
+			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
 			if err := os.WriteFile(filepath.Join(dir, "root.json"), rootBytes, 0o644); err != nil {
 				return err
+			}
+			if logBytes != nil {
+				if err := os.WriteFile(filepath.Join(dir, manifest.LogPubFile), logBytes, 0o644); err != nil {
+					return err
+				}
 			}
 			for _, s := range []string{"slot-a.img", "slot-b.img"} {
 				f, err := os.OpenFile(filepath.Join(dir, s), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -97,7 +130,8 @@ real device would power-cycle.`,
 			if id == "" {
 				id = filepath.Base(filepath.Clean(dir))
 			}
-			text := deviceTOML(id, channel, hardware, arch, lab, adapter, bootPath, tries, artifact, health, deadline)
+			text := deviceTOML(id, channel, hardware, arch, lab, adapter, bootPath, tries, artifact, health, deadline,
+				logBytes != nil, reqLog)
 			cfgPath := filepath.Join(dir, "shoal.toml")
 			if _, err := updater.ParseConfig([]byte(text), dir); err != nil {
 				return err
@@ -105,8 +139,15 @@ real device would power-cycle.`,
 			if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "virtual device in %s: slots of %s, boot adapter %s, channel %s\nconfig %s\n",
-				dir, humanBytes(slotSize), adapter, channel, cfgPath)
+			logNote := "no transparency log key"
+			switch {
+			case reqLog:
+				logNote = "requires the transparency log"
+			case logBytes != nil:
+				logNote = "log key copied, log not required"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "virtual device in %s: slots of %s, boot adapter %s, channel %s, %s\nconfig %s\n",
+				dir, humanBytes(slotSize), adapter, channel, logNote, cfgPath)
 			return nil
 		},
 	}
@@ -123,6 +164,8 @@ real device would power-cycle.`,
 	f.IntVar(&tries, "tries", 3, "boots a new slot gets before the bootloader falls back (1-9)")
 	f.StringVar(&artifact, "artifact", "rootfs", "release artifact installed into the slots")
 	f.StringArrayVar(&labels, "label", nil, "device label key=value for rollout selectors (repeatable)")
+	f.StringVar(&logKey, "log-key", "", "the transparency log's verifier key (default: log.pub next to --root, if there)")
+	f.BoolVar(&reqLog, "require-log", false, "install only releases the transparency log proves")
 	return c
 }
 
@@ -156,7 +199,7 @@ func initBootState(dir, adapter string, tries int) (string, error) {
 	return "", usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
 }
 
-func deviceTOML(id, channel, hardware, arch string, labels map[string]string, adapter, bootPath string, tries int, artifact string, health []string, deadline string) string {
+func deviceTOML(id, channel, hardware, arch string, labels map[string]string, adapter, bootPath string, tries int, artifact string, health []string, deadline string, logKey, requireLog bool) string {
 	var b strings.Builder
 	q := strconv.Quote
 	fmt.Fprintf(&b, "# shoal virtual device; see docs/device.md\nstate = \"state\"\n\n")
@@ -174,6 +217,12 @@ func deviceTOML(id, channel, hardware, arch string, labels map[string]string, ad
 		}
 	}
 	fmt.Fprintf(&b, "\n[trust]\nroot = \"root.json\"\n")
+	if logKey {
+		fmt.Fprintf(&b, "log_key = %s\n", q(manifest.LogPubFile))
+	}
+	if requireLog {
+		b.WriteString("require_log = true\n")
+	}
 	fmt.Fprintf(&b, "\n[slots]\na = \"slot-a.img\"\nb = \"slot-b.img\"\nartifact = %s\n", q(artifact))
 	fmt.Fprintf(&b, "\n[boot]\nadapter = %s\npath = %s\ntries = %d\ncmdline = \"cmdline\"\nvirtual = true\n", q(adapter), q(bootPath), tries)
 	if len(health) > 0 {

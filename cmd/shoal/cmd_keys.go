@@ -55,6 +55,10 @@ type keysResult struct {
 	Root        string              `json:"root"`
 	RootVersion int64               `json:"root_version"`
 	Roles       map[string]roleInfo `json:"roles"`
+	// LogKey is the transparency log's verifier key file (KEYS/log.pub)
+	// and LogName its key name; empty without a log key.
+	LogKey  string `json:"log_key,omitempty"`
+	LogName string `json:"log_name,omitempty"`
 }
 
 type roleInfo struct {
@@ -66,6 +70,9 @@ func printKeys(w io.Writer, asJSON bool, k *manifest.Keyring, verb string) error
 	r := keysResult{Dir: k.Dir(), Root: filepath.Join(k.Dir(), "root.json"), RootVersion: k.RootVersion(), Roles: map[string]roleInfo{}}
 	for _, role := range manifest.Roles {
 		r.Roles[role] = roleInfo{Threshold: k.Threshold(role), KeyIDs: k.KeyIDs(role)}
+	}
+	if s := k.LogSigner(); s != nil {
+		r.LogKey, r.LogName = filepath.Join(k.Dir(), manifest.LogPubFile), s.Name()
 	}
 	if asJSON {
 		return writeJSON(w, r)
@@ -79,7 +86,13 @@ func printKeys(w io.Writer, asJSON bool, k *manifest.Keyring, verb string) error
 		}
 		fmt.Fprintf(w, "  %-9s threshold %d of %d keys: %s\n", role, ri.Threshold, len(ri.KeyIDs), strings.Join(short, " "))
 	}
-	fmt.Fprintf(w, "provision devices with %s\n", r.Root)
+	if r.LogKey != "" {
+		fmt.Fprintf(w, "  log       checkpoints signed by %q\n", r.LogName)
+		fmt.Fprintf(w, "provision devices with %s and %s\n", r.Root, r.LogKey)
+	} else {
+		fmt.Fprintf(w, "  log       no transparency log key\n")
+		fmt.Fprintf(w, "provision devices with %s\n", r.Root)
+	}
 	return nil
 }
 
@@ -88,6 +101,8 @@ func newKeysInitCmd() *cobra.Command {
 		th      = roleCountsFlag{}
 		counts  = roleCountsFlag{}
 		expires time.Duration
+		noLog   bool
+		logName string
 		asJSON  bool
 	)
 	c := &cobra.Command{
@@ -97,13 +112,23 @@ func newKeysInitCmd() *cobra.Command {
 (private keys under DIR/private, mode 0600) and DIR/root.json, the public
 trust root that devices are provisioned with. Each role's threshold is the
 number of its keys that must sign; by default a role has as many keys as its
-threshold.`,
+threshold.
+
+init also makes the transparency log's key (unless --no-log): the signer in
+DIR/private/log.skey (mode 0600), which publish uses to sign the log's
+checkpoints, and the verifier key in DIR/log.pub, which devices and
+auditors trust ('verify --require-log', 'log verify').`,
 		Example: `  shoal keys init keys/
   shoal keys init keys/ --threshold root=2 --threshold targets=2 --keys root=3
+  shoal keys init keys/ --log-name fleet.example/log
   shoal keys init keys/ --json | jq .roles.targets`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := manifest.InitKeys(args[0], manifest.KeysOptions{Thresholds: th, Keys: counts, Expires: expires})
+			if noLog && logName != "" {
+				return usageError{fmt.Errorf("--log-name and --no-log exclude each other")}
+			}
+			k, err := manifest.InitKeys(args[0], manifest.KeysOptions{Thresholds: th, Keys: counts, Expires: expires,
+				NoLog: noLog, LogName: logName})
 			if err != nil {
 				return err
 			}
@@ -114,6 +139,8 @@ threshold.`,
 	f.Var(th, "threshold", "signatures a role needs, as role=N (repeatable)")
 	f.Var(counts, "keys", "keys to create for a role, as role=N (default: its threshold)")
 	f.DurationVar(&expires, "expires", 365*24*time.Hour, "root metadata lifetime")
+	f.BoolVar(&noLog, "no-log", false, "make no transparency log key (publish then logs nothing)")
+	f.StringVar(&logName, "log-name", "", "name of the log key, shown in every checkpoint (default "+manifest.DefaultLogName+")")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	return c
 }

@@ -40,7 +40,10 @@ and signs new targets, snapshot and timestamp metadata that add the release
 to its channel. Other channels' releases stay listed. The repository is a
 plain directory that any static web server (or 'shoal serve') can serve; a
 reader never sees a half-written release, because timestamp.json is
-replaced last.
+replaced last. When the key directory has a log key ('keys init' makes one),
+the new targets version is appended to the repository's transparency log
+(REPO/log) first, with a checkpoint signed by that key, so a device that
+demands the log ('verify --require-log') can prove the release is there.
 
 The release version must be above the channel's last one. NAME is the
 artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
@@ -105,6 +108,12 @@ artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
 			if o.Keys, err = manifest.LoadKeys(keysDir); err != nil {
 				return err
 			}
+			// With a log key every targets version goes into the log
+			// before timestamp.json makes it current.
+			rl := o.Keys.TargetsLog()
+			if rl != nil {
+				o.Log = rl
+			}
 			var bar *progress.Bar
 			var total int64
 			for _, a := range o.Artifacts {
@@ -121,7 +130,11 @@ artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
 				return err
 			}
 			bar.Done()
-			return printPublish(cmd.OutOrStdout(), asJSON, res, time.Since(start).Seconds())
+			var lp *manifest.LogProof
+			if rl != nil {
+				lp = rl.Last()
+			}
+			return printPublish(cmd.OutOrStdout(), asJSON, res, lp, time.Since(start).Seconds())
 		},
 	}
 	f := c.Flags()
@@ -216,14 +229,30 @@ type publishResult struct {
 	NewRawBytes      int64             `json:"new_raw_bytes"`
 	Seconds          float64           `json:"seconds"`
 	MBPerSec         float64           `json:"mb_per_s"`
+	Log              *logJSON          `json:"log,omitempty"`
 }
 
-func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, secs float64) error {
+// logJSON is where a targets version sits in the transparency log.
+type logJSON struct {
+	TreeSize   int64  `json:"tree_size"`
+	Entry      int64  `json:"entry"`
+	RootHash   string `json:"root_hash"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+func logInfo(p *manifest.LogProof) *logJSON {
+	if p == nil {
+		return nil
+	}
+	return &logJSON{TreeSize: p.Tree.N, Entry: p.Entry, RootHash: p.Tree.Hash.String(), Checkpoint: string(p.Checkpoint)}
+}
+
+func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, lp *manifest.LogProof, secs float64) error {
 	r := publishResult{
 		Channel: res.Channel, Version: res.Version, RootVersion: res.RootVersion,
 		TargetsVersion: res.TargetsVersion, SnapshotVersion: res.SnapshotVersion, TimestampVersion: res.TimestampVersion,
 		Bytes: res.Bytes, Chunks: res.Chunks, NewChunks: res.NewChunks, NewBytes: res.NewBytes, NewRawBytes: res.NewRawBytes,
-		Seconds: secs,
+		Seconds: secs, Log: logInfo(lp),
 	}
 	if secs > 0 {
 		r.MBPerSec = float64(res.Bytes) / 1e6 / secs
@@ -241,5 +270,10 @@ func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, secs fl
 	}
 	fmt.Fprintf(w, "wrote %d new chunks, %s (%s before compression)\n", r.NewChunks, humanBytes(r.NewBytes), humanBytes(r.NewRawBytes))
 	fmt.Fprintf(w, "metadata: targets v%d, snapshot v%d, timestamp v%d, root v%d\n", r.TargetsVersion, r.SnapshotVersion, r.TimestampVersion, r.RootVersion)
+	if r.Log != nil {
+		fmt.Fprintf(w, "log: targets v%d is entry %d; checkpoint: %d entries, root hash %s\n", r.TargetsVersion, r.Log.Entry, r.Log.TreeSize, r.Log.RootHash)
+	} else {
+		fmt.Fprintln(w, "log: none (the key directory has no log key)")
+	}
 	return nil
 }

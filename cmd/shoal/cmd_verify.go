@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,8 @@ func newVerifyCmd() *cobra.Command {
 		dev        manifest.Device
 		asJSON     bool
 		labelFlags []string
+		requireLog bool
+		logKey     string
 	)
 	c := &cobra.Command{
 		Use:   "verify --repo DIR|URL --root FILE",
@@ -38,10 +41,18 @@ root.
 Give --repo more than once for mirrors: the newest valid metadata wins, so
 one stale or broken mirror cannot hold the device back. The exit code is 3
 when metadata or an index does not verify, 1 when the release does not fit
-the device, and the message names the file, field and reason.`,
+the device, and the message names the file, field and reason.
+
+With --require-log the targets metadata is trusted only when the
+repository's transparency log proves it is included in a checkpoint signed
+by the log key (--log-key, default log.pub next to --root), and that
+checkpoint extends the one remembered in --state (then remembered in its
+place). A release left out of the log, a forged checkpoint, or a log that
+forked from the remembered one (a split view) exits with 3.`,
 		Example: `  shoal verify --repo repo/ --root keys/root.json --state /var/lib/shoal/trust
   shoal verify --repo http://origin:8080/ --root root.json --channel beta --hardware rpi4 --arch arm64
-  shoal verify --repo http://a/ --repo http://b/ --root root.json --installed-version 3 --json`,
+  shoal verify --repo http://a/ --repo http://b/ --root root.json --installed-version 3 --json
+  shoal verify --repo repo/ --root keys/root.json --state trust/ --require-log`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(repos) == 0 {
@@ -73,10 +84,31 @@ the device, and the message names the file, field and reason.`,
 				}
 				labels[k] = v
 			}
-			client, err := manifest.NewClient(manifest.ClientConfig{
+			cfg := manifest.ClientConfig{
 				TrustedRoot: root, StateDir: stateDir, Mirrors: mirrors,
 				Rollout: rolloutCheck(labels),
-			})
+			}
+			var witness *manifest.LogWitness
+			switch {
+			case requireLog:
+				if logKey == "" {
+					logKey = filepath.Join(filepath.Dir(rootFile), manifest.LogPubFile)
+					if _, err := os.Stat(logKey); err != nil {
+						return usageError{fmt.Errorf("--require-log: no --log-key given and no %s next to --root", logKey)}
+					}
+				}
+				keys, err := readLogKeyFile(logKey)
+				if err != nil {
+					return err
+				}
+				if witness, err = manifest.NewLogWitness(keys, stateDir); err != nil {
+					return fmt.Errorf("%s: %w", logKey, err)
+				}
+				cfg.Witness = witness
+			case logKey != "":
+				return usageError{fmt.Errorf("--log-key is used with --require-log")}
+			}
+			client, err := manifest.NewClient(cfg)
 			if err != nil {
 				return fmt.Errorf("%s: %w", rootFile, err)
 			}
@@ -84,7 +116,13 @@ the device, and the message names the file, field and reason.`,
 			if err != nil {
 				return err
 			}
-			return printVerified(cmd.OutOrStdout(), asJSON, v, repos)
+			var lp *manifest.LogProof
+			if witness != nil {
+				if p, ok := witness.Proof(v.TargetsVersion, v.Targets); ok {
+					lp = &p
+				}
+			}
+			return printVerified(cmd.OutOrStdout(), asJSON, v, lp, repos)
 		},
 	}
 	f := c.Flags()
@@ -97,6 +135,8 @@ the device, and the message names the file, field and reason.`,
 	f.Uint64Var(&dev.Installed, "installed-version", 0, "release version the device runs (0: none)")
 	f.StringVar(&dev.ID, "device-id", "", "the device's identity, which places it in a rollout (default: host name)")
 	f.StringArrayVar(&labelFlags, "label", nil, "a device label for rollout selectors, as KEY=VALUE (repeatable)")
+	f.BoolVar(&requireLog, "require-log", false, "trust only targets the transparency log proves, consistent with the log remembered in --state")
+	f.StringVar(&logKey, "log-key", "", "the log's verifier key file (default: log.pub next to --root)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	return c
 }
@@ -149,16 +189,18 @@ type verifyResult struct {
 	SnapshotVersion  int64              `json:"snapshot_version"`
 	TargetsVersion   int64              `json:"targets_version"`
 	Mirror           string             `json:"mirror"`
+	// Log is set when --require-log checked the log.
+	Log *logJSON `json:"log,omitempty"`
 }
 
-func printVerified(w io.Writer, asJSON bool, v *manifest.Verified, repos []string) error {
+func printVerified(w io.Writer, asJSON bool, v *manifest.Verified, lp *manifest.LogProof, repos []string) error {
 	r := v.Release
 	out := verifyResult{
 		Channel: r.Channel, Version: r.Version, UpToDate: v.UpToDate,
 		Hardware: r.Hardware, Arch: r.Arch, MinInstalled: r.MinInstalled,
 		RootVersion: v.RootVersion, TimestampVersion: v.TimestampVersion,
 		SnapshotVersion: v.SnapshotVersion, TargetsVersion: v.TargetsVersion,
-		Mirror: repos[v.Mirror],
+		Mirror: repos[v.Mirror], Log: logInfo(lp),
 	}
 	for i, a := range r.Artifacts {
 		out.Artifacts = append(out.Artifacts, verifiedArtifact{
@@ -179,5 +221,9 @@ func printVerified(w io.Writer, asJSON bool, v *manifest.Verified, repos []strin
 	}
 	fmt.Fprintf(w, "metadata: root v%d, timestamp v%d, snapshot v%d, targets v%d\n",
 		out.RootVersion, out.TimestampVersion, out.SnapshotVersion, out.TargetsVersion)
+	if out.Log != nil {
+		fmt.Fprintf(w, "log: targets v%d is entry %d of a signed tree of %d entries (root hash %s), consistent with the remembered log\n",
+			out.TargetsVersion, out.Log.Entry, out.Log.TreeSize, out.Log.RootHash)
+	}
 	return nil
 }

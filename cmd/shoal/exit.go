@@ -50,6 +50,10 @@ var integrityErrors = []error{
 	tlog.ErrBadCheckpoint,
 	tlog.ErrInconsistent,
 	tlog.ErrCorrupt,
+	tlog.ErrDuplicate,
+	tlog.ErrEquivocation,
+	tlog.ErrTooLarge,
+	tlog.ErrMalformedRecord,
 }
 
 func exitCode(err error) int {

@@ -34,6 +34,7 @@ with each other.`,
 		newDeviceCmd(),
 		newUpdateCmd(),
 		newBundleCmd(),
+		newLogCmd(),
 	)
 	return root
 }

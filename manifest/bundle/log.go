@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"sort"
 
-	"golang.org/x/mod/sumdb/note"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/shoalnet/shoal/manifest"
@@ -55,62 +53,29 @@ func logPaths(tree sumtlog.Tree, record []byte, idx int64) []string {
 	return ps
 }
 
-// logFetcher reads the log of a repository through a manifest.Fetcher.
-func logFetcher(f manifest.Fetcher) tlog.Fetcher {
-	return func(ctx context.Context, path string, max int64) ([]byte, error) {
-		b, err := f.Fetch(ctx, logPrefix+path, max)
-		switch {
-		case errors.Is(err, manifest.ErrNotFound):
-			return nil, fmt.Errorf("%s%s: %w", logPrefix, path, fs.ErrNotExist)
-		case errors.Is(err, manifest.ErrTooLarge):
-			return nil, fmt.Errorf("%s%s: %w", logPrefix, path, tlog.ErrTooLarge)
-		}
-		return b, err
+// proveUnsigned proves record is in the tree that checkpoint states,
+// without checking the checkpoint's signature: Create has no log key, and
+// Verify without LogKeys checks the log for consistency only. It returns
+// the tree and the record's index.
+func proveUnsigned(ctx context.Context, fetch tlog.Fetcher, checkpoint []byte, record []byte) (sumtlog.Tree, int64, error) {
+	tree, err := manifest.UnverifiedCheckpoint(checkpoint)
+	if err != nil {
+		return sumtlog.Tree{}, 0, fmt.Errorf("%s%s: %w", logPrefix, tlog.CheckpointPath, err)
 	}
+	idx, err := tlog.NewReader(fetch, nil).ProveInclusion(ctx, tree, record)
+	if err != nil {
+		return sumtlog.Tree{}, 0, err
+	}
+	return tree, idx, nil
 }
 
-// treeOf reads the tree a checkpoint signs. With verifiers it must be
-// signed by one of them; without, the signature is not checked (Create
-// has no log key; the device checks it), but the note must still be well
-// formed and its text exactly a tree.
-func treeOf(msg []byte, verifiers note.Verifiers) (sumtlog.Tree, error) {
-	if verifiers != nil {
-		cp, err := tlog.VerifyCheckpoint(msg, verifiers)
-		return cp.Tree, err
-	}
-	if len(msg) > tlog.MaxCheckpointSize {
-		return sumtlog.Tree{}, fmt.Errorf("%w: %d bytes", tlog.ErrBadCheckpoint, len(msg))
-	}
-	n, err := note.Open(msg, nil)
-	var unverified *note.UnverifiedNoteError
-	if errors.As(err, &unverified) {
-		n, err = unverified.Note, nil
-	}
-	if err != nil {
-		return sumtlog.Tree{}, fmt.Errorf("%w: %v", tlog.ErrBadCheckpoint, err)
-	}
-	tree, err := sumtlog.ParseTree([]byte(n.Text))
-	if err != nil || !bytes.Equal(sumtlog.FormatTree(tree), []byte(n.Text)) {
-		return sumtlog.Tree{}, fmt.Errorf("%w: text is not a tree", tlog.ErrBadCheckpoint)
-	}
-	return tree, nil
-}
-
-// checkLog proves, through fetch, that the targets record is in the
-// checkpoint's tree, that its entry bundle holds it, and that every tile
-// of the tree is authentic; it returns the files read, as repository
-// paths.
-func checkLog(ctx context.Context, fetch tlog.Fetcher, checkpoint []byte, verifiers note.Verifiers, record []byte) (*logSlice, error) {
-	tree, err := treeOf(checkpoint, verifiers)
-	if err != nil {
-		return nil, fmt.Errorf("%s%s: %w", logPrefix, tlog.CheckpointPath, err)
-	}
-	rd := tlog.NewReader(fetch, verifiers)
-	idx, err := rd.ProveInclusion(ctx, tree, record)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := rd.Record(ctx, tree, idx)
+// sliceLog checks, through fetch, what a bundle needs beyond the
+// inclusion proof of record at entry idx of tree (which the caller has
+// made): that its entry bundle holds it and that every tile of the tree is
+// authentic. It returns the log files a bundle carries, by repository
+// path.
+func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record []byte, idx int64) (*logSlice, error) {
+	rec, err := tlog.NewReader(fetch, nil).Record(ctx, tree, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +114,12 @@ func collectLog(ctx context.Context, f manifest.Fetcher, version int64, targets 
 	if err != nil {
 		return nil, err
 	}
-	ls, err := checkLog(ctx, logFetcher(f), cp, nil, record)
+	fetch := manifest.LogFetcher(f)
+	tree, idx, err := proveUnsigned(ctx, fetch, cp, record)
+	var ls *logSlice
+	if err == nil {
+		ls, err = sliceLog(ctx, fetch, tree, record, idx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bundle: transparency log: targets version %d: %w (use NoLog to leave the log out)", version, err)
 	}

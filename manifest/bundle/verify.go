@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
+	sumtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
@@ -29,14 +29,17 @@ type VerifyOptions struct {
 	// release's minimum installed version).
 	Device manifest.Device
 	// LogKeys are the transparency log's verifier keys. With them, a
-	// bundle's checkpoint must be signed by one; without, the log is
-	// checked for consistency only.
+	// bundle that carries a log is checked by manifest.LogWitness, as a
+	// device requiring the log checks it: the checkpoint must be signed by
+	// one of them and consistent with the checkpoint remembered in
+	// StateDir (which is then updated). Without, the log is checked for
+	// consistency only.
 	LogKeys []string
 	// RequireLog makes a bundle without a log (or a targets version not in
 	// it) an error; it needs LogKeys.
 	RequireLog bool
 	// Witness is passed to manifest.Client (the hook a device's log check
-	// plugs into).
+	// plugs into), after the LogKeys witness when both are set.
 	Witness manifest.TargetsWitness
 	// Now is the clock for metadata expiry; nil: time.Now.
 	Now func() time.Time
@@ -92,8 +95,10 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (*VerifyResult, e
 //  4. every chunk of the release that release From lacks must be in the
 //     bundle, and nothing else may be: no extra metadata, index, chunk or
 //     log file;
-//  5. with a log: the targets record is proven in the checkpoint's tree,
-//     its entry bundle holds it, and every tile is authentic;
+//  5. with a log: the targets record is proven in the checkpoint's tree
+//     (with LogKeys by manifest.LogWitness inside step 1, exactly as a
+//     device requiring the log proves it), its entry bundle holds it, and
+//     every tile is authentic;
 //  6. every chunk object decodes and hashes to its ID.
 //
 // The first problem found is returned, naming the entry.
@@ -112,9 +117,33 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		return nil, fmt.Errorf("bundle %s: %w", r.name, err)
 	}
 	dev := r.device(ctx, o.Device)
+	cpPath := logPrefix + tlog.CheckpointPath
+	_, hasLog := r.entries[cpPath]
+	if o.RequireLog && !hasLog {
+		return fail(fmt.Errorf("%w: %s: the transparency log is required", ErrMissing, cpPath))
+	}
+	// With the log's keys the log is checked the way a device checks it,
+	// inside the client, before any metadata is trusted.
+	var lw *manifest.LogWitness
+	ws := witnesses{}
+	if hasLog && len(o.LogKeys) > 0 {
+		w, err := manifest.NewLogWitness(o.LogKeys, o.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		lw = w
+		ws = append(ws, lw)
+	}
+	if o.Witness != nil {
+		ws = append(ws, o.Witness)
+	}
+	var witness manifest.TargetsWitness
+	if len(ws) > 0 {
+		witness = ws
+	}
 	client, err := manifest.NewClient(manifest.ClientConfig{
 		TrustedRoot: o.Root, StateDir: o.StateDir, Mirrors: []manifest.Fetcher{r},
-		Now: o.Now, Witness: o.Witness,
+		Now: o.Now, Witness: witness,
 	})
 	if err != nil {
 		return nil, err
@@ -203,37 +232,42 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		}
 	}
 
-	// The log.
-	cp := logPrefix + tlog.CheckpointPath
-	if _, ok := r.entries[cp]; ok || o.RequireLog {
-		if !ok {
-			return fail(fmt.Errorf("%w: %s: the transparency log is required", ErrMissing, cp))
-		}
-		var verifiers note.Verifiers
-		if len(o.LogKeys) > 0 {
-			if verifiers, err = tlog.NewVerifiers(o.LogKeys...); err != nil {
-				return nil, err
-			}
-		}
+	// The log: the inclusion proof (the witness made it when it had the
+	// keys), then what a bundle must carry beyond it.
+	if hasLog {
 		record, err := targetsRecord(v.TargetsVersion, v.Targets)
 		if err != nil {
 			return fail(err)
 		}
-		msg, err := r.Fetch(ctx, cp, tlog.MaxCheckpointSize)
-		if err != nil {
-			return fail(err)
+		fetch := r.LogFetcher()
+		var (
+			tree sumtlog.Tree
+			idx  int64
+		)
+		if lw != nil {
+			p, ok := lw.Proof(v.TargetsVersion, v.Targets)
+			if !ok {
+				return fail(fmt.Errorf("transparency log: targets version %d: %w: the witness holds no proof", v.TargetsVersion, tlog.ErrNotFound))
+			}
+			tree, idx = p.Tree, p.Entry
+		} else {
+			msg, err := r.Fetch(ctx, cpPath, tlog.MaxCheckpointSize)
+			if err != nil {
+				return fail(err)
+			}
+			tree, idx, err = proveUnsigned(ctx, fetch, msg, record)
+			if err != nil {
+				return fail(logErr(v.TargetsVersion, err))
+			}
 		}
-		ls, err := checkLog(ctx, r.LogFetcher(), msg, verifiers, record)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w: %w", ErrMissing, err)
-		}
+		ls, err := sliceLog(ctx, fetch, tree, record, idx)
 		if err != nil {
-			return fail(fmt.Errorf("transparency log: targets version %d: %w", v.TargetsVersion, err))
+			return fail(logErr(v.TargetsVersion, err))
 		}
 		for p := range ls.files {
 			expected[p] = true
 		}
-		res.Log = &LogProof{TreeSize: ls.tree.N, Entry: ls.index, Signed: verifiers != nil}
+		res.Log = &LogProof{TreeSize: ls.tree.N, Entry: ls.index, Signed: lw != nil}
 	}
 
 	for _, p := range r.paths {
@@ -272,6 +306,27 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		return fail(err)
 	}
 	return res, nil
+}
+
+// logErr names the targets version in a log error; a log file the
+// bundle lacks is a missing entry.
+func logErr(version int64, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%w: %w", ErrMissing, err)
+	}
+	return fmt.Errorf("transparency log: targets version %d: %w", version, err)
+}
+
+// witnesses runs several TargetsWitnesses in turn; the first error wins.
+type witnesses []manifest.TargetsWitness
+
+func (ws witnesses) Witness(ctx context.Context, f manifest.Fetcher, version int64, targets []byte) error {
+	for _, w := range ws {
+		if err := w.Witness(ctx, f, version, targets); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fromNote(from uint64) string {
