@@ -91,6 +91,28 @@ with --require-log the device installs only releases the log proves
 			default:
 				return fmt.Errorf("--log-key: %w", err)
 			}
+			// Check every input before creating anything, so a typo leaves
+			// nothing behind.
+			bootPath, ok := bootPaths[adapter]
+			if !ok {
+				return usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
+			}
+			lab := map[string]string{}
+			for _, l := range labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok {
+					return usageError{fmt.Errorf("--label %q: want key=value", l)}
+				}
+				lab[k] = v
+			}
+			if id == "" {
+				id = filepath.Base(filepath.Clean(dir))
+			}
+			text := deviceTOML(id, channel, hardware, arch, lab, adapter, bootPath, tries, artifact, health, deadline,
+				logBytes != nil, reqLog)
+			if _, err := updater.ParseConfig([]byte(text), dir); err != nil {
+				return usageError{err}
+			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
@@ -115,27 +137,10 @@ with --require-log the device installs only releases the log proves
 					return err
 				}
 			}
-			bootPath, err := initBootState(dir, adapter, tries)
-			if err != nil {
+			if err := initBootState(dir, adapter, tries); err != nil {
 				return err
 			}
-			lab := map[string]string{}
-			for _, l := range labels {
-				k, v, ok := strings.Cut(l, "=")
-				if !ok {
-					return usageError{fmt.Errorf("--label %q: want key=value", l)}
-				}
-				lab[k] = v
-			}
-			if id == "" {
-				id = filepath.Base(filepath.Clean(dir))
-			}
-			text := deviceTOML(id, channel, hardware, arch, lab, adapter, bootPath, tries, artifact, health, deadline,
-				logBytes != nil, reqLog)
 			cfgPath := filepath.Join(dir, "shoal.toml")
-			if _, err := updater.ParseConfig([]byte(text), dir); err != nil {
-				return err
-			}
 			if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 				return err
 			}
@@ -169,34 +174,36 @@ with --require-log the device installs only releases the log proves
 	return c
 }
 
-// initBootState creates the adapter's state files in dir and returns the
-// adapter path for the config.
-func initBootState(dir, adapter string, tries int) (string, error) {
+// bootPaths is each adapter's state path in a virtual device's directory.
+var bootPaths = map[string]string{"file": "boot.json", "grub": "grubenv", "bls": "esp", "uboot": "fw_env.config"}
+
+// initBootState creates the adapter's state files in dir.
+func initBootState(dir, adapter string, tries int) error {
 	switch adapter {
 	case "file":
-		return "boot.json", nil // the adapter creates it on first open
+		return nil // the adapter creates it on first open
 	case "grub":
 		// As `grub-editenv grubenv create` would.
-		return "grubenv", boot.CreateGRUBEnv(filepath.Join(dir, "grubenv"))
+		return boot.CreateGRUBEnv(filepath.Join(dir, "grubenv"))
 	case "bls":
-		return "esp", os.MkdirAll(filepath.Join(dir, "esp", "loader", "entries"), 0o755)
+		return os.MkdirAll(filepath.Join(dir, "esp", "loader", "entries"), 0o755)
 	case "uboot":
 		// Two redundant environment copies of 16 KiB, as fw_env.config names them.
 		abs, _ := filepath.Abs(dir)
 		text := fmt.Sprintf("# device offset size\n%s 0x0 0x4000\n%s 0x0 0x4000\n",
 			filepath.Join(abs, "uboot-env-1.bin"), filepath.Join(abs, "uboot-env-2.bin"))
 		if err := os.WriteFile(filepath.Join(dir, "fw_env.config"), []byte(text), 0o644); err != nil {
-			return "", err
+			return err
 		}
 		cfg, err := boot.ParseFwEnvConfig(text)
 		if err != nil {
-			return "", err
+			return err
 		}
 		// The board's default environment (see packaging/uboot/shoal-env.txt).
 		env := boot.UBootEnv{"shoal_slot": "A", "upgrade_available": "0", "bootcount": "0", "bootlimit": strconv.Itoa(tries)}
-		return "fw_env.config", boot.CreateUBootEnv(cfg, env)
+		return boot.CreateUBootEnv(cfg, env)
 	}
-	return "", usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
+	return usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
 }
 
 func deviceTOML(id, channel, hardware, arch string, labels map[string]string, adapter, bootPath string, tries int, artifact string, health []string, deadline string, logKey, requireLog bool) string {

@@ -102,3 +102,25 @@ func TestDeviceEveryBootAdapter(t *testing.T) {
 		}
 	}
 }
+
+// A typo in device init leaves nothing behind, so the corrected command
+// succeeds.
+func TestDeviceInitValidatesFirst(t *testing.T) {
+	dir := t.TempDir()
+	if _, errs, code := runCLI(t, "keys", "init", filepath.Join(dir, "keys")); code != 0 {
+		t.Fatal(errs)
+	}
+	dev := filepath.Join(dir, "dev")
+	base := []string{"device", "init", dev, "--slot-size", "1M", "--root", filepath.Join(dir, "keys", "root.json"), "--channel", "stable"}
+	for _, bad := range [][]string{{"--boot", "grubb"}, {"--label", "region"}, {"--health-cmd", "true", "--health-deadline", "soon"}, {"--tries", "10"}} {
+		if _, errs, code := runCLI(t, append(append([]string{}, base...), bad...)...); code != exitUsage {
+			t.Fatalf("%v: exit %d (%s), want usage", bad, code, errs)
+		}
+		if _, err := os.Stat(dev); !os.IsNotExist(err) {
+			t.Fatalf("%v: left %s behind", bad, dev)
+		}
+	}
+	if _, errs, code := runCLI(t, base...); code != 0 {
+		t.Fatal(errs)
+	}
+}
