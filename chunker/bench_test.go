@@ -26,7 +26,7 @@ func BenchmarkBoundaries(b *testing.B) {
 }
 
 // BenchmarkBoundariesReference is the one-byte-per-step definition, for
-// comparison with the two-byte loop.
+// comparison with the eight-byte loop (roll8).
 func BenchmarkBoundariesReference(b *testing.B) {
 	data := benchData()
 	c := newCutter(DefaultParams)

@@ -10,8 +10,9 @@
 // stricter mask before the average size and a looser one after it, so chunk
 // sizes cluster around the average. Two refinements from the authors' 2020
 // follow-up (IEEE TPDS) make it fast: hashing starts at the minimum size,
-// and the hash rolls two bytes per step. The gear table is generated from a
-// fixed seed, so boundaries are identical on every platform and Go version;
+// and the hash rolls several bytes per step (the paper rolls two; this
+// package rolls eight, see roll8). The gear table is generated from a fixed
+// seed, so boundaries are identical on every platform and Go version;
 // known-vector tests pin them.
 //
 // # Pipeline

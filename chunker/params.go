@@ -70,10 +70,10 @@ func (p Params) masks() (small, large uint64) {
 
 // spreadMask returns a mask of n one-bits spread evenly over bits 56..15.
 // High bits depend on more input bytes (bit k of a gear hash sees the last
-// k+1 bytes), so spreading widens the effective window. The top bits stay
-// clear because roll4 tests positions on the hash shifted left by up to
-// three bits, which must not push a mask bit out (and 56 leaves room for an
-// eight-byte step).
+// k+1 bytes), so spreading widens the effective window. The top seven bits
+// stay clear because roll8 tests each of its eight positions on the hash
+// shifted left by up to seven bits, which must not push a mask bit out
+// (56+7 = 63).
 func spreadMask(n int) uint64 {
 	const hi, lo = 56, 15
 	if n > hi-lo+1 {

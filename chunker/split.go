@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Chunk is one chunk as the pipeline reports it.
@@ -28,7 +30,8 @@ type Options struct {
 	// chunk is hashed, in no particular order and concurrently with other
 	// calls. data is valid only during the call and must not be modified.
 	// Use it for per-chunk work that should use every core, such as
-	// compressing and storing the chunk.
+	// compressing and storing the chunk. After Work fails on a chunk, it is
+	// still called for earlier chunks but may be skipped for later ones.
 	Work func(c Chunk, data []byte) error
 
 	// Emit, if set, runs for every chunk in stream order on the goroutine
@@ -62,6 +65,10 @@ func (o *Options) fill() error {
 // Split reads r to the end, cuts it into content-defined chunks, hashes
 // them in parallel and returns the index. Memory use is bounded by a few
 // read buffers (see bufferSize) regardless of the input's size.
+//
+// When several things fail (Work on one chunk, Emit on another, the reader
+// at some offset), the error returned is the earliest in stream order, so
+// the same input and the same failures give the same error every time.
 func Split(ctx context.Context, r io.Reader, o Options) (*Index, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
@@ -91,20 +98,59 @@ func bufferSize(maxChunk int) int { return max(256<<10, 8*maxChunk) }
 type batch struct {
 	buf    []byte
 	chunks []*job
-	wg     sync.WaitGroup // one per chunk still being hashed, plus one for the cutter
+	// err is why the stream stopped after chunks (a read error, or a cut
+	// error such as Verify's "stream too short"). The cutter sets it before
+	// its wg.Done, and the collector returns it only after collecting every
+	// chunk before it, so an earlier bad chunk is still the one reported.
+	err error
+	wg  sync.WaitGroup // one per chunk still being hashed, plus one for the cutter
 }
 
 type job struct {
 	Chunk
 	data []byte
 	b    *batch
+	err  error // from o.Work; read by the collector after b.wg.Wait
 }
+
+// failure records the lowest chunk index at which the stream is known to
+// fail (a Work error on that chunk, or a read or cut error just before it).
+// Chunks after it need no work: the collector stops at the failure. Chunks
+// before it are still hashed and worked, so the error finally reported is
+// the earliest in stream order, not the first to happen.
+type failure struct{ at atomic.Int64 }
+
+func newFailure() *failure {
+	f := &failure{}
+	f.at.Store(math.MaxInt64)
+	return f
+}
+
+func (f *failure) set(index int) {
+	for {
+		cur := f.at.Load()
+		if int64(index) >= cur || f.at.CompareAndSwap(cur, int64(index)) {
+			return
+		}
+	}
+}
+
+// after reports whether chunk index lies past a known failure.
+func (f *failure) after(index int) bool { return int64(index) > f.at.Load() }
+
+func (f *failure) any() bool { return f.at.Load() != math.MaxInt64 }
 
 // run drives the pipeline: one goroutine reads and cuts, Workers goroutines
 // hash and call o.Work, and the calling goroutine collects in order. cut
 // returns the length of the chunk at the start of data; it is given at
 // least need bytes unless the stream ended (eof). collect sees each chunk
 // in order before o.Emit.
+//
+// Errors are reported in stream order: a Work error on chunk k, or a read
+// or cut error after chunk k, is returned only once every chunk before it
+// has been collected without error. Only cancellation of ctx (or an error
+// from collect or Emit, which already come in order) stops the pipeline
+// outright.
 func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []byte, eof bool) (int, error), collect func(Chunk) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -117,6 +163,7 @@ func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []
 	}
 	ordered := make(chan *batch, nbuf)
 	jobs := make(chan *job, 256)
+	fail := newFailure()
 
 	var wg sync.WaitGroup
 	// Workers.
@@ -125,11 +172,15 @@ func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				if ctx.Err() == nil {
+				// A skipped chunk keeps a zero digest; the collector never
+				// looks at it, because it stops at the failure before it or
+				// at the cancellation.
+				if ctx.Err() == nil && !fail.after(j.Index) {
 					j.Digest = o.Hash.Sum(j.data)
 					if o.Work != nil {
 						if err := o.Work(j.Chunk, j.data); err != nil {
-							cancel(err)
+							j.err = err
+							fail.set(j.Index)
 						}
 					}
 				}
@@ -144,7 +195,7 @@ func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []
 		defer wg.Done()
 		defer close(ordered)
 		defer close(jobs)
-		if err := produce(ctx, r, need, bufSize, free, ordered, jobs, cut); err != nil {
+		if err := produce(ctx, r, need, bufSize, free, ordered, jobs, cut, fail); err != nil {
 			cancel(err)
 		}
 	}()
@@ -154,18 +205,25 @@ func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []
 	var err error
 	for b := range ordered {
 		b.wg.Wait()
-		if err == nil {
+		if err == nil && ctx.Err() != nil {
+			// Canceled by the caller (workers may have skipped chunks).
 			err = context.Cause(ctx)
 		}
-		for i := range b.chunks {
+		for _, j := range b.chunks {
 			if err != nil {
 				break
 			}
-			c := b.chunks[i].Chunk
+			if err = j.err; err != nil {
+				break
+			}
+			c := j.Chunk
 			if err = collect(c); err == nil && o.Emit != nil {
 				err = o.Emit(c)
 			}
 			done += int64(c.Size)
+		}
+		if err == nil {
+			err = b.err
 		}
 		if err != nil {
 			cancel(err)
@@ -181,14 +239,21 @@ func run(ctx context.Context, r io.Reader, o Options, need int, cut func(data []
 	return err
 }
 
-func produce(ctx context.Context, r io.Reader, need, bufSize int, free chan []byte, ordered chan<- *batch, jobs chan<- *job, cut func([]byte, bool) (int, error)) error {
+// produce reads r into buffers from free, cuts them and hands the chunks to
+// the workers, announcing each buffer on ordered first. It stops at the end
+// of the stream, at the first read or cut error (which it attaches to the
+// batch it happened in), or once fail says a chunk already cut has failed.
+func produce(ctx context.Context, r io.Reader, need, bufSize int, free chan []byte, ordered chan<- *batch, jobs chan<- *job, cut func([]byte, bool) (int, error), fail *failure) error {
 	var (
 		carry  []byte // unfinished tail of the previous buffer
-		offset int64
+		offset int64  // stream offset of buf[0]
 		index  int
 		eof    bool
 	)
 	for !eof {
+		if fail.any() {
+			return nil // every chunk from here on comes after the failure
+		}
 		var buf []byte
 		select {
 		case buf = <-free:
@@ -199,14 +264,15 @@ func produce(ctx context.Context, r io.Reader, need, bufSize int, free chan []by
 			buf = make([]byte, bufSize)
 		}
 		n := copy(buf, carry)
+		var readErr error
 		for n < len(buf) && !eof {
 			m, err := r.Read(buf[n:])
 			n += m
 			if err == io.EOF {
 				eof = true
 			} else if err != nil {
-				free <- buf
-				return fmt.Errorf("read at offset %d: %w", offset+int64(n-len(carry)), err)
+				readErr = fmt.Errorf("chunker: read at offset %d: %w", offset+int64(n), err)
+				break
 			}
 		}
 		b := &batch{buf: buf}
@@ -217,16 +283,18 @@ func produce(ctx context.Context, r io.Reader, need, bufSize int, free chan []by
 			free <- buf
 			return nil
 		}
+		// After a read error, still cut the chunks that are complete (at
+		// least need bytes follow them), so the collector sees every chunk
+		// before the failure.
 		pos := 0
-		var cutErr error
-		for pos < n && (n-pos >= need || eof) {
+		for pos < n && (n-pos >= need || eof) && !fail.any() {
 			l, err := cut(buf[pos:n], eof)
 			if err != nil {
-				cutErr = err
+				b.err = err
 				break
 			}
 			if l <= 0 || l > n-pos {
-				cutErr = fmt.Errorf("chunker: internal error: cut returned %d with %d bytes left", l, n-pos)
+				b.err = fmt.Errorf("chunker: internal error: cut returned %d with %d bytes left", l, n-pos)
 				break
 			}
 			j := &job{Chunk: Chunk{Index: index, Offset: offset, Size: uint32(l)}, data: buf[pos : pos+l], b: b}
@@ -243,11 +311,17 @@ func produce(ctx context.Context, r io.Reader, need, bufSize int, free chan []by
 			offset += int64(l)
 			pos += l
 		}
+		if b.err == nil {
+			b.err = readErr
+		}
+		if b.err != nil {
+			fail.set(index)
+		}
 		// The tail must be copied out before the batch is released.
 		carry = append(carry[:0], buf[pos:n]...)
 		b.wg.Done()
-		if cutErr != nil {
-			return cutErr
+		if fail.any() {
+			return nil // the collector stops at or before this batch
 		}
 	}
 	if len(carry) > 0 {

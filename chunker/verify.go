@@ -28,8 +28,11 @@ func (e *ChunkError) Unwrap() error { return ErrMismatch }
 
 // Verify reads r and checks it against ix chunk by chunk, hashing on every
 // core. It returns nil only when r holds exactly the bytes ix describes;
-// otherwise the error is a *ChunkError for the first chunk that differs (or
-// the read error). Chunks after the first bad one may or may not have been
+// otherwise it returns the first failure in stream order: a *ChunkError
+// for the first chunk that differs (or where the stream ends early or runs
+// on past the index), or the read error if the reader failed before that
+// chunk. A failure further on never hides an earlier bad chunk, whatever
+// the timing. Chunks after the first bad one may or may not have been
 // hashed.
 func Verify(ctx context.Context, r io.Reader, ix *Index) error {
 	return VerifyWith(ctx, r, ix, Options{})

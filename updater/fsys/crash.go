@@ -54,6 +54,7 @@ type write struct {
 	node *inode
 	off  int64
 	data []byte
+	keep int // bytes of data that reach the disk; -1 until AfterCrash draws it
 }
 
 // CrashOptions configure a Crash filesystem.
@@ -124,15 +125,6 @@ func (c *Crash) AfterCrash() *Crash {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := NewCrash(CrashOptions{})
-	if c.tear && c.pending != nil {
-		w := c.pending
-		// A prefix in whole 512-byte sectors, possibly empty, possibly all.
-		sectors := (len(w.data) + 511) / 512
-		keep := min(c.rng.IntN(sectors+1)*512, len(w.data))
-		if keep > 0 {
-			w.node.durable = writeAt(w.node.durable, w.off, w.data[:keep])
-		}
-	}
 	reachable := func(p string) bool {
 		for d := filepath.Dir(p); ; d = filepath.Dir(d) {
 			if !c.ddirs[d] {
@@ -155,6 +147,20 @@ func (c *Crash) AfterCrash() *Crash {
 			copied[ino] = m
 		}
 		n.cur[p], n.durable[p] = m, m
+	}
+	// The tear goes into the copy only: the crashed filesystem keeps its
+	// own durable bytes, and the prefix is drawn once per write, so calling
+	// AfterCrash again shows the same power-on state.
+	if w := c.pending; c.tear && w != nil {
+		if w.keep < 0 {
+			// A prefix in whole 512-byte sectors, possibly empty, possibly all.
+			sectors := (len(w.data) + 511) / 512
+			w.keep = min(c.rng.IntN(sectors+1)*512, len(w.data))
+		}
+		if m, ok := copied[w.node]; ok && w.keep > 0 {
+			m.durable = writeAt(m.durable, w.off, w.data[:w.keep])
+			m.data = append(m.data[:0:0], m.durable...)
+		}
 	}
 	for d := range c.ddirs {
 		if d == "/" || reachable(d) {
@@ -472,16 +478,19 @@ func (f *crashFile) WriteAt(p []byte, off int64) (int, error) {
 	if !f.writable {
 		return 0, &fs.PathError{Op: "write", Path: f.name, Err: fs.ErrPermission}
 	}
+	wasCrashed := f.fs.crashed
 	if err := f.fs.step(); err != nil {
-		if f.fs.crashed && f.fs.tear {
-			// The interrupted write is the one that may be torn.
-			f.fs.pending = &write{node: f.ino, off: off, data: append([]byte(nil), p...)}
+		if !wasCrashed && f.fs.tear {
+			// This write is the one the power cut interrupted, so it may be
+			// torn. Writes issued after the cut (by other goroutines) never
+			// reach the disk and must not replace it as the candidate.
+			f.fs.pending = &write{node: f.ino, off: off, data: append([]byte(nil), p...), keep: -1}
 		}
 		return 0, err
 	}
 	f.ino.data = writeAt(f.ino.data, off, p)
 	f.ino.mtime = time.Unix(int64(f.fs.ops), 0)
-	f.fs.pending = &write{node: f.ino, off: off, data: append([]byte(nil), p...)}
+	f.fs.pending = &write{node: f.ino, off: off, data: append([]byte(nil), p...), keep: -1}
 	return len(p), nil
 }
 
