@@ -211,6 +211,9 @@ func (d *Device) act(ctx context.Context, a state.Action, run func(state.Action)
 			d.refusal = a.Reason
 		}
 		_, err := d.audit.Append(audit.Entry{Verdict: string(a.Verdict), Version: a.Version, Reason: a.Reason})
+		if errors.Is(err, audit.ErrHeadNotUpdated) {
+			err = nil // the entry is recorded; only the head lags
+		}
 		return nil, err
 	case state.FlipTentative:
 		if err := d.boot.SetTentative(ctx, a.Slot, a.Tries); err != nil {
