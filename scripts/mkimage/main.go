@@ -35,8 +35,8 @@ func write(path string, size int64, seed uint64, change float64) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	layout := rand.New(rand.NewPCG(seed, 1))      // region sizes and kinds: same for every version
-	edits := rand.New(rand.NewPCG(seed, 2))       // which regions change
+	layout := rand.New(rand.NewPCG(seed, 1))       // region sizes and kinds: same for every version
+	edits := rand.New(rand.NewPCG(seed, 2))        // which regions change
 	fresh := rand.New(rand.NewPCG(seed^0xfeed, 3)) // content of changed regions
 	var written int64
 	buf := make([]byte, 1<<20)
