@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 10s
 
-.PHONY: build test bench lint fuzz demo install clean
+.PHONY: build test bench lint fuzz demo install clean bench-compare bench-dedup bench-apply bench-publish
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shoal
@@ -17,6 +17,17 @@ test:
 # Go benchmarks of every package. Peer-tool comparisons live in bench/*.sh.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# Peer-tool comparisons (docs/benchmarks.md). They install nothing: run
+# .ci/run (or apt-get install casync zstd debootstrap e2fsprogs time bc) first.
+bench-compare: build
+	SHOAL=$(BIN) bench/compare-casync.sh "$(BENCH_FILE)" $(BENCH_RUNS)
+bench-dedup: build
+	SHOAL=$(BIN) bench/dedup.sh
+bench-apply: build
+	bench/apply.sh
+bench-publish: build
+	bench/publish.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -48,19 +48,19 @@ func Example_knownVectors() {
 	ix, _ := chunker.Split(context.Background(), bytes.NewReader(data), chunker.Options{Hash: chunker.BLAKE3})
 	fmt.Printf("blake3: chunk 0 %s, index %s\n", ix.ID(0), ix.CID())
 	// Output:
-	// params 16384/65536/262144: 52 chunks, root 258995fe9f8b2de4525db6bf38dc8db0647703ab6982a1c8b6b78a235fa365cb
-	//   0 146186 8bc76f47fe394a41
-	//   1 128681 b130e05d12cd64d1
-	//   2  77655 a89ba5be8b95e35f
-	//   3  64361 ac077b3029de4481
-	//   4 111960 f6ba37cf8dcd74cd
-	//   5  81810 ee33d186d38e8e7a
-	// params 2048/8192/65536: 451 chunks, root 0da48857a553a71ab3ba8cd49edb1457ea6ff3641d36e9485718ca3090975458
+	// params 16384/65536/262144: 53 chunks, root 3f99741e3dc575cbc8b79a0e2010b7d8f035cb096303cf16d6aaaa9fe8775ccf
+	//   0  72686 a8adff78be8b6ecc
+	//   1  46729 b9f29e06c64e6fe2
+	//   2 207023 042765fef807905d
+	//   3  73068 c570c91f3abe45a6
+	//   4 131882 308c4cbdc2113d4e
+	//   5  99183 f5bc8525211be746
+	// params 2048/8192/65536: 472 chunks, root e0826f35f9c626260c6a7af4f5b8accdebcfc7bab1b54c0e5962e1f48450344f
 	//   0  65536 de2f256064a0af79
-	//   1   7782 d96daa526e467650
-	//   2  10192 245b4c3cb9dce40e
-	//   3   7123 8207c3916f36329f
-	//   4   6883 62376e8cb8529ed7
-	//   5   7255 044ed5524e566450
-	// blake3: chunk 0 bafkr4icehem2yvs3ylxuu6osio3qjsppokua673smma6vifptcmcpm4mey, index bafkr4idvjlv5sjoiv4sltuiqs3duxlie4awlt2uoc3hzl7afbtjdgttyqa
+	//   1   7357 e3d951178fae11cc
+	//   2   5044 1b577e88bf123bb4
+	//   3  15827 b18959bb1311ef47
+	//   4   7405 3f153b6d3a5d8c66
+	//   5   4458 23716611f4614a5b
+	// blake3: chunk 0 bafkr4idnsrcyxbyd6q7q5fvsre4hr7w5adhsd43zdwyfak2gvl76g5reyy, index bafkr4igoyqfbbp5o7gubhqlxpxn4vvcu3nyzugm62cqmh4t567lmxiuafi
 }
