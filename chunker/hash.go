@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -151,4 +152,27 @@ func SumID(id cid.Cid, data []byte) (got cid.Cid, ok bool, err error) {
 	}
 	d := h.Sum(data)
 	return h.ID(d), d == want, nil
+}
+
+// IDOf hashes everything r yields with h and returns the content ID, for
+// objects too large to hold in memory (a streamed index).
+func IDOf(h Hash, r io.Reader) (cid.Cid, error) {
+	var w interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	switch h {
+	case SHA256:
+		w = sha256.New()
+	case BLAKE3:
+		w = blake3.New()
+	default:
+		return cid.Undef, fmt.Errorf("%w: %v", ErrUnknownHash, h)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		return cid.Undef, err
+	}
+	var d Digest
+	w.Sum(d[:0])
+	return h.ID(d), nil
 }

@@ -72,7 +72,7 @@ func TestChunkInspectDiff(t *testing.T) {
 
 	out, _, code = runCLI(t, "inspect", filepath.Join(dir, "v1.idx"), "--json")
 	var ir map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &ir) != nil || ir["root"] != cr["root"] || ir["chunks"] != cr["chunks"] {
+	if code != 0 || json.Unmarshal([]byte(out), &ir) != nil || ir["root"] != cr["root"] || ir["chunks"] != cr["chunks"] || ir["index_cid"] != cr["index_cid"] {
 		t.Fatalf("inspect: %d %s", code, out)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
 	"github.com/shoalnet/shoal/chunker"
@@ -53,17 +54,27 @@ signed release pins.`,
 			}
 			bar := progress.New("chunk", size)
 			start := time.Now()
-			ix, err := chunker.Split(cmd.Context(), f, chunker.Options{Params: p, Hash: h, Progress: bar.Set})
+			var sum chunker.Summary
+			var indexID cid.Cid
+			// The index streams into a temporary file next to OUT and
+			// replaces OUT only when complete, so memory stays flat for
+			// any input size and a failed run leaves OUT as it was.
+			err = atomicfile.WriteAt(out, 0o644, func(w atomicfile.File) error {
+				var err error
+				sum, err = chunker.SplitTo(cmd.Context(), f, chunker.Options{Params: p, Hash: h, Progress: bar.Set},
+					chunker.NewIndexWriter(w, p, h))
+				if err != nil {
+					return fmt.Errorf("chunk %s: %w", args[0], err)
+				}
+				indexID, err = chunker.IDOf(h, io.NewSectionReader(w, 0, 1<<62))
+				return err
+			})
 			if err != nil {
 				bar.Abort()
-				return fmt.Errorf("chunk %s: %w", args[0], err)
-			}
-			bar.Done()
-			secs := time.Since(start).Seconds()
-			if err := atomicfile.WriteFile(out, ix.Encode(), 0o644); err != nil {
 				return err
 			}
-			return printChunkResult(cmd.OutOrStdout(), asJSON, ix, secs, out)
+			bar.Done()
+			return printChunkResult(cmd.OutOrStdout(), asJSON, sum, indexID, time.Since(start).Seconds(), out)
 		},
 	}
 	f := c.Flags()
@@ -89,16 +100,16 @@ type chunkResult struct {
 	MBPerSec float64 `json:"mb_per_s"`
 }
 
-func printChunkResult(w io.Writer, asJSON bool, ix *chunker.Index, secs float64, out string) error {
+func printChunkResult(w io.Writer, asJSON bool, s chunker.Summary, indexID cid.Cid, secs float64, out string) error {
 	r := chunkResult{
-		Chunks: len(ix.Chunks), Bytes: ix.Size, Root: ix.Root().String(), Seconds: secs,
-		Index: out, IndexCID: ix.CID().String(), Hash: ix.Hash.String(), Params: ix.Params.String(),
+		Chunks: s.Chunks, Bytes: s.Size, Root: s.Root.String(), Seconds: secs,
+		Index: out, IndexCID: indexID.String(), Hash: s.Hash.String(), Params: s.Params.String(),
 	}
 	if r.Chunks > 0 {
-		r.AvgChunk = ix.Size / int64(r.Chunks)
+		r.AvgChunk = s.Size / int64(r.Chunks)
 	}
 	if secs > 0 {
-		r.MBPerSec = float64(ix.Size) / 1e6 / secs
+		r.MBPerSec = float64(s.Size) / 1e6 / secs
 	}
 	if asJSON {
 		return writeJSON(w, r)

@@ -51,3 +51,27 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
 	}
 	return syncDir(path)
 }
+
+// File is the temporary file WriteAt hands out: written at offsets and
+// read back before it replaces the target.
+type File interface {
+	io.WriterAt
+	io.ReaderAt
+}
+
+// WriteAt is Write for content produced out of order (a header filled in
+// last): fill writes into the temporary file at any offsets.
+func WriteAt(path string, perm os.FileMode, fill func(f File) error) error {
+	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(perm))
+	if err != nil {
+		return fmt.Errorf("create temporary file for %s: %w", path, err)
+	}
+	defer t.Cleanup()
+	if err := fill(t); err != nil {
+		return err
+	}
+	if err := t.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return syncDir(path)
+}
