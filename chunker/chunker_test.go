@@ -277,3 +277,27 @@ func TestSumID(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 }
+
+// Zero runs take a shortcut in cut; it must give exactly the reference's
+// boundaries wherever the run starts and ends relative to min and normal.
+func TestCutZeroRunsMatchReference(t *testing.T) {
+	for _, p := range []Params{DefaultParams, {Min: 64, Avg: 256, Max: 1024}} {
+		c := newCutter(p)
+		if !c.zeroSkip {
+			t.Fatalf("%v: zero skipping disabled; the test would prove nothing", p)
+		}
+		noise := seeded(99, 4*p.Max)
+		for _, zeros := range []int{0, 1, 63, 64, 65, p.Min - 7, p.Min, p.Min + 5, p.Min + 64, c.normal - 3, c.normal + 9, p.Max - 1, p.Max, 2 * p.Max} {
+			for _, lead := range []int{0, 3, p.Min - 1, p.Min + 1} {
+				data := append(append(bytes.Clone(noise[:lead]), make([]byte, zeros)...), noise[lead:]...)
+				for pos := 0; pos < len(data); {
+					got, want := c.cut(data[pos:]), c.cutRef(data[pos:])
+					if got != want {
+						t.Fatalf("%v zeros %d lead %d pos %d: cut %d, reference %d", p, zeros, lead, pos, got, want)
+					}
+					pos += got
+				}
+			}
+		}
+	}
+}

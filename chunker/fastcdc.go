@@ -1,5 +1,7 @@
 package chunker
 
+import "encoding/binary"
+
 // cutter finds chunk boundaries. It is immutable and safe for concurrent
 // use.
 type cutter struct {
@@ -7,7 +9,15 @@ type cutter struct {
 	maskS, maskL     uint64
 	// Masks shifted for each position of an eight-byte step (see roll8).
 	stepS, stepL [8]uint64
+	// zeroSkip: a run of zero bytes at the start of a chunk can be skipped
+	// without hashing (see skipZeros).
+	zeroSkip bool
 }
+
+// zeroFixpoint is the gear hash after 64 or more zero bytes, whatever came
+// before: each zero byte doubles fp and adds gear[0], and after 64 steps
+// the old state has been shifted out, leaving gear[0]*(2^64-1) = -gear[0].
+var zeroFixpoint = -gear[0]
 
 func newCutter(p Params) *cutter {
 	s, l := p.masks()
@@ -16,7 +26,30 @@ func newCutter(p Params) *cutter {
 		c.stepS[j] = s << (7 - j)
 		c.stepL[j] = l << (7 - j)
 	}
+	// Skipping is exact only if no hash value a zero run produces from a
+	// chunk's start (fp = 0) can end the chunk: gear[0]*(2^k-1) for k = 1
+	// ..64 under the strict mask, and the fixpoint under the loose one.
+	c.zeroSkip = zeroFixpoint&l != 0
+	for k, fp := 1, uint64(0); k <= 64; k++ {
+		fp = fp<<1 + gear[0]
+		if fp&s == 0 {
+			c.zeroSkip = false
+		}
+	}
 	return c
+}
+
+// skipZeros returns how many zero bytes data[i:] starts with, in whole
+// eight-byte words (a few bytes more or less do not matter: the gear loop
+// handles them).
+func skipZeros(data []byte, i int) int {
+	j := i
+	for ; j+8 <= len(data); j += 8 {
+		if binary.LittleEndian.Uint64(data[j:]) != 0 {
+			break
+		}
+	}
+	return j - i
 }
 
 // cut returns the length of the chunk that starts at data[0]. The caller
@@ -45,6 +78,14 @@ func (c *cutter) cut(data []byte) int {
 		found bool
 	)
 	i := c.min
+	// Disk images hold long runs of zeros, where the gear hash sits at a
+	// fixpoint that never cuts: jump over them instead of hashing them.
+	// This gives exactly cutRef's boundaries (see zeroSkip).
+	if c.zeroSkip {
+		if z := skipZeros(data[:n], i); z >= 64 {
+			i, fp = i+z, zeroFixpoint
+		}
+	}
 	if i, fp, found = roll8(data[:normal], i, fp, &c.stepS); found {
 		return i
 	}
