@@ -39,7 +39,12 @@ fi
 "$SHOAL" chunk v2.img -o v2.idx >/dev/null
 "$SHOAL" diff v1.idx v2.idx --json > diff.json
 
-restore() { rm -rf dev/state dev/boot.json; cp -a pristine/state pristine/boot.json dev/; }
+# Back to v1 committed in slot B, and slot A emptied (sparse zeros), so each
+# run installs v2 from scratch instead of finding it already in place.
+restore() {
+  rm -rf dev/state dev/boot.json; cp -a pristine/state pristine/boot.json dev/
+  local n; n=$(stat -c %s dev/slot-a.img); truncate -s 0 dev/slot-a.img; truncate -s "$n" dev/slot-a.img
+}
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
