@@ -38,23 +38,13 @@ func syncDir(path string) error {
 // Write atomically replaces path with what fill writes. When fill fails,
 // the temporary file is removed and path is left as it was.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
-	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(perm))
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	defer t.Cleanup()
-	if err := fill(t); err != nil {
-		return err
-	}
-	if err := t.CloseAtomicallyReplace(); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	return syncDir(path)
+	return WriteAt(path, perm, func(f File) error { return fill(f) })
 }
 
-// File is the temporary file WriteAt hands out: written at offsets and
-// read back before it replaces the target.
+// File is the temporary file Write and WriteAt hand out: written in order
+// or at offsets, and read back before it replaces the target.
 type File interface {
+	io.Writer
 	io.WriterAt
 	io.ReaderAt
 }
