@@ -4,6 +4,7 @@
 # demo-out/ (recreated on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 SHOAL=${SHOAL:-$PWD/bin/shoal}
 OUT=${DEMO_OUT:-$PWD/demo-out}
 SIZE=${DEMO_SIZE:-268435456}   # 256 MiB images
@@ -25,7 +26,7 @@ cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
 step "1. Make a v1 image and a v2 with a few changed regions ($((SIZE >> 20)) MiB each)"
-(cd .. && go build -o "$OUT/mkimage" ./scripts/mkimage)
+(cd "$ROOT" && go build -o "$OUT/mkimage" ./scripts/mkimage)
 run ./mkimage -o v1.img -size "$SIZE" -seed 7
 run ./mkimage -o v2.img -size "$SIZE" -seed 7 -change 0.04
 rm mkimage
@@ -71,6 +72,7 @@ run "$SHOAL" update apply --config $CFG --source http://127.0.0.1:$PORT/
 run "$SHOAL" device reboot --config $CFG
 run "$SHOAL" update boot-check --config $CFG
 run "$SHOAL" device reboot --config $CFG
+run "$SHOAL" update boot-check --config $CFG   # at every boot, as packaging/systemd runs it
 run "$SHOAL" update status --config $CFG
 run "$SHOAL" update log verify --config $CFG
 
