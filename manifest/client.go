@@ -91,8 +91,9 @@ type ClientConfig struct {
 	// protection covers only the provisioned root.
 	StateDir string
 	// Mirrors serve the repository; at least one. Each is walked from the
-	// trusted state; the one with the newest valid timestamp wins, so one
-	// mirror serving stale or broken files cannot hold a device back.
+	// trusted state; the one with the newest root, then the newest valid
+	// timestamp, wins, so one mirror serving stale or broken files cannot
+	// hold a device back.
 	Mirrors []Fetcher
 	// Now is the clock for expiry; nil means time.Now.
 	Now    func() time.Time
@@ -250,7 +251,10 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 			continue
 		}
 		ch.mirror = i
-		if best == nil || ch.tm.Timestamp.Signed.Version > best.tm.Timestamp.Signed.Version {
+		// A newer root wins first: a mirror that withholds a rotation
+		// must not get metadata signed by keys the rotation revoked
+		// past a device that has just verified it elsewhere.
+		if best == nil || newerChain(ch, best) {
 			best = ch
 		}
 	}
@@ -284,6 +288,16 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 		v.Indexes = append(v.Indexes, ix)
 	}
 	return v, nil
+}
+
+// newerChain reports whether a should be preferred over b: a newer root,
+// then a newer timestamp.
+func newerChain(a, b *chain) bool {
+	ra, rb := a.tm.Root.Signed.Version, b.tm.Root.Signed.Version
+	if ra != rb {
+		return ra > rb
+	}
+	return a.tm.Timestamp.Signed.Version > b.tm.Timestamp.Signed.Version
 }
 
 // walk verifies one mirror's metadata: root versions one by one, then

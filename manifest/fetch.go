@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -57,7 +58,10 @@ func (d DirFetcher) Fetch(ctx context.Context, p string, maxBytes int64) ([]byte
 		return nil, err
 	}
 	defer r.Close()
-	f, err := r.Open(p)
+	// O_NONBLOCK: opening a named pipe on hostile media must not wait
+	// for a writer; the check below then refuses it. Regular files
+	// ignore the flag.
+	f, err := r.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", path.Join(d.Dir, p), ErrNotFound)

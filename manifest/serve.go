@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -55,7 +56,9 @@ func (h *repoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer root.Close()
 	// os.Root refuses to follow a symlink out of the directory.
-	f, err := root.Open(p)
+	// O_NONBLOCK: a named pipe must not hold the request until a writer
+	// comes; the regular-file check below refuses it.
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		// Missing, unreadable or outside the root: all look the same.
 		http.NotFound(w, r)

@@ -75,6 +75,13 @@ func proveUnsigned(ctx context.Context, fetch tlog.Fetcher, checkpoint []byte, r
 // authentic. It returns the log files a bundle carries, by repository
 // path.
 func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record []byte, idx int64) (*logSlice, error) {
+	// The tree may come from an unsigned checkpoint, and an inclusion
+	// proof reads only a few tiles of a tree of any size. A bundle holds
+	// at most maxEntries entries, so at most that many level-0 tiles:
+	// refuse a larger tree before walking (and allocating for) its tiles.
+	if tree.N > int64(maxEntries)<<tlog.TileHeight {
+		return nil, fmt.Errorf("%w: a log of %d entries has more tiles than a bundle may hold (%d entries)", ErrMalformed, tree.N, maxEntries)
+	}
 	rec, err := tlog.NewReader(fetch, nil).Record(ctx, tree, idx)
 	if err != nil {
 		return nil, err

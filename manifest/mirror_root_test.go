@@ -1,0 +1,36 @@
+package manifest
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// A mirror that withholds a root rotation must not win over one that
+// serves it: once the device has verified the new root, metadata signed
+// only by keys that root revoked must not be trusted, however high its
+// version.
+func TestMirrorWithholdingRootRotation(t *testing.T) {
+	f := newFixture(t, nil)
+	f.publish("stable", 1, 1, nil)
+	ts, _ := onlineKeys(t, f)
+	evil := filepath.Join(f.dir, "evil-mirror")
+	copyDir(t, f.repo, evil)
+
+	// The timestamp key was stolen; the operator rotates it and publishes.
+	if err := f.keys.Rotate(metadata.TIMESTAMP, KeysOptions{Now: clock(0)}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("stable", 2, 2, nil)
+	// The attacker's mirror has no 2.root.json and a timestamp signed with
+	// the revoked key, far ahead of the real one.
+	forge(t, evil, forgery{timestamp: func(x *metadata.TimestampType) { x.Version = 1 << 40 }, timestampKeys: ts})
+
+	v := mustAccept(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: f.repo}), stableDevice, 2)
+	if v.RootVersion != 2 || v.Mirror != 1 {
+		t.Fatalf("root version %d from mirror %d, want root 2 from mirror 1", v.RootVersion, v.Mirror)
+	}
+	// What the device remembered is the rotated root, not the revoked keys.
+	mustAccept(t, f.client(0, DirFetcher{Dir: f.repo}), stableDevice, 2)
+}
