@@ -187,6 +187,11 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 			return nil, err
 		}
 	}
+	// Make the top-level directories themselves durable (a first publish
+	// creates them), so a power cut cannot keep metadata/ and lose chunks/.
+	if err := syncDirs([]string{filepath.Dir(filepath.Clean(o.Repo)), o.Repo}); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
 	unlock, err := lockRepo(o.Repo)
 	if err != nil {
 		return nil, err
