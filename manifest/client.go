@@ -233,8 +233,12 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 	}
 	var best *chain
 	var errs []error
+	// rootSeen is the newest root any mirror proved, even one whose later
+	// metadata failed: once a rotation is verified, chains still on the
+	// older root may be signed by keys it revoked.
+	var rootSeen int64
 	for i, m := range c.cfg.Mirrors {
-		ch, err := c.walk(ctx, m, st)
+		ch, err := c.walk(ctx, m, st, &rootSeen)
 		if err != nil {
 			if len(c.cfg.Mirrors) > 1 {
 				err = fmt.Errorf("mirror %d: %w", i, err)
@@ -259,6 +263,10 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 		}
 	}
 	if best == nil {
+		return nil, errors.Join(errs...)
+	}
+	if v := best.tm.Root.Signed.Version; v < rootSeen {
+		errs = append([]error{fmt.Errorf("%w: a mirror proved root version %d, but only chains on root %d verified completely; they may be signed by keys that rotation revoked", ErrRollback, rootSeen, v)}, errs...)
 		return nil, errors.Join(errs...)
 	}
 	if err := c.saveState(best); err != nil {
@@ -303,7 +311,7 @@ func newerChain(a, b *chain) bool {
 // walk verifies one mirror's metadata: root versions one by one, then
 // timestamp, snapshot and targets, each bounded and checked against its
 // signed parent and against the trusted state.
-func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState) (*chain, error) {
+func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen *int64) (*chain, error) {
 	lim := c.cfg.Limits
 	tm, err := trustedmetadata.New(st.root)
 	if err != nil {
@@ -328,6 +336,7 @@ func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState) (*chain,
 		if _, err := tm.UpdateRoot(b); err != nil {
 			return nil, classify(p, err)
 		}
+		*rootSeen = max(*rootSeen, tm.Root.Signed.Version)
 		ch.rootBytes = b
 	}
 

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -33,4 +34,28 @@ func TestMirrorWithholdingRootRotation(t *testing.T) {
 	}
 	// What the device remembered is the rotated root, not the revoked keys.
 	mustAccept(t, f.client(0, DirFetcher{Dir: f.repo}), stableDevice, 2)
+}
+
+// The mirror that serves the rotation may itself be broken (here: no
+// timestamp). The device has still verified the new root there, so it
+// must not fall back to the withholding mirror's metadata signed by
+// revoked keys: it refuses to update until a complete chain on the new
+// root is available.
+func TestBrokenRotationMirrorDoesNotHandBackToRevokedKeys(t *testing.T) {
+	f := newFixture(t, nil)
+	f.publish("stable", 1, 1, nil)
+	ts, _ := onlineKeys(t, f)
+	evil := filepath.Join(f.dir, "evil-mirror")
+	copyDir(t, f.repo, evil)
+	if err := f.keys.Rotate(metadata.TIMESTAMP, KeysOptions{Now: clock(0)}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("stable", 2, 2, nil)
+	forge(t, evil, forgery{timestamp: func(x *metadata.TimestampType) { x.Version = 1 << 40 }, timestampKeys: ts})
+	broken := filepath.Join(f.dir, "broken-mirror")
+	copyDir(t, f.repo, broken)
+	if err := os.Remove(filepath.Join(broken, "metadata", "timestamp.json")); err != nil {
+		t.Fatal(err)
+	}
+	mustReject(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: broken}), stableDevice, ErrRollback)
 }
