@@ -13,20 +13,7 @@ import (
 // only by keys that root revoked must not be trusted, however high its
 // version.
 func TestMirrorWithholdingRootRotation(t *testing.T) {
-	f := newFixture(t, nil)
-	f.publish("stable", 1, 1, nil)
-	ts, _ := onlineKeys(t, f)
-	evil := filepath.Join(f.dir, "evil-mirror")
-	copyDir(t, f.repo, evil)
-
-	// The timestamp key was stolen; the operator rotates it and publishes.
-	if err := f.keys.Rotate(metadata.TIMESTAMP, KeysOptions{Now: clock(0)}); err != nil {
-		t.Fatal(err)
-	}
-	f.publish("stable", 2, 2, nil)
-	// The attacker's mirror has no 2.root.json and a timestamp signed with
-	// the revoked key, far ahead of the real one.
-	forge(t, evil, forgery{timestamp: func(x *metadata.TimestampType) { x.Version = 1 << 40 }, timestampKeys: ts})
+	f, evil := withheldRotation(t)
 
 	v := mustAccept(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: f.repo}), stableDevice, 2)
 	if v.RootVersion != 2 || v.Mirror != 1 {
@@ -42,6 +29,21 @@ func TestMirrorWithholdingRootRotation(t *testing.T) {
 // revoked keys: it refuses to update until a complete chain on the new
 // root is available.
 func TestBrokenRotationMirrorDoesNotHandBackToRevokedKeys(t *testing.T) {
+	f, evil := withheldRotation(t)
+	broken := filepath.Join(f.dir, "broken-mirror")
+	copyDir(t, f.repo, broken)
+	if err := os.Remove(filepath.Join(broken, "metadata", "timestamp.json")); err != nil {
+		t.Fatal(err)
+	}
+	mustReject(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: broken}), stableDevice, ErrRollback)
+}
+
+// withheldRotation publishes release 1, copies the repository to an
+// attacker's mirror, then rotates the (stolen) timestamp key and publishes
+// release 2. The attacker's mirror has no 2.root.json and a timestamp
+// signed with the revoked key, far ahead of the real one.
+func withheldRotation(t *testing.T) (*fixture, string) {
+	t.Helper()
 	f := newFixture(t, nil)
 	f.publish("stable", 1, 1, nil)
 	ts, _ := onlineKeys(t, f)
@@ -52,10 +54,5 @@ func TestBrokenRotationMirrorDoesNotHandBackToRevokedKeys(t *testing.T) {
 	}
 	f.publish("stable", 2, 2, nil)
 	forge(t, evil, forgery{timestamp: func(x *metadata.TimestampType) { x.Version = 1 << 40 }, timestampKeys: ts})
-	broken := filepath.Join(f.dir, "broken-mirror")
-	copyDir(t, f.repo, broken)
-	if err := os.Remove(filepath.Join(broken, "metadata", "timestamp.json")); err != nil {
-		t.Fatal(err)
-	}
-	mustReject(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: broken}), stableDevice, ErrRollback)
+	return f, evil
 }

@@ -366,17 +366,6 @@ func (d *Device) apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		return nil, err
 	}
 	res := &ApplyResult{Version: v.Release.Version, Channel: v.Release.Channel}
-	if st.Phase != state.Staged && st.Phase != state.Tentative {
-		// Never write the slot that runs: after a rollback the failed
-		// target runs until the device reboots.
-		bs, err := d.boot.Status(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if bs.Booted != "" && bs.Booted != st.Active {
-			return nil, fmt.Errorf("%w: slot %s is running but slot %s is active; reboot first", ErrBusy, bs.Booted, st.Active)
-		}
-	}
 	if st.Phase == state.Staged || st.Phase == state.Tentative {
 		if st.Release.Version != v.Release.Version {
 			return nil, fmt.Errorf("%w: release v%d is %s; reboot and run boot-check, or roll back first", ErrBusy, st.Release.Version, st.Phase)
@@ -392,6 +381,15 @@ func (d *Device) apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 		after := d.m.State()
 		res.Slot, res.State, res.Reboot = after.Target, after.Phase.String(), after.Phase == state.Tentative
 		return res, nil
+	}
+	// Never write the slot that runs: after a rollback the failed target
+	// runs until the device reboots.
+	bs, err := d.boot.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if bs.Booted != "" && bs.Booted != st.Active {
+		return nil, fmt.Errorf("%w: slot %s is running but slot %s is active; reboot first", ErrBusy, bs.Booted, st.Active)
 	}
 	if o.RetryFailed && st.Phase == state.RolledBack && st.FailedVersion == v.Release.Version {
 		if err := d.step(ctx, state.Reset{Active: st.Active, Installed: st.Installed}, nil); err != nil {
@@ -457,17 +455,11 @@ func (d *Device) apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error
 	if st.Phase == state.Fetching && st.Release != nil && st.Release.Version == rel.Version && maps.Equal(st.Release.Roots, rel.Roots) {
 		// Resume the fetch in flight: the machine re-issues StartFetch on
 		// Booted, but an apply without a reboot resumes directly.
-		if _, err := run(state.StartFetch{Slot: st.Target, Version: rel.Version}); err != nil {
+		ev, err := run(state.StartFetch{Slot: st.Target, Version: rel.Version})
+		if err != nil {
 			return res, err
 		}
-		if installErr != nil {
-			if err := d.step(ctx, state.FetchFailed{Reason: installErr.Error()}, run); err != nil {
-				return res, err
-			}
-			return res, installErr
-		}
-		n := int64(len(ix.Chunks))
-		if err := d.step(ctx, state.ChunksWritten{Done: n, Total: n}, run); err != nil {
+		if err := d.step(ctx, ev, run); err != nil {
 			return res, err
 		}
 	} else {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -305,10 +304,7 @@ func scanInPlace(ctx context.Context, f io.ReaderAt, ix *chunker.Index, off []in
 // chunks whose bytes differ from the index, in order.
 func badChunks(ctx context.Context, f io.ReaderAt, ix *chunker.Index, off []int64) ([]int, error) {
 	var bad []int
-	err := chunker.VerifyWith(ctx, io.NewSectionReader(f, 0, ix.Size), ix, chunker.Options{
-		Workers: runtime.GOMAXPROCS(0),
-		Emit:    nil,
-	})
+	err := chunker.Verify(ctx, io.NewSectionReader(f, 0, ix.Size), ix)
 	if err == nil {
 		return nil, nil
 	}
