@@ -32,6 +32,7 @@ bench-publish: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 	$(GO) run ./scripts/importcheck docs/architecture.md
 
 # A short run of every fuzz target (FUZZTIME each).
