@@ -32,8 +32,9 @@ type FlipTentative struct {
 // Reboot the device.
 type Reboot struct{}
 
-// RunHealthChecks: run the health checks on Slot; step HealthOK,
-// HealthFailed, or DeadlinePassed once Deadline ticks have gone by.
+// RunHealthChecks: run the health checks on Slot and step HealthOK or
+// HealthFailed; meanwhile keep stepping Tick. After Deadline ticks without
+// a verdict the machine rolls back by itself.
 type RunHealthChecks struct {
 	Slot     string
 	Deadline int

@@ -40,6 +40,9 @@
 //     on error nothing changed.
 //  4. Persist [Machine.State] before carrying out the actions, then carry
 //     them out in order. If power fails in between, step 2 repairs it.
-//  5. Time is the caller's: [RunHealthChecks] names a deadline in ticks,
-//     and the caller steps [DeadlinePassed] when it expires.
+//  5. Time is the caller's: it steps [Tick] at a fixed period it chooses
+//     (a daemon always, a boot check while its health checks run). The
+//     machine counts the ticks of a trial boot's health checks and rolls
+//     back when [Config.HealthDeadline] of them pass without a verdict, so
+//     a device, a test and a simulated device decide the deadline alike.
 package state

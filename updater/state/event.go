@@ -44,9 +44,12 @@ type HealthOK struct{}
 // HealthFailed: a health check failed on the target.
 type HealthFailed struct{ Reason string }
 
-// DeadlinePassed: the health checks did not all pass within the deadline
-// of RunHealthChecks.
-type DeadlinePassed struct{}
+// Tick: one unit of the caller's time has passed. The machine counts
+// ticks while health checks run on a trial boot and rolls back once
+// Config.HealthDeadline of them have gone by without a verdict. Ticks are
+// valid in every phase (a daemon ticks all the time); outside a health
+// check they change nothing.
+type Tick struct{}
 
 // RollbackRequested: an operator abandons the update in flight.
 type RollbackRequested struct{ Reason string }
@@ -72,7 +75,7 @@ func (Booted) event()            {}
 func (HealthOK) event()          {}
 func (MarkedGood) event()        {}
 func (HealthFailed) event()      {}
-func (DeadlinePassed) event()    {}
+func (Tick) event()              {}
 func (RollbackRequested) event() {}
 func (CommitRequested) event()   {}
 func (Reset) event()             {}
@@ -93,7 +96,7 @@ func (e Booted) String() string        { return "Booted{" + e.Slot + "}" }
 func (HealthOK) String() string        { return "HealthOK" }
 func (e MarkedGood) String() string    { return "MarkedGood{" + e.Slot + "}" }
 func (e HealthFailed) String() string  { return fmt.Sprintf("HealthFailed{%q}", e.Reason) }
-func (DeadlinePassed) String() string  { return "DeadlinePassed" }
+func (Tick) String() string            { return "Tick" }
 func (CommitRequested) String() string { return "CommitRequested" }
 func (e RollbackRequested) String() string {
 	return fmt.Sprintf("RollbackRequested{%q}", e.Reason)

@@ -15,15 +15,11 @@ var (
 	ErrBadConfig = errors.New("state: bad config")
 )
 
-// MaxTries bounds Config.Tries: the GRUB boot script counts tries down
-// without arithmetic, one branch per value, and the boot adapters accept
-// 1..9 (see package updater/boot).
-const MaxTries = 9
-
 // Config is the device's update policy. Zero fields take defaults.
 type Config struct {
 	// Tries is how many times the bootloader tries a new slot before it
-	// falls back (default 3).
+	// falls back (default 3). Its upper bound is the boot adapter's
+	// (updater/boot.MaxTries), checked where the adapter is chosen.
 	Tries int
 	// HealthDeadline is how many ticks the health checks get after the
 	// new slot boots (default 300; the caller decides what a tick is).
@@ -44,8 +40,8 @@ func (c *Config) validate() error {
 		c.MaxFetchFailures = 5
 	}
 	switch {
-	case c.Tries < 1 || c.Tries > MaxTries:
-		return fmt.Errorf("%w: tries %d not in 1..%d", ErrBadConfig, c.Tries, MaxTries)
+	case c.Tries < 1:
+		return fmt.Errorf("%w: tries %d", ErrBadConfig, c.Tries)
 	case c.HealthDeadline < 1:
 		return fmt.Errorf("%w: health deadline %d ticks", ErrBadConfig, c.HealthDeadline)
 	case c.MaxFetchFailures < 1:
@@ -81,6 +77,9 @@ func (m *Machine) Config() Config { return m.cfg }
 // Step applies ev and returns the actions to take. On error the state is
 // unchanged and there is nothing to do.
 func (m *Machine) Step(ev Event) ([]Action, error) {
+	if _, ok := ev.(Tick); ok {
+		return m.tick(), nil
+	}
 	if err := checkEvent(ev); err != nil {
 		return nil, fmt.Errorf("%w: %v in phase %s: %w", ErrMalformedEvent, ev, m.st.Phase, err)
 	}
@@ -94,6 +93,20 @@ func (m *Machine) Step(ev Event) ([]Action, error) {
 	}
 	m.st = next
 	return acts, nil
+}
+
+// tick counts a tick of a trial boot's health checks and rolls back when
+// the deadline has passed. Every other phase ignores time.
+func (m *Machine) tick() []Action {
+	s := &m.st
+	if s.Phase != Tentative || !s.Booted || s.Healthy {
+		return nil
+	}
+	s.HealthTicks++
+	if s.HealthTicks < m.cfg.HealthDeadline {
+		return nil
+	}
+	return rollBack(s, fmt.Sprintf("health checks did not pass within %d ticks", m.cfg.HealthDeadline), true, true)
 }
 
 // step moves s by ev. A non-empty why means the event is invalid here; the
@@ -186,7 +199,7 @@ func rollBack(s *State, reason string, failed, reboot bool) []Action {
 	s.Phase = RolledBack
 	s.Reason = reason
 	s.Booted, s.Healthy, s.CommitNote = false, false, ""
-	s.TriesLeft = 0
+	s.TriesLeft, s.HealthTicks = 0, 0
 	if failed {
 		s.FailedVersion = v
 	}
@@ -268,6 +281,7 @@ func stepStaged(s *State, cfg Config, ev Event) ([]Action, string) {
 		// The flip happened and so did a reboot before Flipped was stepped.
 		s.Phase = Tentative
 		s.Booted = true
+		s.HealthTicks = 0
 		s.TriesLeft = cfg.Tries - 1
 		return []Action{RunHealthChecks{s.Target, cfg.HealthDeadline}}, ""
 	case RollbackRequested:
@@ -285,6 +299,7 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 		}
 		s.Booted = true
 		s.Healthy, s.CommitNote = false, ""
+		s.HealthTicks = 0
 		s.TriesLeft = max(s.TriesLeft-1, 0)
 		return []Action{RunHealthChecks{s.Target, cfg.HealthDeadline}}, ""
 	case RollbackRequested:
@@ -305,8 +320,6 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 		return commit(s, s.CommitNote), ""
 	case HealthFailed:
 		return rollBack(s, "health check failed: "+e.Reason, true, true), ""
-	case DeadlinePassed:
-		return rollBack(s, fmt.Sprintf("health checks did not pass within %d ticks", cfg.HealthDeadline), true, true), ""
 	}
 	return nil, "slot " + s.Target + " on trial"
 }

@@ -64,6 +64,15 @@ func runTranscript(t *testing.T, path string) {
 			ev := parseEvent(t, d)
 			before := m.State()
 			acts, err := m.Step(ev)
+			// "tick n=K" steps K ticks and prints the actions of them all.
+			for range intArg(t, d, "n", 1) - 1 {
+				if err != nil {
+					break
+				}
+				var more []Action
+				more, err = m.Step(ev)
+				acts = append(acts, more...)
+			}
 			var b strings.Builder
 			if err != nil {
 				fmt.Fprintf(&b, "error: %v\n", err)
@@ -127,8 +136,8 @@ func parseEvent(t *testing.T, d *datadriven.TestData) Event {
 		return MarkedGood{Slot: strArg(t, d, "slot")}
 	case "health-failed":
 		return HealthFailed{Reason: strArg(t, d, "reason")}
-	case "deadline":
-		return DeadlinePassed{}
+	case "tick":
+		return Tick{}
 	case "rollback":
 		return RollbackRequested{Reason: strArg(t, d, "reason")}
 	case "commit":
@@ -192,7 +201,7 @@ func eventKinds(s State) map[string]Event {
 		"marked-good-active": MarkedGood{Slot: s.Active},
 		"marked-good-other":  MarkedGood{Slot: Other(s.Active)},
 		"health-failed":      HealthFailed{Reason: "x"},
-		"deadline":           DeadlinePassed{},
+		"tick":               Tick{},
 		"rollback":           RollbackRequested{Reason: "x"},
 		"commit":             CommitRequested{},
 		"reset":              Reset{Active: SlotA, Installed: 1},
@@ -209,23 +218,23 @@ var situations = []struct {
 	valid []string
 }{
 	{"idle", nil,
-		[]string{"offer", "booted-active", "marked-good-active", "reset"}},
+		[]string{"tick", "offer", "booted-active", "marked-good-active", "reset"}},
 	{"fetching-partial", []Event{offer(5)},
-		[]string{"offer", "written", "fetch-failed", "booted-active", "rollback", "reset"}},
+		[]string{"tick", "offer", "written", "fetch-failed", "booted-active", "rollback", "reset"}},
 	{"fetching-written", []Event{offer(5), ChunksWritten{3, 3}},
-		[]string{"offer", "written", "fetch-failed", "verified", "verified-bad", "booted-active", "rollback", "reset"}},
+		[]string{"tick", "offer", "written", "fetch-failed", "verified", "verified-bad", "booted-active", "rollback", "reset"}},
 	{"staged", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}},
-		[]string{"flipped", "booted-active", "booted-other", "rollback"}},
+		[]string{"tick", "flipped", "booted-active", "booted-other", "rollback"}},
 	{"tentative-flipped", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}},
-		[]string{"booted-active", "booted-other", "rollback"}},
+		[]string{"tick", "booted-active", "booted-other", "rollback"}},
 	{"tentative-booted", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}},
-		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "deadline", "commit"}},
+		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "tick", "commit"}},
 	{"tentative-healthy", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}},
-		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "deadline", "commit", "marked-good-other"}},
+		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "tick", "commit", "marked-good-other"}},
 	{"committed", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}, MarkedGood{SlotB}},
-		[]string{"offer", "booted-active", "marked-good-active", "reset"}},
+		[]string{"tick", "offer", "booted-active", "marked-good-active", "reset"}},
 	{"rolled-back", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthFailed{"x"}},
-		[]string{"offer", "booted-active", "booted-other", "marked-good-active", "reset"}},
+		[]string{"tick", "offer", "booted-active", "booted-other", "marked-good-active", "reset"}},
 }
 
 func offer(v uint64) Event { return ReleaseOffered{Release{Channel: "stable", Version: v}} }
@@ -311,7 +320,7 @@ func TestConfig(t *testing.T) {
 	if c := m.Config(); c.Tries != 3 || c.HealthDeadline != 300 || c.MaxFetchFailures != 5 {
 		t.Errorf("defaults: %+v", c)
 	}
-	for _, c := range []Config{{Tries: MaxTries + 1}, {Tries: -1}, {HealthDeadline: -5}, {MaxFetchFailures: -1}} {
+	for _, c := range []Config{{Tries: -1}, {HealthDeadline: -5}, {MaxFetchFailures: -1}} {
 		if _, err := New(c, Initial(SlotA, 0)); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%+v: got %v, want ErrBadConfig", c, err)
 		}

@@ -28,7 +28,7 @@ func genEvent() *rapid.Generator[Event] {
 		rapid.Custom(func(t *rapid.T) Event { return MarkedGood{slot.Draw(t, "slot")} }),
 		rapid.Just[Event](HealthOK{}),
 		rapid.Custom(func(t *rapid.T) Event { return HealthFailed{reason.Draw(t, "reason")} }),
-		rapid.Just[Event](DeadlinePassed{}),
+		rapid.Just[Event](Tick{}),
 		rapid.Custom(func(t *rapid.T) Event { return RollbackRequested{reason.Draw(t, "reason")} }),
 		rapid.Just[Event](CommitRequested{}),
 		rapid.Custom(func(t *rapid.T) Event {
@@ -46,7 +46,7 @@ func genEvent() *rapid.Generator[Event] {
 func TestProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cfg := Config{
-			Tries:            rapid.IntRange(1, MaxTries).Draw(t, "tries"),
+			Tries:            rapid.IntRange(1, 9).Draw(t, "tries"),
 			MaxFetchFailures: rapid.IntRange(1, 4).Draw(t, "maxFetchFailures"),
 		}
 		active := rapid.SampledFrom([]string{SlotA, SlotB}).Draw(t, "active")

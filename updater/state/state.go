@@ -115,6 +115,10 @@ type State struct {
 	// Running is the slot of the last Booted event: the slot the device
 	// runs until it reboots. No release is fetched into it.
 	Running string `json:"running,omitempty"`
+	// HealthTicks counts the Ticks since the target's health checks
+	// started (Tentative, booted). It is not persisted: after a restart
+	// the next Booted starts the checks, and the count, anew.
+	HealthTicks int `json:"-"`
 	// TriesLeft is what is left of the bootloader's tries for the target.
 	TriesLeft int `json:"tries_left,omitempty"`
 	// Failures counts fetch failures of the release in flight; LastError
