@@ -19,9 +19,13 @@ type cutter struct {
 // the old state has been shifted out, leaving gear[0]*(2^64-1) = -gear[0].
 var zeroFixpoint = -gear[0]
 
-func newCutter(p Params) *cutter {
-	s, l := p.masks()
-	c := &cutter{min: p.Min, normal: p.normal(), max: p.Max, maskS: s, maskL: l}
+func newCutter(p Params) *cutter { return newCutterNorm(p, p.Normalization()) }
+
+// newCutterNorm builds a cutter with explicit normalization; n must be
+// valid for p (see Normalization.validate).
+func newCutterNorm(p Params, n Normalization) *cutter {
+	s, l := spreadMask(n.StrictBits), spreadMask(n.LooseBits)
+	c := &cutter{min: p.Min, normal: n.Normal, max: p.Max, maskS: s, maskL: l}
 	for j := range 8 {
 		c.stepS[j] = s << (7 - j)
 		c.stepL[j] = l << (7 - j)

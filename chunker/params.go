@@ -52,6 +52,44 @@ func (p Params) avgBits() int {
 	return b
 }
 
+// Normalization is FastCDC's normalized chunking for one set of Params:
+// the number of one-bits in the strict mask (tested while a chunk is
+// shorter than Normal) and in the loose mask (tested after). [Split] always
+// uses [Params.Normalization]; other values exist only to measure what a
+// change would do, through [NewCutter] (see bench/cdcvariants).
+type Normalization struct {
+	StrictBits, LooseBits int
+	Normal                int
+}
+
+// MaxMaskBits is the most one-bits a normalization mask can have (one per
+// bit position in 56..15, see spreadMask).
+const MaxMaskBits = 56 - 15 + 1
+
+// Normalization returns the normalization [Split] uses for p: a strict
+// mask of log2(Avg) one-bits before the normal point (see normal) and a
+// loose one of log2(Avg)-1 after it. FastCDC's paper recommends ±2 bits
+// (level 2), which keeps chunk sizes tight but makes a chunk's end depend
+// strongly on where it began, so after an edit the cut points take longer
+// to fall back onto the old ones. On real rootfs updates
+// (docs/benchmarks.md, "A tested change") this milder normalization fetched
+// 2-5% fewer bytes on tar pairs and beat casync on every pair, at 67 KiB
+// average chunks.
+func (p Params) Normalization() Normalization {
+	b := p.avgBits()
+	return Normalization{StrictBits: b, LooseBits: max(b-1, 1), Normal: p.normal()}
+}
+
+func (n Normalization) validate(p Params) error {
+	switch {
+	case n.StrictBits < 1 || n.StrictBits > MaxMaskBits || n.LooseBits < 1 || n.LooseBits > MaxMaskBits:
+		return fmt.Errorf("%w: mask bits %d/%d outside 1..%d", ErrBadParams, n.StrictBits, n.LooseBits, MaxMaskBits)
+	case n.Normal < p.Min || n.Normal > p.Max:
+		return fmt.Errorf("%w: normal point %d outside min..max %d..%d", ErrBadParams, n.Normal, p.Min, p.Max)
+	}
+	return nil
+}
+
 // normal is where the strict mask gives way to the loose one. FastCDC puts
 // it at the average size, but since hashing starts only at Min, that makes
 // the mean chunk about 15% longer than Avg (73 KiB for 16/64/256 KiB on
@@ -60,19 +98,6 @@ func (p Params) avgBits() int {
 // counts and dedup comparable with other chunkers configured the same way.
 // Integer arithmetic only: boundaries must not depend on floating point.
 func (p Params) normal() int { return p.Avg - (p.Avg-p.Min)/4 }
-
-// masks returns the strict mask used before the normal point and the loose
-// one after it: log2(Avg) and log2(Avg)-1 one-bits. FastCDC's paper
-// recommends ±2 bits (level 2), which keeps chunk sizes tight but makes a
-// chunk's end depend strongly on where it began, so after an edit the cut
-// points take longer to fall back onto the old ones. On real rootfs
-// updates (docs/benchmarks.md, "A tested change") this milder
-// normalization fetched 2-5% fewer bytes on tar pairs and beat casync on
-// every pair, at 67 KiB average chunks.
-func (p Params) masks() (small, large uint64) {
-	b := p.avgBits()
-	return spreadMask(b), spreadMask(max(b-1, 1))
-}
 
 // spreadMask returns a mask of n one-bits spread evenly over bits 56..15.
 // High bits depend on more input bytes (bit k of a gear hash sees the last

@@ -1,10 +1,9 @@
 // Command cdcvariants measures how changes to the chunker's normalization
-// would change dedup, without touching package chunker: it re-implements
-// the cutter's definition (chunker's cutRef: gear hash, mask spread over
-// bits 56..15, a strict mask until the normal point and a loose one after)
-// with the mask widths and the normal point as flags. With no flags it cuts
-// exactly where chunker does (main_test.go checks this against
-// chunker.Split), so its numbers for other settings are comparable.
+// would change dedup. It cuts with package chunker's own cutter
+// (chunker.NewCutter), with the mask widths and the normal point as flags;
+// with no flags it uses chunker's normalization and cuts exactly where
+// chunker.Split does (main_test.go checks this), so its numbers for other
+// settings measure the code that ships.
 //
 //	cdcvariants [flags] OLD NEW         new bytes of NEW given OLD, as `shoal diff` counts
 //	cdcvariants [flags] -edits N FILE   N random single edits (replace, insert
@@ -26,76 +25,26 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+
+	"github.com/shoalnet/shoal/chunker"
 )
-
-// gear is chunker's table: the same splitmix64 sequence from the same seed.
-var gear = func() (g [256]uint64) {
-	s := uint64(0x73686f616c2d6364) // "shoal-cd"
-	for i := range g {
-		s += 0x9e3779b97f4a7c15
-		z := s
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-		g[i] = z ^ (z >> 31)
-	}
-	return g
-}()
-
-// spreadMask is chunker's: n one-bits spread evenly over bits 56..15.
-func spreadMask(n int) uint64 {
-	const hi, lo = 56, 15
-	n = min(n, hi-lo+1)
-	var m uint64
-	for j := 0; j < n; j++ {
-		pos := hi
-		if n > 1 {
-			pos = hi - j*(hi-lo)/(n-1)
-		}
-		m |= 1 << pos
-	}
-	return m
-}
-
-type cutter struct {
-	min, normal, max int
-	maskS, maskL     uint64
-}
-
-// cut is chunker's definition, one byte per step.
-func (c *cutter) cut(data []byte) int {
-	n := min(len(data), c.max)
-	if len(data) <= c.min {
-		return len(data)
-	}
-	var fp uint64
-	for i := c.min; i < n; i++ {
-		fp = fp<<1 + gear[data[i]]
-		mask := c.maskL
-		if i < c.normal {
-			mask = c.maskS
-		}
-		if fp&mask == 0 {
-			return i + 1
-		}
-	}
-	return n
-}
 
 type chunk struct {
 	size int
 	sum  [32]byte
 }
 
-func (c *cutter) split(data []byte) []chunk {
+// split cuts data into chunks with ct and hashes each (SHA-256, chunker's
+// default).
+func split(ct *chunker.Cutter, data []byte) []chunk {
 	var out []chunk
 	for pos := 0; pos < len(data); {
-		n := c.cut(data[pos:])
+		n := ct.Cut(data[pos:])
 		out = append(out, chunk{n, sha256.Sum256(data[pos : pos+n])})
 		pos += n
 	}
@@ -123,32 +72,34 @@ type config struct {
 	min, avg, max, normal, strict, loose int
 }
 
-// fill applies chunker's defaults to unset (negative) fields.
-func (c *config) fill() error {
-	if !(64 <= c.min && c.min < c.avg && c.avg < c.max) {
-		return fmt.Errorf("want 64 <= min < avg < max, got %d/%d/%d", c.min, c.avg, c.max)
-	}
-	b := bits.Len(uint(c.avg)) - 1
-	if uint64(c.avg)*uint64(c.avg) > uint64(1)<<(2*b+1) {
-		b++ // chunker rounds log2(avg) to the nearest integer
-	}
-	if c.strict < 0 {
-		c.strict = b
-	}
-	if c.loose < 0 {
-		c.loose = max(b-1, 1)
-	}
-	if c.normal < 0 {
-		c.normal = c.avg - (c.avg-c.min)/4
-	}
-	if c.strict < 1 || c.loose < 1 {
-		return errors.New("masks need at least one bit")
-	}
-	return nil
+func (c config) params() chunker.Params {
+	return chunker.Params{Min: c.min, Avg: c.avg, Max: c.max}
 }
 
-func (c config) cutter() *cutter {
-	return &cutter{min: c.min, normal: c.normal, max: c.max, maskS: spreadMask(c.strict), maskL: spreadMask(c.loose)}
+// fill checks the sizes as chunker does and applies chunker's
+// normalization to unset (negative) fields.
+func (c *config) fill() error {
+	p := c.params()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	n := p.Normalization()
+	if c.strict < 0 {
+		c.strict = n.StrictBits
+	}
+	if c.loose < 0 {
+		c.loose = n.LooseBits
+	}
+	if c.normal < 0 {
+		c.normal = n.Normal
+	}
+	_, err := c.cutter()
+	return err
+}
+
+// cutter is chunker's cutter with c's normalization.
+func (c config) cutter() (*chunker.Cutter, error) {
+	return chunker.NewCutter(c.params(), chunker.Normalization{StrictBits: c.strict, LooseBits: c.loose, Normal: c.normal})
 }
 
 func main() {
@@ -185,8 +136,11 @@ func run(c config, edits, window int, seed uint64, useCasync bool, args []string
 		if err != nil {
 			return err
 		}
-		ct := c.cutter()
-		c1, c2 := ct.split(v1), ct.split(v2)
+		ct, err := c.cutter()
+		if err != nil {
+			return err
+		}
+		c1, c2 := split(ct, v1), split(ct, v2)
 		nb, nc := newBytes(c1, c2)
 		out = map[string]any{
 			"min": c.min, "normal": c.normal, "max": c.max, "strict_bits": c.strict, "loose_bits": c.loose,
@@ -239,6 +193,10 @@ func editTrial(c config, src []byte, n, window int, seed uint64, useCasync bool)
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	ct, err := c.cutter()
+	if err != nil {
+		return trial{}, err
+	}
 	costs := make([]int, 0, n)
 	for range n {
 		off := r.IntN(len(src) - window)
@@ -268,8 +226,7 @@ func editTrial(c config, src []byte, n, window int, seed uint64, useCasync bool)
 				return trial{}, err
 			}
 		} else {
-			ct := c.cutter()
-			c1, c2 = ct.split(w1), ct.split(w2)
+			c1, c2 = split(ct, w1), split(ct, w2)
 		}
 		nb, _ := newBytes(c1, c2)
 		costs = append(costs, nb)
