@@ -115,10 +115,20 @@ func expiry(now time.Time, d time.Duration) time.Time {
 
 // InitKeys creates a key directory: keys for every role and root version
 // 1, self-signed by the threshold of root keys. It refuses a directory
-// that already holds a root.
+// that already holds any key or root (see existingKeys): a directory whose
+// root.json is gone but whose keys remain is not started over silently.
 func InitKeys(dir string, o KeysOptions) (*Keyring, error) {
-	if _, err := os.Stat(filepath.Join(dir, rootFile)); err == nil {
-		return nil, fmt.Errorf("%w: %s already holds a root; use rotate", ErrKeys, dir)
+	found, err := existingKeys(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) > 0 {
+		const most = 5
+		list := strings.Join(found[:min(len(found), most)], ", ")
+		if len(found) > most {
+			list += fmt.Sprintf(" and %d more", len(found)-most)
+		}
+		return nil, fmt.Errorf("%w: %s already holds keys (%s); use rotate, or init an empty directory", ErrKeys, dir, list)
 	}
 	for role, n := range o.Thresholds {
 		if !validRole(role) {
@@ -163,6 +173,33 @@ func InitKeys(dir string, o KeysOptions) (*Keyring, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// existingKeys lists, relative to dir, what InitKeys must not overwrite or
+// add beside: root.json, log.pub, and any file under roots/, private/ or
+// retired/. Empty directories do not count. A missing dir holds nothing.
+func existingKeys(dir string) ([]string, error) {
+	var found []string
+	for _, name := range []string{rootFile, LogPubFile} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			found = append(found, name)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	for _, sub := range []string{privateDir, rootsDir, retiredDir} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			found = append(found, filepath.Join(sub, e.Name()))
+		}
+	}
+	return found, nil
 }
 
 // initLog makes the transparency log key: the signer under private/

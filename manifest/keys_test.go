@@ -3,8 +3,10 @@ package manifest
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -124,5 +126,85 @@ func TestStateSurvivesAndIsUsed(t *testing.T) {
 	write(t, filepath.Join(f.state, "root.json"), []byte("{"))
 	if _, err := f.client(0).Verify(context.Background(), stableDevice); !errors.Is(err, ErrBadMetadata) {
 		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+// A key directory that lost its root.json still holds keys: init must not
+// replace the log key or add role keys beside the old ones. Every kind of
+// leftover is refused by name, and nothing is changed.
+func TestInitKeysRefusesLeftoverKeys(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "keys")
+	if _, err := InitKeys(src, KeysOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	privs, err := os.ReadDir(filepath.Join(src, "private"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roleKey string
+	for _, e := range privs {
+		if filepath.Ext(e.Name()) == ".key" {
+			roleKey = e.Name()
+		}
+	}
+	if roleKey == "" {
+		t.Fatal("no role key file made")
+	}
+	for _, leftover := range []string{
+		"root.json",
+		"log.pub",
+		filepath.Join("private", "log.skey"),
+		filepath.Join("private", roleKey),
+		filepath.Join("retired", roleKey),
+		filepath.Join("roots", "1.root.json"),
+	} {
+		t.Run(leftover, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "keys")
+			os.MkdirAll(filepath.Join(dir, filepath.Dir(leftover)), 0o700)
+			from := leftover
+			if filepath.Dir(leftover) == "retired" {
+				from = filepath.Join("private", roleKey)
+			}
+			b, err := os.ReadFile(filepath.Join(src, from))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, leftover), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = InitKeys(dir, KeysOptions{})
+			if !errors.Is(err, ErrKeys) || !strings.Contains(err.Error(), leftover) {
+				t.Fatalf("init beside %s: %v, want ErrKeys naming it", leftover, err)
+			}
+			var files []string
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, p)
+				}
+				return nil
+			})
+			if len(files) != 1 {
+				t.Fatalf("init added files beside %s: %v", leftover, files)
+			}
+			if got, _ := os.ReadFile(filepath.Join(dir, leftover)); string(got) != string(b) {
+				t.Fatalf("%s was changed", leftover)
+			}
+		})
+	}
+	// The directory made by a normal init names everything it holds.
+	_, err = InitKeys(src, KeysOptions{})
+	for _, want := range []string{"root.json", "log.pub", filepath.Join("private", "log.skey")} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("init over a key directory: %v, want it to name %s", err, want)
+		}
+	}
+	// An existing directory with nothing in it but empty subdirectories is
+	// fine to init.
+	empty := t.TempDir()
+	for _, sub := range []string{"private", "roots", "retired"} {
+		os.Mkdir(filepath.Join(empty, sub), 0o700)
+	}
+	if _, err := InitKeys(empty, KeysOptions{}); err != nil {
+		t.Fatalf("init in a directory of empty subdirectories: %v", err)
 	}
 }
