@@ -182,7 +182,7 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{o.Repo, filepath.Join(o.Repo, metaDir), filepath.Join(o.Repo, "index"), filepath.Join(o.Repo, "chunks")} {
+	for _, d := range []string{o.Repo, filepath.Join(o.Repo, metaDir), filepath.Join(o.Repo, "index"), filepath.Join(o.Repo, "chunks"), filepath.Join(o.Repo, targetsDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -229,6 +229,9 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		}
 	}
 	if err := removeStaleTemps(filepath.Join(o.Repo, "chunks")); err != nil {
+		return nil, err
+	}
+	if err := removeTargetTemps(filepath.Join(o.Repo, targetsDir)); err != nil {
 		return nil, err
 	}
 
@@ -293,6 +296,11 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	}
 	for p, tf := range kept {
 		targets[p] = tf
+	}
+	// Every target, new or kept, gets its file under targets/ (for stock
+	// TUF clients) before any metadata lists it.
+	if err := writeTargetFiles(o.Repo, targets); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	var logged int64
 	if l, ok := o.Log.(loggedVersions); ok {

@@ -11,10 +11,10 @@ import (
 
 // Handler serves a repository directory over HTTP, as any static web
 // server would: GET and HEAD only, byte ranges, content types by area
-// (JSON for metadata/, octet-stream for index/ and chunks/), and nothing
-// outside the directory: ".." segments, dot files (locks, temporaries)
-// and symlinks that leave the directory get 400 or 404, and directories
-// are not listed.
+// (JSON for metadata/; octet-stream for index/, chunks/ and targets/,
+// the TUF target files of stock clients), and nothing outside the
+// directory: ".." segments, dot files (locks, temporaries) and symlinks
+// that leave the directory get 400 or 404, and directories are not listed.
 func Handler(repo string) http.Handler {
 	return &repoHandler{dir: repo}
 }
@@ -45,7 +45,9 @@ func (h *repoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(p, metaDir+"/") && strings.HasSuffix(p, ".json"):
 		ctype = "application/json"
-	case strings.HasPrefix(p, "index/"), strings.HasPrefix(p, "chunks/"):
+	case strings.HasPrefix(p, "index/"), strings.HasPrefix(p, "chunks/"), strings.HasPrefix(p, targetsDir+"/"):
+		// Indexes and chunk objects; targets/ holds the indexes again
+		// under the names stock TUF clients ask for.
 	default:
 		// Other areas (e.g. a transparency log) are served as bytes too.
 	}
