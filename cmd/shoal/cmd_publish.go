@@ -40,8 +40,11 @@ and signs new targets, snapshot and timestamp metadata that add the release
 to its channel. Other channels' releases stay listed. The repository is a
 plain directory that any static web server (or 'shoal serve') can serve; a
 reader never sees a half-written release, because timestamp.json is
-replaced last. When the key directory has a log key ('keys init' makes one),
-the new targets version is appended to the repository's transparency log
+replaced last. It is a standard TUF repository too: each index is also
+linked as REPO/targets/<dir>/<sha256>.<name>, so a stock TUF client given
+REPO/metadata/ and REPO/targets/ can download and verify every target.
+When the key directory has a log key ('keys init' makes one), the new
+targets version is appended to the repository's transparency log
 (REPO/log) first, with a checkpoint signed by that key, so a device that
 demands the log ('verify --require-log') can prove the release is there.
 

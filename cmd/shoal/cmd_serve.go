@@ -20,10 +20,11 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve --repo DIR [--listen ADDR]",
 		Short: "Serve a release repository over HTTP",
 		Long: `serve makes a repository directory available over HTTP: GET and HEAD, byte
-ranges, JSON content type for metadata and octet-stream for indexes and
-chunks, and nothing outside DIR (no "..", no dot files, no symlinks that
-leave it, no directory listings). It is a convenience: any static web
-server or object store that serves DIR works as well as an origin.
+ranges, JSON content type for metadata and octet-stream for indexes,
+chunks and TUF target files (targets/), and nothing outside DIR (no "..",
+no dot files, no symlinks that leave it, no directory listings). It is a
+convenience: any static web server or object store that serves DIR works
+as well as an origin, for shoal devices and stock TUF clients alike.
 Stop it with Ctrl-C.`,
 		Example: `  shoal serve --repo repo/ --listen 127.0.0.1:8080
   shoal verify --repo http://127.0.0.1:8080/ --root keys/root.json`,
