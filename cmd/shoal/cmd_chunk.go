@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/internal/inputfile"
 	"github.com/shoalnet/shoal/internal/progress"
 )
 
@@ -43,14 +45,16 @@ signed release pins.`,
 			if err := p.Validate(); err != nil {
 				return usageError{err}
 			}
-			f, err := os.Open(args[0])
+			// An image is a regular file or a block device (a slot); a
+			// named pipe would block until a writer came, and a character
+			// device such as /dev/zero never ends.
+			f, size, err := inputfile.OpenImage(args[0])
 			if err != nil {
-				return err // *PathError names the path and the OS error
+				return err
 			}
 			defer f.Close()
-			var size int64
-			if st, err := f.Stat(); err == nil {
-				size = st.Size()
+			if err := checkNotInput(f, args[0], out); err != nil {
+				return err
 			}
 			bar := progress.New("chunk", size)
 			start := time.Now()
@@ -85,6 +89,36 @@ signed release pins.`,
 	f.StringVar(&hashName, "hash", "sha2-256", "chunk hash function: sha2-256 or blake3")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	return c
+}
+
+// checkNotInput refuses an output path that names the input file, however
+// spelt: the same path, ./ or ../ forms, a symlink or a hard link to it, or
+// another node of the same block device. Writing the index would replace
+// the image.
+func checkNotInput(in *os.File, inPath, out string) error {
+	ist, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	ost, err := os.Stat(out)
+	if err != nil {
+		return nil // nothing there yet (or unreadable: writing will say why)
+	}
+	if sameFileOrDevice(ist, ost) {
+		return usageError{fmt.Errorf("output %s is the input %s: writing the index would replace the image", out, inPath)}
+	}
+	return nil
+}
+
+// sameFileOrDevice compares by device and inode, and block devices by device
+// number too.
+func sameFileOrDevice(a, b os.FileInfo) bool {
+	if os.SameFile(a, b) {
+		return true
+	}
+	sa, oka := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	return oka && okb && inputfile.IsBlockDevice(a.Mode()) && inputfile.IsBlockDevice(b.Mode()) && sa.Rdev == sb.Rdev
 }
 
 type chunkResult struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -20,30 +21,51 @@ type diffResult struct {
 	RepeatedBytes int64 `json:"repeated_bytes"`
 }
 
-func diffIndexes(old, new *chunker.Index) (diffResult, error) {
-	if old.Hash != new.Hash {
-		return diffResult{}, fmt.Errorf("indexes use different hash functions (%v and %v): no chunk can match", old.Hash, new.Hash)
+// diffIndexFiles compares two index files. NEW is streamed; of OLD only
+// the set of its digests is held, and openIndexFile has checked OLD's
+// chunk count against its file size before anything is allocated for it.
+// It also returns the two indexes' chunker parameters.
+func diffIndexFiles(ctx context.Context, oldPath, newPath string) (diffResult, [2]chunker.Params, error) {
+	old, err := openIndexFile(oldPath)
+	if err != nil {
+		return diffResult{}, [2]chunker.Params{}, err
 	}
-	have := make(map[chunker.Digest]struct{}, len(old.Chunks))
-	for _, e := range old.Chunks {
+	defer old.Close()
+	nw, err := openIndexFile(newPath)
+	if err != nil {
+		return diffResult{}, [2]chunker.Params{}, err
+	}
+	defer nw.Close()
+	if old.hash != nw.hash {
+		return diffResult{}, [2]chunker.Params{}, fmt.Errorf("indexes use different hash functions (%v and %v): no chunk can match", old.hash, nw.hash)
+	}
+	have := make(map[chunker.Digest]struct{}) // grows with OLD's distinct chunks only
+	if _, err := old.scan(ctx, func(_, _ int64, e chunker.Entry) error {
 		have[e.Digest] = struct{}{}
+		return nil
+	}); err != nil {
+		return diffResult{}, [2]chunker.Params{}, err
 	}
-	r := diffResult{TotalChunks: len(new.Chunks), TotalBytes: new.Size}
+	r := diffResult{TotalChunks: int(nw.count), TotalBytes: nw.size}
 	fetched := make(map[chunker.Digest]struct{})
-	for _, e := range new.Chunks {
+	_, err = nw.scan(ctx, func(_, _ int64, e chunker.Entry) error {
 		if _, ok := have[e.Digest]; ok {
 			r.ReusedBytes += int64(e.Size)
-			continue
+			return nil
 		}
 		if _, ok := fetched[e.Digest]; ok {
 			r.RepeatedBytes += int64(e.Size)
-			continue
+			return nil
 		}
 		fetched[e.Digest] = struct{}{}
 		r.NewChunks++
 		r.NewBytes += int64(e.Size)
+		return nil
+	})
+	if err != nil {
+		return diffResult{}, [2]chunker.Params{}, err
 	}
-	return r, nil
+	return r, [2]chunker.Params{old.params, nw.params}, nil
 }
 
 func newDiffCmd() *cobra.Command {
@@ -57,15 +79,7 @@ copied locally on a device; the rest must be downloaded, each distinct chunk onc
   shoal diff v1.idx v2.idx --json | jq .new_bytes`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			old, err := readIndexFile(args[0])
-			if err != nil {
-				return err
-			}
-			nw, err := readIndexFile(args[1])
-			if err != nil {
-				return err
-			}
-			r, err := diffIndexes(old, nw)
+			r, params, err := diffIndexFiles(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -80,8 +94,8 @@ copied locally on a device; the rest must be downloaded, each distinct chunk onc
 			fmt.Fprintf(w, "new release  %d chunks, %s\n", r.TotalChunks, humanBytes(r.TotalBytes))
 			fmt.Fprintf(w, "download     %d chunks, %s (%.1f%% of the image)\n", r.NewChunks, humanBytes(r.NewBytes), pct)
 			fmt.Fprintf(w, "reused       %s already on the device\n", humanBytes(r.ReusedBytes))
-			if old.Params != nw.Params {
-				fmt.Fprintf(w, "note: chunker parameters differ (%v vs %v), so few chunks can match\n", old.Params, nw.Params)
+			if params[0] != params[1] {
+				fmt.Fprintf(w, "note: chunker parameters differ (%v vs %v), so few chunks can match\n", params[0], params[1])
 			}
 			return nil
 		},

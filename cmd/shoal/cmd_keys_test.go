@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +44,35 @@ func TestKeysInitRotate(t *testing.T) {
 		if _, _, code := runCLI(t, args...); code == 0 {
 			t.Errorf("%v: exit 0", args)
 		}
+	}
+}
+
+// A key directory whose root.json is gone still holds the log key and the
+// role keys: init refuses it, names what is there, and changes nothing.
+func TestKeysInitRefusesLeftoverKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	if _, errs, code := runCLI(t, "keys", "init", dir); code != 0 {
+		t.Fatalf("keys init: %d %s", code, errs)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "log.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(filepath.Join(dir, "private"))
+	if err := os.Remove(filepath.Join(dir, "root.json")); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := runCLI(t, "keys", "init", dir)
+	if code != exitFailure || !strings.Contains(errs, "log.pub") || !strings.Contains(errs, "private/") || !strings.Contains(errs, "already holds keys") {
+		t.Fatalf("init over leftover keys: exit %d %q", code, errs)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, "log.pub")); !bytes.Equal(now, pub) {
+		t.Fatal("log.pub replaced")
+	}
+	if after, _ := os.ReadDir(filepath.Join(dir, "private")); len(after) != len(before) {
+		t.Fatalf("private/ held %d files, now %d", len(before), len(after))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root.json")); !os.IsNotExist(err) {
+		t.Fatalf("root.json written: %v", err)
 	}
 }
