@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/internal/testtool"
 )
 
 // encodeCaibx writes an index in casync's layout, for tests.
@@ -206,9 +207,7 @@ func TestChangedSpans(t *testing.T) {
 // chunk sizes add up to the file, stay within the bounds, and the IDs are
 // the names of the chunk files casync stored.
 func TestParseCasyncIndex(t *testing.T) {
-	if _, err := exec.LookPath("casync"); err != nil {
-		t.Skip("casync not installed (apt-get install casync)")
-	}
+	casync := testtool.Need(t, "casync")
 	dir := t.TempDir()
 	data := randomBytes(5, 3<<20)
 	in := filepath.Join(dir, "blob")
@@ -217,7 +216,7 @@ func TestParseCasyncIndex(t *testing.T) {
 	}
 	store := filepath.Join(dir, "store")
 	out := filepath.Join(dir, "blob.caibx")
-	cmd := exec.Command("casync", "make", "--chunk-size=16384:65536:262144", "--store="+store, out, in)
+	cmd := exec.Command(casync, "make", "--chunk-size=16384:65536:262144", "--store="+store, out, in)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("casync make: %v\n%s", err, b)
 	}
