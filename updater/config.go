@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/boot"
 )
 
@@ -24,18 +26,21 @@ type Config struct {
 	State  string       `toml:"state"`
 	Slots  SlotsConfig  `toml:"slots"`
 	Boot   BootConfig   `toml:"boot"`
-	Health HealthConfig `toml:"health"`
+	Health HealthConfig `toml:"health,omitempty"`
+	Update UpdateConfig `toml:"update,omitempty"`
 
 	dir string // directory of the config file
 }
 
 // DeviceConfig says what the device is, for release and rollout checks.
 type DeviceConfig struct {
-	ID       string            `toml:"id"`
-	Channel  string            `toml:"channel"`
-	Hardware string            `toml:"hardware"`
-	Arch     string            `toml:"arch"`
-	Labels   map[string]string `toml:"labels"`
+	ID       string `toml:"id"`
+	Channel  string `toml:"channel"`
+	Hardware string `toml:"hardware,omitempty"`
+	Arch     string `toml:"arch,omitempty"`
+	// Labels are the device's other attributes (region, tier, site, ...)
+	// that rollout selectors match.
+	Labels map[string]string `toml:"labels,omitempty"`
 }
 
 // TrustConfig names the provisioned TUF root and, optionally, the
@@ -58,7 +63,7 @@ type SlotsConfig struct {
 	// Artifact is the release artifact installed into the slots, matched
 	// against each artifact's slot field, then its name (default
 	// "rootfs"; a release with a single artifact needs no match).
-	Artifact string `toml:"artifact"`
+	Artifact string `toml:"artifact,omitempty"`
 }
 
 // BootConfig selects the boot adapter.
@@ -72,17 +77,42 @@ type BootConfig struct {
 	Path string `toml:"path"`
 	// Tries is how many boots a new slot gets before the bootloader falls
 	// back (default 3).
-	Tries int `toml:"tries"`
+	Tries int `toml:"tries,omitempty"`
 	// Cmdline is where the booted slot is read from (shoal.slot=X);
 	// default /proc/cmdline. A virtual device points it at a file that
 	// `shoal device reboot` writes.
-	Cmdline string `toml:"cmdline"`
+	Cmdline string `toml:"cmdline,omitempty"`
 	// RebootCommand is run when an update asks for a reboot and the
 	// caller allows it (e.g. "systemctl reboot").
-	RebootCommand string `toml:"reboot_command"`
+	RebootCommand string `toml:"reboot_command,omitempty"`
 	// Virtual marks a file-backed virtual device: `shoal device reboot`
 	// simulates the bootloader.
-	Virtual bool `toml:"virtual"`
+	Virtual bool `toml:"virtual,omitempty"`
+}
+
+// UpdateConfig is the [update] table: bounds on one update.
+type UpdateConfig struct {
+	// Timeout bounds one `update apply` from start to end: verification,
+	// download, install and flip (default DefaultApplyTimeout). An apply
+	// cut off by it resumes where it stopped the next time.
+	Timeout Duration `toml:"timeout,omitempty"`
+	// MinRate is the transfer rate in bytes per second below which an
+	// HTTP source counts as stalled and is dropped (default: the fetch
+	// package's).
+	MinRate int64 `toml:"min_rate,omitempty"`
+}
+
+// DefaultApplyTimeout bounds an apply when [update] timeout is not set:
+// enough for a multi-GiB image over a thin link, finite so that a stuck
+// source cannot keep a device busy forever.
+const DefaultApplyTimeout = 12 * time.Hour
+
+// ApplyTimeout is the configured bound of one apply.
+func (c *Config) ApplyTimeout() time.Duration {
+	if c.Update.Timeout.Duration > 0 {
+		return c.Update.Timeout.Duration
+	}
+	return DefaultApplyTimeout
 }
 
 // ErrConfig is wrapped by configuration errors.
@@ -152,6 +182,9 @@ func (c *Config) validate() error {
 	if c.Boot.Path == "" {
 		return bad("[boot] path is required")
 	}
+	if c.Update.MinRate < 0 {
+		return bad("[update] min_rate %d is negative", c.Update.MinRate)
+	}
 	if c.Boot.Tries == 0 {
 		c.Boot.Tries = 3
 	}
@@ -166,6 +199,12 @@ func (c *Config) validate() error {
 		c.Device.ID = h
 	}
 	return nil
+}
+
+// TrustOptions is [trust] with paths resolved, as every verifying command
+// takes it. The state is the caller's to set.
+func (c *Config) TrustOptions() manifest.TrustOptions {
+	return manifest.TrustOptions{Root: c.Path(c.Trust.Root), LogKey: c.Path(c.Trust.LogKey), RequireLog: c.Trust.RequireLog}
 }
 
 // Path resolves p relative to the config file's directory.
@@ -184,7 +223,7 @@ func (c *Config) SlotPath(slot string) string {
 	return c.Path(c.Slots.A)
 }
 
-// Encode writes the config as TOML.
+// Encode writes the config as TOML, in the form ParseConfig reads.
 func (c *Config) Encode() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# shoal device configuration; see docs/device.md\n")

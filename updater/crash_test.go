@@ -132,8 +132,8 @@ func (s *sweep) applyWith(ctx context.Context, f fsys.FS, r crashRelease, retry 
 	if err != nil {
 		return err
 	}
-	_, err = d.Apply(ctx, updater.ApplyOptions{Chunks: s.chunks, RetryFailed: retry,
-		Verify: func(context.Context, manifest.Device) (*manifest.Verified, error) { return r.verified(), nil }})
+	defer d.Close()
+	_, err = d.Offer(ctx, r.verified(), s.chunks, updater.OfferOptions{RetryFailed: retry})
 	return err
 }
 
@@ -142,13 +142,16 @@ func (s *sweep) boot(ctx context.Context, f fsys.FS) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.PowerOn(ctx); err != nil {
+	_, err = d.PowerOn(ctx)
+	d.Close()
+	if err != nil {
 		return err
 	}
 	d, err = updater.Open(ctx, s.cfg, updater.WithFS(f))
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	_, err = d.BootCheck(ctx)
 	return err
 }
@@ -181,6 +184,7 @@ func (s *sweep) check(t *testing.T, f *fsys.Crash, label string) {
 		fail("open after crash: %v", err)
 	}
 	slot, err := d.PowerOn(ctx)
+	d.Close()
 	if err != nil {
 		fail("power on: %v", err)
 	}
@@ -197,6 +201,7 @@ func (s *sweep) check(t *testing.T, f *fsys.Crash, label string) {
 	if _, err := d.BootCheck(ctx); err != nil {
 		fail("boot-check after crash: %v", err)
 	}
+	d.Close()
 	// Drive to the last release.
 	last := s.releases[len(s.releases)-1]
 	for round := 0; round < 6; round++ {
@@ -205,6 +210,7 @@ func (s *sweep) check(t *testing.T, f *fsys.Crash, label string) {
 			fail("open: %v", err)
 		}
 		st := d.State()
+		d.Close()
 		if st.Installed == last.version && st.Phase == state.Committed {
 			if err := s.holdsRelease(f, st.Active, last); err != nil {
 				fail("final slot: %v", err)

@@ -1,12 +1,12 @@
 package updater
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/audit"
 	"github.com/shoalnet/shoal/updater/boot"
@@ -34,8 +35,10 @@ var (
 )
 
 // Device is one device's updater: its config, slots, boot adapter,
-// persisted state machine and audit log. Not safe for concurrent use; one
-// process drives a device at a time.
+// persisted state machine, trust and audit log. Open takes the device's
+// lock, so one process (a CLI command or the daemon) drives a device at a
+// time; Close releases it. Not safe for concurrent use within a process:
+// the daemon calls it from one goroutine.
 type Device struct {
 	Config *Config
 	fs     fsys.FS
@@ -43,10 +46,20 @@ type Device struct {
 	sim    boot.Simulator
 	m      *state.Machine
 	audit  *audit.Log
+	trust  trust
 	now    func() time.Time
 	log    func(format string, args ...any)
+	ticks  func() (<-chan time.Time, func())
+	// persisted is the state as last written, so a step that changes
+	// nothing (a tick outside a health check) writes nothing.
+	persisted []byte
+	unlock    func() error
 	// refusal is the reason of the last refused release, for messages.
 	refusal string
+
+	readOnly bool
+	lockWait time.Duration
+	holder   string
 }
 
 // Option configures Open.
@@ -56,7 +69,7 @@ type Option func(*Device)
 // power-cut simulator).
 func WithFS(f fsys.FS) Option { return func(d *Device) { d.fs = f } }
 
-// WithClock sets the clock for audit timestamps.
+// WithClock sets the clock for audit timestamps and expiry checks.
 func WithClock(now func() time.Time) Option { return func(d *Device) { d.now = now } }
 
 // WithBoot replaces the boot adapter built from the config.
@@ -67,14 +80,61 @@ func WithBoot(a boot.Adapter, s boot.Simulator) Option {
 // WithLog receives progress messages meant for a person.
 func WithLog(f func(format string, args ...any)) Option { return func(d *Device) { d.log = f } }
 
+// WithTicks replaces the ticker that times BootCheck's health checks:
+// each value received is one tick (TickPeriod). Tests feed ticks by hand.
+func WithTicks(ch <-chan time.Time) Option {
+	return func(d *Device) { d.ticks = func() (<-chan time.Time, func()) { return ch, func() {} } }
+}
+
+// ReadOnly opens the device without its lock, for commands that only
+// look (status, audit log). Such a Device must not be changed.
+func ReadOnly() Option { return func(d *Device) { d.readOnly = true } }
+
+// WithLock sets who takes the device's lock (for the message a second
+// caller gets, e.g. "shoal update apply") and how long Open waits for
+// another holder (default DefaultLockWait).
+func WithLock(holder string, wait time.Duration) Option {
+	return func(d *Device) { d.holder, d.lockWait = holder, wait }
+}
+
+// TickPeriod is the length of one tick of the state machine on a real
+// device: the health deadline is counted in these.
+const TickPeriod = time.Second
+
 const stateFile = "update.json"
 
 // Open loads the device's state, creating it on first use: a device with
-// no state starts Idle on the slot its bootloader boots by default.
-func Open(ctx context.Context, cfg *Config, opts ...Option) (*Device, error) {
-	d := &Device{Config: cfg, fs: fsys.OS{}, now: time.Now, log: func(string, ...any) {}}
+// no state starts Idle on the slot its bootloader boots by default. It
+// checks that the slots are two distinct files, takes the device's lock
+// (unless ReadOnly) and loads what the device trusts (root, log key).
+func Open(ctx context.Context, cfg *Config, opts ...Option) (d *Device, err error) {
+	d = &Device{Config: cfg, fs: fsys.OS{}, now: time.Now, log: func(string, ...any) {},
+		lockWait: DefaultLockWait, holder: "shoal"}
+	d.ticks = func() (<-chan time.Time, func()) {
+		t := time.NewTicker(TickPeriod)
+		return t.C, t.Stop
+	}
 	for _, o := range opts {
 		o(d)
+	}
+	if err := cfg.CheckSlots(d.fs); err != nil {
+		return nil, err
+	}
+	sdir := cfg.Path(cfg.State)
+	if err := fsys.MkdirAllDurable(d.fs, sdir, 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if !d.readOnly {
+		unlock, err := lockState(ctx, d.fs, sdir, d.holder, d.lockWait)
+		if err != nil {
+			return nil, err
+		}
+		d.unlock = unlock
+		defer func() {
+			if err != nil {
+				unlock()
+			}
+		}()
 	}
 	if d.boot == nil {
 		a, s, err := openBoot(cfg, d.fs)
@@ -83,15 +143,10 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Device, error) {
 		}
 		d.boot, d.sim = a, s
 	}
-	sdir := cfg.Path(cfg.State)
-	if err := fsys.MkdirAllDurable(d.fs, sdir, 0o755); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	var err error
 	if d.audit, err = audit.Open(d.fs, filepath.Join(sdir, "audit"), d.now); err != nil {
 		return nil, err
 	}
-	scfg := state.Config{Tries: cfg.Boot.Tries}
+	scfg := state.Config{Tries: cfg.Boot.Tries, HealthDeadline: cfg.Health.deadlineTicks()}
 	b, err := d.fs.ReadFile(filepath.Join(sdir, stateFile))
 	switch {
 	case err == nil:
@@ -100,6 +155,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Device, error) {
 			return nil, fmt.Errorf("%s: %w", filepath.Join(sdir, stateFile), perr)
 		}
 		d.m, err = state.New(scfg, st)
+		d.persisted = b
 	case errors.Is(err, fs.ErrNotExist):
 		bs, serr := d.boot.Status(ctx)
 		if serr != nil {
@@ -114,7 +170,18 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.trust = loadTrust(d)
 	return d, nil
+}
+
+// Close releases the device's lock. The Device must not be used after.
+func (d *Device) Close() error {
+	if d.unlock == nil {
+		return nil
+	}
+	err := d.unlock()
+	d.unlock = nil
+	return err
 }
 
 // openBoot builds the adapter the config names.
@@ -177,6 +244,9 @@ func (d *Device) slotIndexPath(slot string) string { return d.statePath("slot-" 
 // Actions that need the caller's input (fetching, health checks) are
 // returned as pending for the caller to run.
 func (d *Device) step(ctx context.Context, ev state.Event, run func(state.Action) (state.Event, error)) error {
+	if d.readOnly {
+		return fmt.Errorf("updater: device opened read-only cannot take %v", ev)
+	}
 	actions, err := d.m.Step(ev)
 	if err != nil {
 		return err
@@ -185,8 +255,11 @@ func (d *Device) step(ctx context.Context, ev state.Event, run func(state.Action
 	if err != nil {
 		return err
 	}
-	if err := fsys.WriteFileAtomic(d.fs, d.statePath(stateFile), b, 0o644); err != nil {
-		return err
+	if !bytes.Equal(b, d.persisted) {
+		if err := fsys.WriteFileAtomic(d.fs, d.statePath(stateFile), b, 0o644); err != nil {
+			return err
+		}
+		d.persisted = b
 	}
 	for _, a := range actions {
 		next, err := d.act(ctx, a, run)
@@ -265,229 +338,6 @@ func (d *Device) record(verdict, slot, reason string) {
 	_, _ = d.audit.Append(audit.Entry{Verdict: verdict, Version: v, Slot: slot, Reason: reason})
 }
 
-// ApplyOptions configure Apply.
-type ApplyOptions struct {
-	// Mirrors serve the repository (directory, HTTP origin or bundle).
-	Mirrors []manifest.Fetcher
-	// Chunks serves chunk bytes; default: chunk objects from Mirrors[0].
-	Chunks ChunkSource
-	// SourceName names the source in messages.
-	SourceName string
-	// Verify overrides metadata verification (tests); default: a
-	// manifest.Client over Mirrors with the provisioned root.
-	Verify func(ctx context.Context, dev manifest.Device) (*manifest.Verified, error)
-	// Progress reports installation progress in bytes.
-	Progress func(done, total int64)
-	// Rollout, if set, decides whether this device takes the release now.
-	Rollout func(r *manifest.Release, d manifest.Device) error
-	// RetryFailed lets an operator retry a release that rolled back on
-	// this device before (normally refused): the machine is reset on the
-	// active slot first, which the audit log records.
-	RetryFailed bool
-	// Fetchers is the number of concurrent chunk requests (default 4). An
-	// interrupted apply loses at most this many chunks in flight.
-	Fetchers int
-}
-
-// ApplyResult says what Apply did.
-type ApplyResult struct {
-	Version  uint64       `json:"version"`
-	Channel  string       `json:"channel"`
-	Slot     string       `json:"slot"`
-	UpToDate bool         `json:"up_to_date"`
-	Stats    InstallStats `json:"stats"`
-	State    string       `json:"state"`
-	// Reboot is true when the release is flipped and waits for a reboot.
-	Reboot bool `json:"reboot"`
-}
-
-// Apply verifies the newest release for this device, installs it into the
-// inactive slot and flips the bootloader to try it. An apply interrupted
-// by a crash, a kill or a network failure resumes from what the slot holds
-// when called again. A failure is kept for `update status` (last_error).
-func (d *Device) Apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error) {
-	res, err := d.apply(ctx, o)
-	d.noteError(err)
-	return res, err
-}
-
-const lastErrorFile = "last-error"
-
-// noteError remembers the last failed apply for Status, or forgets it
-// after a success. Best effort: it must not mask the real outcome.
-func (d *Device) noteError(err error) {
-	p := d.statePath(lastErrorFile)
-	if err == nil {
-		if _, serr := d.fs.Stat(p); serr == nil {
-			_ = d.fs.Remove(p)
-		}
-		return
-	}
-	msg := d.now().UTC().Format(time.RFC3339) + " " + err.Error()
-	_ = fsys.WriteFileAtomic(d.fs, p, []byte(msg), 0o644)
-}
-
-func (d *Device) apply(ctx context.Context, o ApplyOptions) (*ApplyResult, error) {
-	st := d.m.State()
-	dev := manifest.Device{ID: d.Config.Device.ID, Channel: d.Config.Device.Channel,
-		Hardware: d.Config.Device.Hardware, Arch: d.Config.Device.Arch, Installed: st.Installed}
-	verify := o.Verify
-	if verify == nil {
-		root, err := d.fs.ReadFile(d.Config.Path(d.Config.Trust.Root))
-		if err != nil {
-			return nil, fmt.Errorf("trusted root: %w", err)
-		}
-		ccfg := manifest.ClientConfig{
-			TrustedRoot: root, StateDir: d.statePath("trust"), Mirrors: o.Mirrors,
-			Now: d.now, Rollout: o.Rollout,
-		}
-		if d.Config.Trust.RequireLog {
-			// The log checkpoint is remembered next to the TUF state.
-			p := d.Config.Path(d.Config.Trust.LogKey)
-			kb, err := d.fs.ReadFile(p)
-			if err != nil {
-				return nil, fmt.Errorf("log key: %w", err)
-			}
-			w, err := manifest.NewLogWitness(manifest.ParseLogKeys(kb), d.statePath("trust"))
-			if err != nil {
-				return nil, fmt.Errorf("log key %s: %w", p, err)
-			}
-			ccfg.Witness = w
-		}
-		client, err := manifest.NewClient(ccfg)
-		if err != nil {
-			return nil, err
-		}
-		verify = client.Verify
-	}
-	v, err := verify(ctx, dev)
-	if err != nil {
-		d.record("rejected", "", err.Error())
-		return nil, err
-	}
-	res := &ApplyResult{Version: v.Release.Version, Channel: v.Release.Channel}
-	if st.Phase == state.Staged || st.Phase == state.Tentative {
-		if st.Release.Version != v.Release.Version {
-			return nil, fmt.Errorf("%w: release v%d is %s; reboot and run boot-check, or roll back first", ErrBusy, st.Release.Version, st.Phase)
-		}
-		// This release is verified already. An apply killed between the
-		// verification and the flip left it Staged: flip it now (the
-		// machine asks for the flip again when told the old slot runs).
-		if st.Phase == state.Staged {
-			if err := d.step(ctx, state.Booted{Slot: st.Active}, nil); err != nil {
-				return nil, err
-			}
-		}
-		after := d.m.State()
-		res.Slot, res.State, res.Reboot = after.Target, after.Phase.String(), after.Phase == state.Tentative
-		return res, nil
-	}
-	// Never write the slot that runs: after a rollback the failed target
-	// runs until the device reboots.
-	bs, err := d.boot.Status(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if bs.Booted != "" && bs.Booted != st.Active {
-		return nil, fmt.Errorf("%w: slot %s is running but slot %s is active; reboot first", ErrBusy, bs.Booted, st.Active)
-	}
-	if o.RetryFailed && st.Phase == state.RolledBack && st.FailedVersion == v.Release.Version {
-		if err := d.step(ctx, state.Reset{Active: st.Active, Installed: st.Installed}, nil); err != nil {
-			return nil, err
-		}
-		st = d.m.State()
-	}
-	if v.UpToDate {
-		res.UpToDate, res.State = true, st.Phase.String()
-		return res, nil
-	}
-	art, ix, err := d.pickArtifact(v)
-	if err != nil {
-		return nil, err
-	}
-	rel := state.Release{Channel: v.Release.Channel, Version: v.Release.Version,
-		Roots: map[string]string{art.Name: art.Root.String()}}
-
-	chunks := o.Chunks
-	if chunks == nil {
-		if len(o.Mirrors) == 0 {
-			return nil, fmt.Errorf("updater: no source for chunks")
-		}
-		chunks = RepoChunks{Fetcher: o.Mirrors[0], MaxChunk: ix.Params.Max}
-	}
-	var installErr error
-	fetched := false
-	run := func(a state.Action) (state.Event, error) {
-		switch a := a.(type) {
-		case state.StartFetch:
-			if fetched {
-				// The machine retries after FetchFailed; the caller is
-				// to back off, so the retry waits for the next apply.
-				return nil, nil
-			}
-			fetched = true
-			res.Slot = a.Slot
-			stats, err := d.install(ctx, a.Slot, ix, chunks, o)
-			res.Stats = stats
-			if err != nil {
-				installErr = err
-				if ctx.Err() != nil {
-					return nil, err // interrupted: resume next time
-				}
-				return state.FetchFailed{Reason: err.Error()}, nil
-			}
-			n := int64(len(ix.Chunks))
-			return state.ChunksWritten{Done: n, Total: n}, nil
-		case state.VerifySlot:
-			// Install re-read and checked every chunk after its fsync;
-			// here the index it checked against is matched to the signed
-			// root once more, from the copy kept on disk.
-			if err := d.checkSlotIndex(a.Slot, art.Root); err != nil {
-				return state.Verified{OK: false, Reason: err.Error()}, nil
-			}
-			return state.Verified{OK: true}, nil
-		case state.Reboot:
-			res.Reboot = true
-			return nil, nil
-		}
-		return nil, nil
-	}
-	if st.Phase == state.Fetching && st.Release != nil && st.Release.Version == rel.Version && maps.Equal(st.Release.Roots, rel.Roots) {
-		// Resume the fetch in flight: the machine re-issues StartFetch on
-		// Booted, but an apply without a reboot resumes directly.
-		ev, err := run(state.StartFetch{Slot: st.Target, Version: rel.Version})
-		if err != nil {
-			return res, err
-		}
-		if err := d.step(ctx, ev, run); err != nil {
-			return res, err
-		}
-	} else {
-		if err := d.step(ctx, state.ReleaseOffered{Release: rel}, run); err != nil {
-			if errors.Is(err, state.ErrInvalidEvent) {
-				return res, fmt.Errorf("%w: %v", ErrBusy, err)
-			}
-			return res, err
-		}
-	}
-	after := d.m.State()
-	res.State = after.Phase.String()
-	if installErr != nil {
-		return res, installErr
-	}
-	if after.Phase != state.Tentative && after.Phase != state.Staged {
-		reason := after.LastError
-		if after.Reason != "" {
-			reason = after.Reason
-		}
-		if d.refusal != "" {
-			reason = d.refusal
-		}
-		return res, fmt.Errorf("%w: v%d ends %s: %s", ErrRefused, rel.Version, after.Phase, reason)
-	}
-	return res, nil
-}
-
 func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker.Index, error) {
 	arts := v.Release.Artifacts
 	want := d.Config.Slots.Artifact
@@ -504,7 +354,7 @@ func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker
 }
 
 // install writes ix into slot, copying what the active slot holds.
-func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, chunks ChunkSource, o ApplyOptions) (InstallStats, error) {
+func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, chunks ChunkSource, o OfferOptions) (InstallStats, error) {
 	target := d.Config.SlotPath(slot)
 	idxPath := d.slotIndexPath(slot)
 	// Chunks already in place (an interrupted install of this or an
@@ -594,9 +444,9 @@ func (d *Device) VerifySlot(ctx context.Context, slot string) error {
 }
 
 // RepoChunks serves chunks from a repository (directory, HTTP origin or
-// bundle) through a manifest.Fetcher.
+// bundle) through a fetch.Fetcher.
 type RepoChunks struct {
-	Fetcher  manifest.Fetcher
+	Fetcher  fetch.Fetcher
 	MaxChunk int
 }
 

@@ -1,16 +1,23 @@
 package updater_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/audit"
@@ -113,21 +120,59 @@ interval = "50ms"
 	return cfg
 }
 
+var (
+	openMu sync.Mutex
+	opened = map[*testing.T]*updater.Device{}
+)
+
+// open opens the device as a new command would. The device the test
+// opened before is closed first, as the process that ran it has exited:
+// each holds the device's lock.
 func open(t *testing.T, cfg *updater.Config) *updater.Device {
 	t.Helper()
-	d, err := updater.Open(context.Background(), cfg)
+	openMu.Lock()
+	defer openMu.Unlock()
+	if d := opened[t]; d != nil {
+		d.Close()
+	} else {
+		t.Cleanup(func() {
+			openMu.Lock()
+			defer openMu.Unlock()
+			opened[t].Close()
+			delete(opened, t)
+		})
+	}
+	d, err := updater.Open(context.Background(), cfg, updater.WithLock(t.Name(), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
+	opened[t] = d
 	return d
 }
 
+func readFile(t *testing.T, p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Error(err)
+	}
+	return b
+}
+
+// release closes the device open(t, ...) opened last.
+func release(t *testing.T) {
+	openMu.Lock()
+	defer openMu.Unlock()
+	if d := opened[t]; d != nil {
+		d.Close()
+	}
+}
+
 func (w *world) apply(d *updater.Device) (*updater.ApplyResult, error) {
-	f, err := manifest.NewFetcher(w.repo)
+	f, err := fetch.New(w.repo)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	return d.Apply(context.Background(), updater.ApplyOptions{Mirrors: []manifest.Fetcher{f}})
+	return d.Apply(context.Background(), updater.ApplyOptions{Mirrors: []fetch.Fetcher{f}})
 }
 
 func slotHolds(t *testing.T, cfg *updater.Config, slot string, img []byte) bool {
@@ -322,12 +367,19 @@ func TestDeviceDiskFull(t *testing.T) {
 		}
 	}
 	f.Close()
-	before, _ := os.ReadFile(cfg.SlotPath("A"))
-	_, err := w.apply(open(t, cfg))
+	before, err := os.ReadFile(cfg.SlotPath("A"))
+	if err != nil || len(before) != 1<<20 {
+		t.Fatalf("read slot A: %d bytes, %v", len(before), err)
+	}
+	_, err = w.apply(open(t, cfg))
 	if err == nil || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("apply on a full disk: %v", err)
 	}
-	if after, _ := os.ReadFile(cfg.SlotPath("A")); string(after) != string(before) {
+	after, err := os.ReadFile(cfg.SlotPath("A"))
+	if err != nil {
+		t.Fatalf("read slot A after the failed apply: %v", err)
+	}
+	if !bytes.Equal(after, before) {
 		t.Fatal("active slot changed")
 	}
 	d := open(t, cfg) // state still parses
@@ -337,5 +389,256 @@ func TestDeviceDiskFull(t *testing.T) {
 	os.Remove(filler)
 	if _, err := w.apply(open(t, cfg)); err != nil {
 		t.Fatalf("apply with space again: %v", err)
+	}
+}
+
+// feedTicks sends ticks on ch until stop closes, counting them; before
+// tick n it calls before(n), then waits pace.
+func feedTicks(ch chan time.Time, stop chan struct{}, pace time.Duration, before, after func(n int)) *atomic.Int64 {
+	var n atomic.Int64
+	go func() {
+		for {
+			before(int(n.Load()) + 1)
+			time.Sleep(pace)
+			select {
+			case ch <- time.Time{}:
+				after(int(n.Add(1)))
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return &n
+}
+
+// TestBootCheckDeadlineInTicks: the state machine, not a wall clock,
+// decides that the health deadline has passed, from the ticks the device
+// feeds it; the verdict carries the last failure.
+func TestBootCheckDeadlineInTicks(t *testing.T) {
+	w := newWorld(t)
+	flag := filepath.Join(w.dir, "ready")
+	cfg := w.device(1<<20, "test -e "+flag)
+	ctx := context.Background()
+	w.publish("stable", 1, nil)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	bootWithTicks := func(deadline time.Duration, pace time.Duration, before, after func(int)) (*updater.BootCheckResult, int) {
+		t.Helper()
+		if _, err := open(t, cfg).PowerOn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		release(t)
+		c := *cfg
+		c.Health.Deadline, c.Health.Interval = updater.Duration{Duration: deadline}, updater.Duration{Duration: time.Second}
+		ch, stop := make(chan time.Time), make(chan struct{})
+		n := feedTicks(ch, stop, pace, before, after)
+		d, err := updater.Open(ctx, &c, updater.WithTicks(ch), updater.WithLock(t.Name(), time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		res, err := d.BootCheck(ctx)
+		close(stop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, int(n.Load())
+	}
+	// The check never passes: rolled back after exactly 5 ticks of 1 s,
+	// however fast they come. The first tick waits for the first failed
+	// attempt (persisted as the failing check), so the verdict can name it.
+	failing := func(n int) {
+		for end := time.Now().Add(10 * time.Second); n == 1 && time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if bytes.Contains(readFile(t, filepath.Join(cfg.Path("state"), "update.json")), []byte(`"last_error"`)) {
+				return
+			}
+		}
+	}
+	res, ticks := bootWithTicks(5*time.Second, 0, failing, func(int) {})
+	if !res.RolledBack || ticks != 5 || !strings.Contains(res.Reason, "within 5 ticks") || !strings.Contains(res.Reason, "test -e") {
+		t.Fatalf("after %d ticks: %+v", ticks, res)
+	}
+	// v2 recovers after two ticks, long before its deadline: committed.
+	w.publish("stable", 2, nil)
+	if r := reboot(t, cfg); r.Booted != "A" {
+		t.Fatalf("after the rollback: %+v", r)
+	}
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	res, ticks = bootWithTicks(100000*time.Second, time.Millisecond, func(int) {}, func(n int) {
+		if n == 2 {
+			os.WriteFile(flag, nil, 0o644)
+		}
+	})
+	if !res.Committed || !res.Healthy || ticks < 2 {
+		t.Fatalf("after %d ticks: %+v", ticks, res)
+	}
+}
+
+// TestDeviceLock: a second process changing the device waits, then says
+// who holds it; a read-only look needs no lock.
+func TestDeviceLock(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	ctx := context.Background()
+	first, err := updater.Open(ctx, cfg, updater.WithLock("shoal update apply", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = updater.Open(ctx, cfg, updater.WithLock("shoal update rollback", 200*time.Millisecond))
+	if !errors.Is(err, updater.ErrLocked) || !strings.Contains(err.Error(), "shoal update apply") || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second open: %v", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("gave up after %v, before the wait", waited)
+	}
+	ro, err := updater.Open(ctx, cfg, updater.ReadOnly())
+	if err != nil {
+		t.Fatalf("read-only open while locked: %v", err)
+	}
+	if _, err := ro.Rollback(ctx, "x"); err == nil {
+		t.Fatal("a read-only device changed its state")
+	}
+	// A waiting second caller gets the lock once the first lets go.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		first.Close()
+	}()
+	second, err := updater.Open(ctx, cfg, updater.WithLock("shoal update rollback", 5*time.Second))
+	if err != nil {
+		t.Fatalf("open after the holder closed: %v", err)
+	}
+	second.Close()
+}
+
+// TestDeviceConcurrentApplies runs two applies of the same device at once
+// (two processes would): the lock serializes them, so the audit log chain
+// holds and the flipped slot holds one whole release.
+func TestDeviceConcurrentApplies(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	ctx := context.Background()
+	v1 := w.publish("stable", 1, nil)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			d, err := updater.Open(ctx, cfg, updater.WithLock("apply", 30*time.Second))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer d.Close()
+			f, _ := fetch.New(w.repo)
+			_, err = d.Apply(ctx, updater.ApplyOptions{Mirrors: []fetch.Fetcher{f}})
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slotHolds(t, cfg, "B", v1) {
+		t.Fatal("slot B does not hold v1")
+	}
+	if n, err := open(t, cfg).VerifyAudit(); err != nil {
+		t.Fatalf("audit log after concurrent applies (%d entries): %v", n, err)
+	}
+	if r := reboot(t, cfg); !r.Committed {
+		t.Fatalf("boot-check: %+v", r)
+	}
+}
+
+// TestSlotAliases: slot A given as another spelling of slot B's file is
+// refused before anything is written, whatever the spelling.
+func TestSlotAliases(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	dir := filepath.Dir(cfg.SlotPath("B"))
+	os.Symlink(cfg.SlotPath("B"), filepath.Join(dir, "link-to-b.img"))
+	os.Link(cfg.SlotPath("B"), filepath.Join(dir, "hard-b.img"))
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	for _, a := range []string{"link-to-b.img", "./b.img", "sub/../b.img", "hard-b.img", filepath.Join(dir, "b.img"), "adir"} {
+		c := *cfg
+		c.Slots.A = a
+		_, err := updater.Open(context.Background(), &c)
+		if !errors.Is(err, updater.ErrConfig) {
+			t.Errorf("slot a = %q, b = b.img: %v, want ErrConfig", a, err)
+		}
+	}
+	if err := cfg.CheckSlots(fsys.OS{}); err != nil {
+		t.Fatalf("distinct slots refused: %v", err)
+	}
+}
+
+// TestApplyAfterRollbackReboot: after a rollback and the reboot back into
+// the old slot, apply works without a boot-check in between (it notes the
+// boot itself) instead of claiming the failed slot still runs.
+func TestApplyAfterRollbackReboot(t *testing.T) {
+	w := newWorld(t)
+	flag := filepath.Join(w.dir, "broken")
+	cfg := w.device(1<<20, "test ! -e "+flag)
+	ctx := context.Background()
+	w.publish("stable", 1, nil)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	reboot(t, cfg) // commits v1 in B
+	w.publish("stable", 2, nil)
+	os.WriteFile(flag, nil, 0o644)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if r := reboot(t, cfg); !r.RolledBack {
+		t.Fatalf("v2 should roll back: %+v", r)
+	}
+	// Back on B without boot-check; a fixed v3 arrives.
+	if _, err := open(t, cfg).PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(flag)
+	w.publish("stable", 3, nil)
+	res, err := w.apply(open(t, cfg))
+	if err != nil {
+		t.Fatalf("apply after the reboot into the old slot: %v", err)
+	}
+	if res.Slot != "A" || !res.Reboot {
+		t.Fatalf("apply v3: %+v", res)
+	}
+	if r := reboot(t, cfg); !r.Committed {
+		t.Fatalf("boot-check v3: %+v", r)
+	}
+}
+
+// TestRunning serves the running slot's bytes with its verified index.
+func TestRunning(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	if _, err := open(t, cfg).Running(); !errors.Is(err, updater.ErrNothingInstalled) {
+		t.Fatalf("fresh device: %v", err)
+	}
+	v1 := w.publish("stable", 1, nil)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	// Flipped but not booted: slot A (nothing installed) still runs.
+	if _, err := open(t, cfg).Running(); !errors.Is(err, updater.ErrNothingInstalled) {
+		t.Fatalf("before the reboot: %v", err)
+	}
+	reboot(t, cfg)
+	r, err := open(t, cfg).Running()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Slot != "B" || r.Version != 1 || r.Index.Size != int64(len(v1)) {
+		t.Fatalf("running: slot %s v%d, %d bytes", r.Slot, r.Version, r.Index.Size)
+	}
+	if err := chunker.Verify(context.Background(), io.NewSectionReader(r, 0, r.Index.Size), r.Index); err != nil {
+		t.Fatalf("running slot against its index: %v", err)
 	}
 }

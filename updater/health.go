@@ -14,14 +14,16 @@ import (
 // HealthConfig is the [health] table of the device config: what must hold
 // after booting a new release before it is committed.
 type HealthConfig struct {
-	Commands []string `toml:"commands"` // shell commands that must exit 0
-	HTTP     []string `toml:"http"`     // URLs that must answer 2xx
-	Units    []string `toml:"units"`    // systemd units that must be active
-	Deadline Duration `toml:"deadline"` // all checks must pass within this (default 2m)
+	Commands []string `toml:"commands,omitempty"` // shell commands that must exit 0
+	HTTP     []string `toml:"http,omitempty"`     // URLs that must answer 2xx
+	Units    []string `toml:"units,omitempty"`    // systemd units that must be active
+	// Deadline: all checks must pass within this (default 2m), counted in
+	// ticks of TickPeriod by the state machine.
+	Deadline Duration `toml:"deadline,omitempty"`
 	// Interval between attempts while checks fail (default 2s). A check
 	// that fails keeps being retried until the deadline, since services
 	// take a while to come up after boot.
-	Interval Duration `toml:"interval"`
+	Interval Duration `toml:"interval,omitempty"`
 }
 
 // Empty reports whether no check is configured.
@@ -55,37 +57,39 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
 
-// RunHealth runs every configured check until all pass or the deadline
-// passes. It returns nil when healthy, otherwise an error wrapping
-// ErrUnhealthy that names the first check still failing and why.
-func RunHealth(ctx context.Context, h HealthConfig) error {
-	deadline := h.Deadline.Duration
-	if deadline <= 0 {
-		deadline = 2 * time.Minute
+// Defaults of [health].
+const (
+	DefaultHealthDeadline = 2 * time.Minute
+	DefaultHealthInterval = 2 * time.Second
+)
+
+// deadlineTicks is the health deadline in ticks of TickPeriod, rounded up:
+// the state machine, not a wall clock, decides when it has passed.
+func (h HealthConfig) deadlineTicks() int { return ticksOf(h.Deadline.Duration, DefaultHealthDeadline) }
+
+// intervalTicks is the pause between attempts in ticks, at least one.
+func (h HealthConfig) intervalTicks() int { return ticksOf(h.Interval.Duration, DefaultHealthInterval) }
+
+func ticksOf(d, def time.Duration) int {
+	if d <= 0 {
+		d = def
 	}
-	interval := h.Interval.Duration
-	if interval <= 0 {
-		interval = 2 * time.Second
+	return max(1, int((d+TickPeriod-1)/TickPeriod))
+}
+
+// CheckHealth runs every configured check once. It returns nil when all
+// pass, a *HealthError (wrapping ErrUnhealthy) naming the first that
+// fails and why, or the context's error when interrupted, which is no
+// verdict on the slot. Retrying until the deadline is BootCheck's job.
+func CheckHealth(ctx context.Context, h HealthConfig) error {
+	err := healthOnce(ctx, h)
+	if err == nil {
+		return nil
 	}
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	var last error
-	for {
-		last = healthOnce(ctx, h)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err := parent.Err(); err != nil {
-				// Interrupted (shutdown, Ctrl-C): not a verdict on the slot.
-				return err
-			}
-			return &HealthError{Detail: fmt.Sprintf("%v (still failing after %v)", last, deadline)}
-		case <-time.After(interval):
-		}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
 	}
+	return &HealthError{Detail: err.Error()}
 }
 
 func healthOnce(ctx context.Context, h HealthConfig) error {

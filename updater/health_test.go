@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,7 @@ func TestHealthPasses(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	h := HealthConfig{Commands: []string{"true", "test 1 -eq 1"}, HTTP: []string{srv.URL}, Deadline: dur(5 * time.Second)}
-	if err := RunHealth(context.Background(), h); err != nil {
+	if err := CheckHealth(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -35,23 +33,35 @@ func TestHealthFailsWithReason(t *testing.T) {
 		"refused": {HealthConfig{HTTP: []string{"http://127.0.0.1:1/"}}, "refused"},
 		"unit":    {HealthConfig{Units: []string{"shoal-no-such-unit.service"}}, "shoal-no-such-unit.service"},
 	} {
-		c.h.Deadline, c.h.Interval = dur(300*time.Millisecond), dur(50*time.Millisecond)
-		err := RunHealth(context.Background(), c.h)
+		err := CheckHealth(context.Background(), c.h)
 		if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want ErrUnhealthy mentioning %q", name, err, c.want)
 		}
 	}
 }
 
-// A check that starts failing and recovers before the deadline passes.
-func TestHealthRetriesUntilDeadline(t *testing.T) {
-	flag := filepath.Join(t.TempDir(), "ready")
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		os.WriteFile(flag, nil, 0o644)
-	}()
-	h := HealthConfig{Commands: []string{"test -e " + flag}, Deadline: dur(10 * time.Second), Interval: dur(50 * time.Millisecond)}
-	if err := RunHealth(context.Background(), h); err != nil {
-		t.Fatal(err)
+// An interrupted check is no verdict on the slot.
+func TestHealthInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := CheckHealth(ctx, HealthConfig{Commands: []string{"sleep 5"}})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnhealthy) {
+		t.Fatalf("got %v, want the context's error and no verdict", err)
+	}
+}
+
+func TestHealthTicks(t *testing.T) {
+	for _, c := range []struct {
+		deadline, interval time.Duration
+		ticks, every       int
+	}{
+		{0, 0, 120, 2},
+		{300 * time.Millisecond, 50 * time.Millisecond, 1, 1},
+		{30 * time.Second, 1500 * time.Millisecond, 30, 2},
+	} {
+		h := HealthConfig{Deadline: dur(c.deadline), Interval: dur(c.interval)}
+		if h.deadlineTicks() != c.ticks || h.intervalTicks() != c.every {
+			t.Errorf("%v/%v: %d ticks every %d, want %d every %d", c.deadline, c.interval, h.deadlineTicks(), h.intervalTicks(), c.ticks, c.every)
+		}
 	}
 }

@@ -34,9 +34,14 @@ type BootCheckResult struct {
 }
 
 // BootCheck runs at every boot: it tells the state machine which slot
-// booted, and on a tentative boot runs the health checks, then marks the
-// slot good (commit) or bad (roll back; the caller reboots when Reboot is
-// set). Whatever a power cut interrupted before is repeated.
+// booted, and on a tentative boot checks the slot against its index, then
+// runs the health checks every [health] interval while it steps a Tick
+// each TickPeriod, until they pass (the slot is marked good: commit) or
+// the machine decides the deadline has passed or a check found the slot
+// damaged (the slot is marked bad: roll back; the caller reboots when
+// Reboot is set). Whatever a power cut interrupted before is repeated.
+// When the slot no longer verifies, BootCheck rolls back and returns the
+// result together with an error wrapping ErrVerifyFailed.
 func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 	bs, err := d.boot.Status(ctx)
 	if err != nil {
@@ -51,24 +56,11 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 		booted = bs.Default
 	}
 	res := &BootCheckResult{Booted: booted, Tentative: bs.Tentative()}
+	check := ""
 	run := func(a state.Action) (state.Event, error) {
 		switch a := a.(type) {
 		case state.RunHealthChecks:
-			if err := d.VerifySlot(ctx, a.Slot); err != nil {
-				if !errors.Is(err, chunker.ErrMismatch) {
-					return nil, err // I/O trouble or interrupted: no verdict
-				}
-				return state.HealthFailed{Reason: "slot no longer verifies: " + err.Error()}, nil
-			}
-			if err := RunHealth(ctx, d.Config.Health); err != nil {
-				var he *HealthError
-				if !errors.As(err, &he) {
-					return nil, err
-				}
-				return state.HealthFailed{Reason: he.Detail}, nil
-			}
-			res.Healthy = true
-			return state.HealthOK{}, nil
+			check = a.Slot
 		case state.Reboot:
 			res.Reboot = true
 		}
@@ -77,6 +69,16 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 	before := d.m.State()
 	if err := d.step(ctx, state.Booted{Slot: booted}, run); err != nil {
 		return res, err
+	}
+	var verifyErr error
+	if check != "" {
+		err = d.healthChecks(ctx, check, res, run)
+		if errors.Is(err, ErrVerifyFailed) {
+			verifyErr, err = err, nil
+		}
+		if err != nil {
+			return res, err
+		}
 	}
 	if before.Phase == state.Tentative {
 		d.noteError(nil) // a verdict supersedes an older apply failure
@@ -88,7 +90,94 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 	if res.RolledBack {
 		res.Reason = after.Reason
 	}
-	return res, nil
+	return res, verifyErr
+}
+
+// healthChecks runs the checks of a trial boot of slot until the machine
+// has a verdict: HealthOK, HealthFailed (the slot no longer verifies), or
+// the deadline it counts in ticks. A failing check is reported as
+// HealthPending and retried every [health] interval.
+func (d *Device) healthChecks(ctx context.Context, slot string, res *BootCheckResult, run func(state.Action) (state.Event, error)) error {
+	if err := d.VerifySlot(ctx, slot); err != nil {
+		if !errors.Is(err, chunker.ErrMismatch) {
+			return err // I/O trouble or interrupted: no verdict
+		}
+		if serr := d.step(ctx, state.HealthFailed{Reason: "slot no longer verifies: " + err.Error()}, run); serr != nil {
+			return serr
+		}
+		// Rolled back; the caller still hears of the integrity failure.
+		return fmt.Errorf("%w: slot %s: %w", ErrVerifyFailed, slot, err)
+	}
+	ticks, stop := d.ticks()
+	defer stop()
+	h := d.Config.Health
+	// tick steps one Tick and reports whether the machine has decided
+	// (the deadline passed: it rolled back).
+	tick := func() (decided bool, err error) {
+		if err := d.step(ctx, state.Tick{}, run); err != nil {
+			return false, err
+		}
+		st := d.m.State()
+		return st.Phase != state.Tentative || !st.Booted, nil
+	}
+	for {
+		// Time runs on while an attempt runs (a slow probe), so the
+		// machine keeps getting ticks meanwhile.
+		actx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- CheckHealth(actx, h) }()
+		var err error
+	attempt:
+		for {
+			select {
+			case err = <-done:
+				break attempt
+			case <-ticks:
+				if decided, terr := tick(); terr != nil || decided {
+					cancel()
+					<-done
+					return terr
+				}
+			}
+		}
+		cancel()
+		if err == nil {
+			res.Healthy = true
+			return d.step(ctx, state.HealthOK{}, run)
+		}
+		var he *HealthError
+		if !errors.As(err, &he) {
+			return err // interrupted: no verdict
+		}
+		if err := d.step(ctx, state.HealthPending{Reason: he.Detail}, run); err != nil {
+			return err
+		}
+		d.log("health check failed, retrying: %s", he.Detail)
+		for range h.intervalTicks() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-ticks:
+			}
+			if decided, err := tick(); err != nil || decided {
+				return err
+			}
+		}
+	}
+}
+
+// Tick tells the state machine that TickPeriod has passed. A daemon calls
+// it on a timer (BootCheck ticks by itself while it runs the checks); it
+// returns true when the machine rolled a trial back and the device must
+// reboot.
+func (d *Device) Tick(ctx context.Context) (reboot bool, err error) {
+	err = d.step(ctx, state.Tick{}, func(a state.Action) (state.Event, error) {
+		if _, ok := a.(state.Reboot); ok {
+			reboot = true
+		}
+		return nil, nil
+	})
+	return reboot, err
 }
 
 // Commit marks a tentatively booted release good without waiting for the

@@ -3,15 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
-	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/internal/progress"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/bundle"
@@ -77,20 +72,14 @@ a bundle carries; --version N only makes sure it is N.`,
 					return usageError{fmt.Errorf("missing %s", f.name)}
 				}
 			}
-			var bar *progress.Bar
-			o.Progress = func(done, total int64) {
-				if bar == nil {
-					bar = progress.New("bundle", total)
-				}
-				bar.Set(done)
-			}
+			bar := progress.Start("bundle")
+			o.Progress = bar.Report
 			start := time.Now()
 			res, err := bundle.Create(cmd.Context(), o)
+			bar.End(err)
 			if err != nil {
-				bar.Abort()
 				return err
 			}
-			bar.Done()
 			return printBundleCreate(cmd.OutOrStdout(), asJSON, res, time.Since(start).Seconds())
 		},
 	}
@@ -155,68 +144,29 @@ func fromText(from uint64) string {
 	return fmt.Sprintf(" (from %d)", from)
 }
 
-// readLogKeys accepts verifier keys inline or as @FILE (one key a line).
-func readLogKeys(args []string) ([]string, error) {
-	var keys []string
-	for _, a := range args {
-		name, ok := strings.CutPrefix(a, "@")
-		if !ok {
-			keys = append(keys, a)
-			continue
-		}
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("--log-key: %w", err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				keys = append(keys, l)
-			}
-		}
-	}
-	return keys, nil
-}
-
-// bundleVerifyFlags are the flags verify and import share.
+// bundleVerifyFlags are the flags verify and import share: the trust
+// options, and the device the bundle is checked for.
 type bundleVerifyFlags struct {
-	rootFile   string
-	stateDir   string
-	dev        manifest.Device
-	logKeys    []string
-	requireLog bool
+	trust trustFlags
+	dev   manifest.Device
 }
 
 func (v *bundleVerifyFlags) add(c *cobra.Command) {
 	f := c.Flags()
-	f.StringVar(&v.rootFile, "root", "", "trusted root.json the devices were provisioned with")
-	f.StringVar(&v.stateDir, "state", "", "a device's trust state directory (default: none, a fresh device)")
+	v.trust.add(f, "trusted root.json the devices were provisioned with", "a device's trust state directory (default: none, a fresh device)")
 	f.StringVar(&v.dev.Channel, "channel", "", "the device's channel (default: the bundle's)")
 	f.StringVar(&v.dev.Hardware, "hardware", "", "the device's hardware (default: the first the release names)")
 	f.StringVar(&v.dev.Arch, "arch", "", "the device's architecture (default: the first the release names)")
 	f.Uint64Var(&v.dev.Installed, "installed-version", 0, "release the device runs (default: the bundle's --from release)")
 	f.StringVar(&v.dev.ID, "device-id", "", "the device's identity")
-	f.StringArrayVar(&v.logKeys, "log-key", nil, "transparency log verifier key, or @FILE (repeatable)")
-	f.BoolVar(&v.requireLog, "require-log", false, "refuse a bundle whose targets version is not proven in the log (key: --log-key, default log.pub next to --root)")
 }
 
 func (v *bundleVerifyFlags) options() (bundle.VerifyOptions, error) {
-	if v.requireLog && len(v.logKeys) == 0 {
-		// As verify: the log key provisioned next to the root.
-		def := filepath.Join(filepath.Dir(v.rootFile), manifest.LogPubFile)
-		if _, err := os.Stat(def); err != nil {
-			return bundle.VerifyOptions{}, usageError{fmt.Errorf("--require-log needs --log-key (there is no %s next to --root)", def)}
-		}
-		v.logKeys = []string{"@" + def}
-	}
-	keys, err := readLogKeys(v.logKeys)
+	tr, err := v.trust.load()
 	if err != nil {
 		return bundle.VerifyOptions{}, err
 	}
-	root, err := os.ReadFile(v.rootFile)
-	if err != nil {
-		return bundle.VerifyOptions{}, err
-	}
-	return bundle.VerifyOptions{Root: root, StateDir: v.stateDir, Device: v.dev, LogKeys: keys, RequireLog: v.requireLog}, nil
+	return bundle.VerifyOptions{Root: tr.Root, State: tr.State, Device: v.dev, LogKeys: tr.LogKeys, RequireLog: v.trust.requireLog}, nil
 }
 
 func newBundleVerifyCmd() *cobra.Command {
@@ -239,31 +189,22 @@ exit code is 3 when bytes do not verify.
 Without --hardware and --arch the device is one the release names; without
 --installed-version it runs the bundle's --from release.`,
 		Example: `  shoal bundle verify stable.tar --root keys/root.json
-  shoal bundle verify stable-6-to-7.tar --root root.json --hardware rpi4 --log-key @log.pub --require-log
+  shoal bundle verify stable-6-to-7.tar --root root.json --hardware rpi4 --log-key log.pub --require-log
   shoal bundle verify stable.tar --root root.json --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if vf.rootFile == "" {
-				return usageError{fmt.Errorf("missing --root (the root.json the devices trust)")}
-			}
 			o, err := vf.options()
 			if err != nil {
 				return err
 			}
-			var bar *progress.Bar
-			o.Progress = func(done, total int64) {
-				if bar == nil {
-					bar = progress.New("verify", total)
-				}
-				bar.Set(done)
-			}
+			bar := progress.Start("verify")
+			o.Progress = bar.Report
 			start := time.Now()
 			res, err := bundle.Verify(cmd.Context(), args[0], o)
+			bar.End(err)
 			if err != nil {
-				bar.Abort()
 				return err
 			}
-			bar.Done()
 			return printBundleVerify(cmd.OutOrStdout(), asJSON, args[0], res, time.Since(start).Seconds())
 		},
 	}
@@ -333,23 +274,25 @@ func newBundleImportCmd() *cobra.Command {
 		asJSON   bool
 	)
 	c := &cobra.Command{
-		Use:   "import FILE --store DIR",
-		Short: "Put a bundle's chunks and indexes into a chunk store, for a node to serve",
-		Long: `import decodes every chunk of the bundle, checks it against its ID and puts
-it into the chunk store at --store (created if missing), then stores the
-indexes and pins the release's as CHANNEL/VERSION/ARTIFACT, so that garbage
-collection keeps its chunks and a node serves them to its LAN. A pin is
-written only after all chunks are in.
-
-Chunks and indexes are content-addressed, so nothing false can enter the
-store; give --root to check the whole bundle first (as 'bundle verify' does)
-so that the pins name a release the signed metadata really offers.`,
-		Example: `  shoal bundle import stable.tar --store /var/lib/shoal/store
-  shoal bundle import stable.tar --store store/ --root root.json --json`,
+		Use:   "import FILE --store DIR --root root.json",
+		Short: "Check a bundle, then put its chunks and indexes into a chunk store for a node to serve",
+		Long: `import first checks the whole bundle as 'bundle verify' does, from the trusted
+root (--root), so the pins it writes name a release the signed metadata really
+offers. Then it decodes every chunk, checks it against its ID and puts it into
+the chunk store at --store (created if missing), stores the indexes and pins
+the release's as CHANNEL/VERSION/ARTIFACT, so that garbage collection keeps
+its chunks and a node serves them to its LAN. A pin is written only after all
+chunks are in.`,
+		Example: `  shoal bundle import stable.tar --store /var/lib/shoal/store --root /etc/shoal/root.json
+  shoal bundle import stable.tar --store store/ --root root.json --require-log --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if storeDir == "" {
 				return usageError{fmt.Errorf("missing --store")}
+			}
+			o, err := vf.options()
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			start := time.Now()
@@ -358,32 +301,29 @@ so that the pins name a release the signed metadata really offers.`,
 				return err
 			}
 			defer r.Close()
-			verified := false
-			if vf.rootFile != "" {
-				o, err := vf.options()
-				if err != nil {
-					return err
-				}
-				if _, err := r.Verify(ctx, o); err != nil {
-					return err
-				}
-				verified = true
+			if _, err := r.Verify(ctx, o); err != nil {
+				return err
 			}
 			db, err := store.Open(storeDir)
 			if err != nil {
 				return err
 			}
-			res, err := importBundle(cmd, r, db)
+			bar := progress.Start("import")
+			res, err := bundle.Import(ctx, r, db, bar.Report)
+			bar.End(err)
 			if cerr := db.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return err
 			}
-			res.Verified = verified
-			res.Seconds = time.Since(start).Seconds()
+			out := importJSON{bundleInfoJSON: infoJSON(res.Info), Chunks: res.Chunks, RawBytes: res.RawBytes,
+				Indexes: res.Indexes, Pins: res.Pins, Verified: true, Seconds: time.Since(start).Seconds()}
+			if out.Pins == nil {
+				out.Pins = []bundle.ImportPin{}
+			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "imported %s into %s: %d chunks (%s), %d indexes\n", args[0], storeDir, res.Chunks, humanBytes(res.RawBytes), res.Indexes)
@@ -399,84 +339,12 @@ so that the pins name a release the signed metadata really offers.`,
 	return c
 }
 
-type importPin struct {
-	Name  string `json:"name"`
-	Index string `json:"index"`
-}
-
-type importResult struct {
+type importJSON struct {
 	bundleInfoJSON
-	Chunks   int         `json:"chunks"`
-	RawBytes int64       `json:"raw_bytes"`
-	Indexes  int         `json:"indexes"`
-	Pins     []importPin `json:"pins"`
-	Verified bool        `json:"verified"`
-	Seconds  float64     `json:"seconds"`
-}
-
-// importBundle puts chunks first and pins last, so a pin only ever names
-// a release whose chunks are all in the store.
-func importBundle(cmd *cobra.Command, r *bundle.Reader, db *store.DB) (*importResult, error) {
-	ctx := cmd.Context()
-	info := r.Info()
-	res := &importResult{bundleInfoJSON: infoJSON(info)}
-	// Decoded chunks are bounded by the largest maximum chunk size any
-	// index in the bundle names; without indexes, by the format's ceiling.
-	maxChunk := 0
-	var indexes []*chunker.Index
-	if err := r.Indexes(ctx, func(_ cid.Cid, ix *chunker.Index) error {
-		maxChunk = max(maxChunk, ix.Params.Max)
-		indexes = append(indexes, ix)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if maxChunk == 0 {
-		maxChunk = chunker.MaxChunkCeil
-	}
-	var total, done int64
-	for _, p := range r.Paths() {
-		if strings.HasPrefix(p, "chunks/") {
-			n, _ := r.Has(p)
-			total += n
-		}
-	}
-	bar := progress.New("import", total)
-	err := r.Chunks(ctx, func(id cid.Cid, obj []byte) error {
-		data, err := manifest.DecodeChunk(id, obj, maxChunk)
-		if err != nil {
-			return fmt.Errorf("bundle %s: %w", manifest.ChunkPath(id), err)
-		}
-		if err := db.Put(ctx, id, data); err != nil {
-			return err
-		}
-		res.Chunks++
-		res.RawBytes += int64(len(data))
-		done += int64(len(obj))
-		bar.Set(done)
-		return nil
-	})
-	if err != nil {
-		bar.Abort()
-		return nil, err
-	}
-	bar.Done()
-	for _, ix := range indexes {
-		if _, err := db.PutIndex(ctx, ix); err != nil {
-			return nil, err
-		}
-		res.Indexes++
-	}
-	for _, a := range info.Artifacts {
-		id, err := cid.Decode(a.Index)
-		if err != nil {
-			return nil, err
-		}
-		name := info.Channel + "/" + fmt.Sprint(info.Version) + "/" + a.Name
-		if err := db.Pin(ctx, name, id); err != nil {
-			return nil, err
-		}
-		res.Pins = append(res.Pins, importPin{name, a.Index})
-	}
-	return res, nil
+	Chunks   int                `json:"chunks"`
+	RawBytes int64              `json:"raw_bytes"`
+	Indexes  int                `json:"indexes"`
+	Pins     []bundle.ImportPin `json:"pins"`
+	Verified bool               `json:"verified"`
+	Seconds  float64            `json:"seconds"`
 }

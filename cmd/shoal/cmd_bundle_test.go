@@ -95,8 +95,15 @@ func TestBundleCLI(t *testing.T) {
 	if _, errs, code = runCLI(t, "bundle", "verify", badPath, "--root", root); code != 3 || !strings.Contains(errs, "truncated") {
 		t.Fatalf("verify of a truncated bundle: %d %s", code, errs)
 	}
-	if _, errs, code = runCLI(t, "bundle", "import", badPath, "--store", filepath.Join(dir, "nostore")); code != 3 {
+	if _, errs, code = runCLI(t, "bundle", "import", badPath, "--store", filepath.Join(dir, "nostore"), "--root", root); code != 3 {
 		t.Fatalf("import of a truncated bundle: %d %s", code, errs)
+	}
+	// Without the trusted root, import would pin whatever the bundle claims.
+	if _, errs, code = runCLI(t, "bundle", "import", full, "--store", filepath.Join(dir, "nostore")); code != 2 || !strings.Contains(errs, "--root") {
+		t.Fatalf("import without --root: %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nostore")); err == nil {
+		t.Fatal("a refused import created the store")
 	}
 
 	// Import, then serve release 2's chunks from the store: the image
@@ -106,7 +113,7 @@ func TestBundleCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("import: %d %s", code, errs)
 	}
-	var ir importResult
+	var ir importJSON
 	if err := json.Unmarshal([]byte(out), &ir); err != nil {
 		t.Fatalf("import --json: %v\n%s", err, out)
 	}

@@ -1,19 +1,19 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/boot"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 func newDeviceCmd() *cobra.Command {
@@ -28,7 +28,7 @@ func newDeviceCmd() *cobra.Command {
 func newDeviceInitCmd() *cobra.Command {
 	var (
 		slotSize int64
-		root     string
+		trust    trustFlags
 		channel  string
 		adapter  string
 		health   []string
@@ -39,8 +39,6 @@ func newDeviceInitCmd() *cobra.Command {
 		deadline string
 		artifact string
 		labels   []string
-		logKey   string
-		reqLog   bool
 	)
 	c := &cobra.Command{
 		Use:   "init DIR --slot-size SIZE --root root.json --channel C",
@@ -60,7 +58,7 @@ with --require-log the device installs only releases the log proves
   shoal device init /tmp/dev --slot-size 64M --root keys/root.json --channel stable --require-log`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if slotSize <= 0 || root == "" || channel == "" {
+			if slotSize <= 0 || trust.root == "" || channel == "" {
 				return usageError{fmt.Errorf("--slot-size, --root and --channel are required")}
 			}
 			if tries < 1 || tries > boot.MaxTries {
@@ -70,31 +68,31 @@ with --require-log the device installs only releases the log proves
 			if _, err := os.Stat(filepath.Join(dir, "shoal.toml")); err == nil {
 				return fmt.Errorf("%s already holds a device (shoal.toml exists)", dir)
 			}
-			rootBytes, err := os.ReadFile(root)
+			// The log key is copied when there is one, required or not.
+			if trust.logKey == "" {
+				trust.logKey = trust.defaultLogKey()
+			}
+			o, err := trust.options()
 			if err != nil {
 				return err
 			}
-			explicitKey := logKey != ""
-			if !explicitKey {
-				logKey = filepath.Join(filepath.Dir(root), manifest.LogPubFile)
+			if _, err := o.Load(); err != nil {
+				return err
 			}
-			logBytes, err := os.ReadFile(logKey)
-			switch {
-			case err == nil:
-				if _, err := manifest.NewLogWitness(manifest.ParseLogKeys(logBytes), ""); err != nil {
-					return fmt.Errorf("%s: %w", logKey, err)
+			rootBytes, err := os.ReadFile(o.Root)
+			if err != nil {
+				return err
+			}
+			var logBytes []byte
+			if o.LogKey != "" {
+				if logBytes, err = os.ReadFile(o.LogKey); err != nil {
+					return err
 				}
-			case errors.Is(err, fs.ErrNotExist) && !explicitKey && !reqLog:
-				logBytes = nil // a key directory without a log
-			case errors.Is(err, fs.ErrNotExist) && !explicitKey:
-				return usageError{fmt.Errorf("--require-log: no --log-key given and no %s next to --root", logKey)}
-			default:
-				return fmt.Errorf("--log-key: %w", err)
 			}
 			// Check every input before creating anything, so a typo leaves
 			// nothing behind.
-			bootPath, ok := bootPaths[adapter]
-			if !ok {
+			bootPath, err := boot.VirtualPath(adapter)
+			if err != nil {
 				return usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
 			}
 			lab := map[string]string{}
@@ -108,9 +106,30 @@ with --require-log the device installs only releases the log proves
 			if id == "" {
 				id = filepath.Base(filepath.Clean(dir))
 			}
-			text := deviceTOML(id, channel, hardware, arch, lab, adapter, bootPath, tries, artifact, health, deadline,
-				logBytes != nil, reqLog)
-			if _, err := updater.ParseConfig([]byte(text), dir); err != nil {
+			cfg := updater.Config{
+				State:  "state",
+				Device: updater.DeviceConfig{ID: id, Channel: channel, Hardware: hardware, Arch: arch, Labels: lab},
+				Trust:  updater.TrustConfig{Root: "root.json", RequireLog: trust.requireLog},
+				Slots:  updater.SlotsConfig{A: "slot-a.img", B: "slot-b.img", Artifact: artifact},
+				Boot:   updater.BootConfig{Adapter: adapter, Path: bootPath, Tries: tries, Cmdline: "cmdline", Virtual: true},
+			}
+			if logBytes != nil {
+				cfg.Trust.LogKey = manifest.LogPubFile
+			}
+			if len(health) > 0 {
+				d, err := time.ParseDuration(deadline)
+				if err != nil {
+					return usageError{fmt.Errorf("--health-deadline: %w", err)}
+				}
+				cfg.Health = updater.HealthConfig{Commands: health, Deadline: updater.Duration{Duration: d},
+					Interval: updater.Duration{Duration: time.Second}}
+			}
+			text, err := cfg.Encode()
+			if err != nil {
+				return err
+			}
+			loaded, err := updater.ParseConfig(text, dir)
+			if err != nil {
 				return usageError{err}
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -124,7 +143,7 @@ with --require-log the device installs only releases the log proves
 					return err
 				}
 			}
-			for _, s := range []string{"slot-a.img", "slot-b.img"} {
+			for _, s := range []string{cfg.Slots.A, cfg.Slots.B} {
 				f, err := os.OpenFile(filepath.Join(dir, s), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 				if err != nil {
 					return err
@@ -137,16 +156,19 @@ with --require-log the device installs only releases the log proves
 					return err
 				}
 			}
-			if err := initBootState(dir, adapter, tries); err != nil {
+			if err := loaded.CheckSlots(fsys.OS{}); err != nil {
+				return err
+			}
+			if _, err := boot.InitVirtual(adapter, dir, tries); err != nil {
 				return err
 			}
 			cfgPath := filepath.Join(dir, "shoal.toml")
-			if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+			if err := os.WriteFile(cfgPath, text, 0o644); err != nil {
 				return err
 			}
 			logNote := "no transparency log key"
 			switch {
-			case reqLog:
+			case trust.requireLog:
 				logNote = "requires the transparency log"
 			case logBytes != nil:
 				logNote = "log key copied, log not required"
@@ -158,7 +180,7 @@ with --require-log the device installs only releases the log proves
 	}
 	f := c.Flags()
 	f.Var(int64SizeFlag{&slotSize}, "slot-size", "size of each slot image (e.g. 512M)")
-	f.StringVar(&root, "root", "", "the trust root (root.json from 'shoal keys init')")
+	trust.add(f, "the trust root (root.json from 'shoal keys init')", "")
 	f.StringVar(&channel, "channel", "", "release channel the device follows")
 	f.StringVar(&adapter, "boot", "file", "boot adapter: file, grub, uboot or bls")
 	f.StringArrayVar(&health, "health-cmd", nil, "health check command (repeatable); none: no [health] table")
@@ -169,80 +191,7 @@ with --require-log the device installs only releases the log proves
 	f.IntVar(&tries, "tries", 3, "boots a new slot gets before the bootloader falls back (1-9)")
 	f.StringVar(&artifact, "artifact", "rootfs", "release artifact installed into the slots")
 	f.StringArrayVar(&labels, "label", nil, "device label key=value for rollout selectors (repeatable)")
-	f.StringVar(&logKey, "log-key", "", "the transparency log's verifier key (default: log.pub next to --root, if there)")
-	f.BoolVar(&reqLog, "require-log", false, "install only releases the transparency log proves")
 	return c
-}
-
-// bootPaths is each adapter's state path in a virtual device's directory.
-var bootPaths = map[string]string{"file": "boot.json", "grub": "grubenv", "bls": "esp", "uboot": "fw_env.config"}
-
-// initBootState creates the adapter's state files in dir.
-func initBootState(dir, adapter string, tries int) error {
-	switch adapter {
-	case "file":
-		return nil // the adapter creates it on first open
-	case "grub":
-		// As `grub-editenv grubenv create` would.
-		return boot.CreateGRUBEnv(filepath.Join(dir, "grubenv"))
-	case "bls":
-		return os.MkdirAll(filepath.Join(dir, "esp", "loader", "entries"), 0o755)
-	case "uboot":
-		// Two redundant environment copies of 16 KiB, as fw_env.config names them.
-		abs, _ := filepath.Abs(dir)
-		text := fmt.Sprintf("# device offset size\n%s 0x0 0x4000\n%s 0x0 0x4000\n",
-			filepath.Join(abs, "uboot-env-1.bin"), filepath.Join(abs, "uboot-env-2.bin"))
-		if err := os.WriteFile(filepath.Join(dir, "fw_env.config"), []byte(text), 0o644); err != nil {
-			return err
-		}
-		cfg, err := boot.ParseFwEnvConfig(text)
-		if err != nil {
-			return err
-		}
-		// The board's default environment (see packaging/uboot/shoal-env.txt).
-		env := boot.UBootEnv{"shoal_slot": "A", "upgrade_available": "0", "bootcount": "0", "bootlimit": strconv.Itoa(tries)}
-		return boot.CreateUBootEnv(cfg, env)
-	}
-	return usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
-}
-
-func deviceTOML(id, channel, hardware, arch string, labels map[string]string, adapter, bootPath string, tries int, artifact string, health []string, deadline string, logKey, requireLog bool) string {
-	var b strings.Builder
-	q := strconv.Quote
-	fmt.Fprintf(&b, "# shoal virtual device; see docs/device.md\nstate = \"state\"\n\n")
-	fmt.Fprintf(&b, "[device]\nid = %s\nchannel = %s\n", q(id), q(channel))
-	if hardware != "" {
-		fmt.Fprintf(&b, "hardware = %s\n", q(hardware))
-	}
-	if arch != "" {
-		fmt.Fprintf(&b, "arch = %s\n", q(arch))
-	}
-	if len(labels) > 0 {
-		b.WriteString("[device.labels]\n")
-		for k, v := range labels {
-			fmt.Fprintf(&b, "%s = %s\n", q(k), q(v))
-		}
-	}
-	fmt.Fprintf(&b, "\n[trust]\nroot = \"root.json\"\n")
-	if logKey {
-		fmt.Fprintf(&b, "log_key = %s\n", q(manifest.LogPubFile))
-	}
-	if requireLog {
-		b.WriteString("require_log = true\n")
-	}
-	fmt.Fprintf(&b, "\n[slots]\na = \"slot-a.img\"\nb = \"slot-b.img\"\nartifact = %s\n", q(artifact))
-	fmt.Fprintf(&b, "\n[boot]\nadapter = %s\npath = %s\ntries = %d\ncmdline = \"cmdline\"\nvirtual = true\n", q(adapter), q(bootPath), tries)
-	if len(health) > 0 {
-		b.WriteString("\n[health]\ncommands = [")
-		for i, h := range health {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(q(h))
-		}
-		fmt.Fprintf(&b, "]\ndeadline = %s\ninterval = \"1s\"\n", q(deadline))
-	}
-	return b.String()
 }
 
 func newDeviceRebootCmd() *cobra.Command {
@@ -258,10 +207,11 @@ would.`,
 		Example: `  shoal device reboot --config /tmp/dev/shoal.toml`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, cfgPath)
+			d, err := openDevice(cmd, cfgPath, false)
 			if err != nil {
 				return err
 			}
+			defer d.Close()
 			slot, err := d.PowerOn(cmd.Context())
 			if err != nil {
 				return err

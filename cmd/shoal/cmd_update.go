@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/internal/progress"
-	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/bundle"
 	"github.com/shoalnet/shoal/updater"
 )
@@ -23,12 +24,16 @@ it; after the reboot, 'boot-check' runs the health checks and commits the new
 slot or rolls back to the old one.`,
 	}
 	c.PersistentFlags().String("config", "/etc/shoal/shoal.toml", "device config")
+	c.PersistentFlags().Duration("lock-wait", updater.DefaultLockWait, "how long to wait while another shoal process changes the device")
 	c.AddCommand(newUpdateApplyCmd(), newUpdateBootCheckCmd(), newUpdateStatusCmd(),
 		newUpdateCommitCmd(), newUpdateRollbackCmd(), newUpdateLogCmd())
 	return c
 }
 
-func openDevice(cmd *cobra.Command, cfgPath string) (*updater.Device, error) {
+// openDevice opens the device of --config (or cfgPath), taking its lock
+// unless readOnly: a second command changing the same device waits up to
+// --lock-wait, then says who holds it.
+func openDevice(cmd *cobra.Command, cfgPath string, readOnly bool) (*updater.Device, error) {
 	if cfgPath == "" {
 		cfgPath, _ = cmd.Flags().GetString("config")
 	}
@@ -39,23 +44,19 @@ func openDevice(cmd *cobra.Command, cfgPath string) (*updater.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return updater.Open(cmd.Context(), cfg, updater.WithLog(func(format string, args ...any) {
+	opts := []updater.Option{updater.WithLog(func(format string, args ...any) {
 		fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...)
-	}))
-}
-
-// openSource opens a repository directory, an HTTP origin, or a bundle
-// file. The closer is never nil.
-func openSource(src string) (manifest.Fetcher, func() error, error) {
-	if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
-		r, err := bundle.Open(src)
-		if err != nil {
-			return nil, nil, err
+	})}
+	if readOnly {
+		opts = append(opts, updater.ReadOnly())
+	} else {
+		wait := updater.DefaultLockWait
+		if f := cmd.Flags().Lookup("lock-wait"); f != nil {
+			wait, _ = cmd.Flags().GetDuration("lock-wait")
 		}
-		return r, r.Close, nil
+		opts = append(opts, updater.WithLock(cmd.CommandPath(), wait))
 	}
-	f, err := manifest.NewFetcher(src)
-	return f, func() error { return nil }, err
+	return updater.Open(cmd.Context(), cfg, opts...)
 }
 
 func newUpdateApplyCmd() *cobra.Command {
@@ -66,6 +67,7 @@ func newUpdateApplyCmd() *cobra.Command {
 		reboot   bool
 		fetchers int
 		retry    bool
+		timeout  time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "apply --source DIR|URL|FILE",
@@ -85,38 +87,40 @@ slot already holds.`,
 			if source == "" {
 				return usageError{fmt.Errorf("--source is required")}
 			}
-			d, err := openDevice(cmd, "")
+			d, err := openDevice(cmd, "", false)
 			if err != nil {
 				return err
 			}
+			defer d.Close()
 			if channel != "" {
 				d.Config.Device.Channel = channel
 			}
-			f, closeSrc, err := openSource(source)
+			var httpOpts []fetch.HTTPOption
+			if r := d.Config.Update.MinRate; r > 0 {
+				httpOpts = append(httpOpts, fetch.WithMinRate(r, fetch.DefaultRateWindow))
+			}
+			f, src, err := bundle.OpenSource(source, httpOpts...)
 			if err != nil {
 				return err
 			}
-			defer closeSrc()
-			var bar *progress.Bar
-			start := time.Now()
-			res, err := d.Apply(cmd.Context(), updater.ApplyOptions{
-				Mirrors: []manifest.Fetcher{f}, SourceName: source, Fetchers: fetchers, RetryFailed: retry,
-				Rollout: rolloutCheck(d.Config.Device.Labels),
-				Progress: func(done, total int64) {
-					if bar == nil {
-						bar = progress.New("install", total)
-					}
-					bar.Set(done)
-				},
-			})
-			if bar != nil {
-				if err != nil {
-					bar.Abort()
-				} else {
-					bar.Done()
-				}
+			defer src.Close()
+			if timeout <= 0 {
+				timeout = d.Config.ApplyTimeout()
 			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			bar := progress.Start("install")
+			start := time.Now()
+			res, err := d.Apply(ctx, updater.ApplyOptions{
+				Mirrors: []fetch.Fetcher{f},
+				OfferOptions: updater.OfferOptions{SourceName: source, Fetchers: fetchers, RetryFailed: retry,
+					Progress: bar.Report},
+			})
+			bar.End(err)
 			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("%w (--timeout %v; run apply again to resume)", err, timeout)
+				}
 				return err
 			}
 			out := struct {
@@ -148,6 +152,7 @@ slot already holds.`,
 	f.BoolVar(&reboot, "reboot", false, "run [boot] reboot_command after a successful flip")
 	f.IntVar(&fetchers, "fetchers", 4, "concurrent chunk requests")
 	f.BoolVar(&retry, "retry-failed", false, "retry a release that rolled back on this device before")
+	f.DurationVar(&timeout, "timeout", 0, "give up after this long; a later apply resumes (default: [update] timeout, or 12h)")
 	return c
 }
 
@@ -162,15 +167,23 @@ the new slot good, otherwise it marks it bad so the bootloader returns to the
 old slot, records why in the audit log, and (with --reboot) reboots.`,
 		Example: `  shoal update boot-check --config /etc/shoal/shoal.toml --reboot`,
 		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, "")
+		RunE: func(cmd *cobra.Command, args []string) (rerr error) {
+			d, err := openDevice(cmd, "", false)
 			if err != nil {
 				return err
 			}
+			defer d.Close()
 			res, err := d.BootCheck(cmd.Context())
-			if err != nil {
+			if err != nil && (res == nil || !errors.Is(err, updater.ErrVerifyFailed)) {
 				return err
 			}
+			// A slot that no longer verifies is rolled back and reported,
+			// and the command still fails as an integrity failure.
+			defer func() {
+				if rerr == nil {
+					rerr = err
+				}
+			}()
 			if asJSON {
 				if err := writeJSON(cmd.OutOrStdout(), res); err != nil {
 					return err
@@ -208,7 +221,7 @@ func newUpdateStatusCmd() *cobra.Command {
 		Example: `  shoal update status --config dev/shoal.toml --json`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, "")
+			d, err := openDevice(cmd, "", true)
 			if err != nil {
 				return err
 			}
@@ -240,10 +253,11 @@ func newUpdateCommitCmd() *cobra.Command {
 		Short: "Mark the tentatively booted release good without waiting for health checks",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, "")
+			d, err := openDevice(cmd, "", false)
 			if err != nil {
 				return err
 			}
+			defer d.Close()
 			if err := d.Commit(cmd.Context()); err != nil {
 				return err
 			}
@@ -260,10 +274,11 @@ func newUpdateRollbackCmd() *cobra.Command {
 		Short: "Abandon the update in flight; the bootloader keeps or returns to the old slot",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, "")
+			d, err := openDevice(cmd, "", false)
 			if err != nil {
 				return err
 			}
+			defer d.Close()
 			reboot, err := d.Rollback(cmd.Context(), reason)
 			if err != nil {
 				return err
@@ -287,7 +302,7 @@ func newUpdateLogCmd() *cobra.Command {
 		Short: "Check that no audit log line was edited, removed or reordered",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(cmd, "")
+			d, err := openDevice(cmd, "", true)
 			if err != nil {
 				return err
 			}

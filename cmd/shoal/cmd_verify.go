@@ -1,30 +1,28 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
-	"github.com/shoalnet/shoal/manifest/rollout"
+	"github.com/shoalnet/shoal/updater"
 )
 
 func newVerifyCmd() *cobra.Command {
 	var (
 		repos      []string
-		rootFile   string
-		stateDir   string
+		trust      trustFlags
 		dev        manifest.Device
 		asJSON     bool
 		labelFlags []string
-		requireLog bool
-		logKey     string
+		timeout    time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "verify --repo DIR|URL --root FILE",
@@ -58,16 +56,16 @@ forked from the remembered one (a split view) exits with 3.`,
 			if len(repos) == 0 {
 				return usageError{fmt.Errorf("missing --repo")}
 			}
-			if rootFile == "" {
-				return usageError{fmt.Errorf("missing --root (the root.json the device trusts)")}
+			if trust.logKey != "" && !trust.requireLog {
+				return usageError{fmt.Errorf("--log-key is used with --require-log")}
 			}
-			root, err := os.ReadFile(rootFile)
+			tr, err := trust.load()
 			if err != nil {
 				return err
 			}
-			var mirrors []manifest.Fetcher
+			var mirrors []fetch.Fetcher
 			for _, r := range repos {
-				f, err := manifest.NewFetcher(r)
+				f, err := fetch.New(r)
 				if err != nil {
 					return err
 				}
@@ -84,38 +82,19 @@ forked from the remembered one (a split view) exits with 3.`,
 				}
 				labels[k] = v
 			}
-			cfg := manifest.ClientConfig{
-				TrustedRoot: root, StateDir: stateDir, Mirrors: mirrors,
-				Rollout: rolloutCheck(labels),
-			}
-			var witness *manifest.LogWitness
-			switch {
-			case requireLog:
-				if logKey == "" {
-					logKey = filepath.Join(filepath.Dir(rootFile), manifest.LogPubFile)
-					if _, err := os.Stat(logKey); err != nil {
-						return usageError{fmt.Errorf("--require-log: no --log-key given and no %s next to --root", logKey)}
-					}
-				}
-				keys, err := readLogKeyFile(logKey)
-				if err != nil {
-					return err
-				}
-				if witness, err = manifest.NewLogWitness(keys, stateDir); err != nil {
-					return fmt.Errorf("%s: %w", logKey, err)
-				}
-				cfg.Witness = witness
-			case logKey != "":
-				return usageError{fmt.Errorf("--log-key is used with --require-log")}
-			}
+			cfg := tr.ClientConfig(mirrors...)
+			cfg.Rollout = updater.RolloutCheck(labels)
 			client, err := manifest.NewClient(cfg)
 			if err != nil {
-				return fmt.Errorf("%s: %w", rootFile, err)
+				return fmt.Errorf("%s: %w", trust.root, err)
 			}
-			v, err := client.Verify(cmd.Context(), dev)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			v, err := client.Verify(ctx, dev)
 			if err != nil {
 				return err
 			}
+			witness := tr.Witness
 			var lp *manifest.LogProof
 			if witness != nil {
 				if p, ok := witness.Proof(v.TargetsVersion, v.Targets); ok {
@@ -127,42 +106,16 @@ forked from the remembered one (a split view) exits with 3.`,
 	}
 	f := c.Flags()
 	f.StringArrayVar(&repos, "repo", nil, "repository directory or http(s) URL (repeat for mirrors)")
-	f.StringVar(&rootFile, "root", "", "trusted root.json the device was provisioned with")
-	f.StringVar(&stateDir, "state", "", "directory where the device remembers trusted metadata (default: none)")
+	trust.add(f, "trusted root.json the device was provisioned with", "directory where the device remembers trusted metadata (default: none)")
 	f.StringVar(&dev.Channel, "channel", "stable", "the device's release channel")
 	f.StringVar(&dev.Hardware, "hardware", "", "the device's hardware name")
 	f.StringVar(&dev.Arch, "arch", "", "the device's architecture")
 	f.Uint64Var(&dev.Installed, "installed-version", 0, "release version the device runs (0: none)")
 	f.StringVar(&dev.ID, "device-id", "", "the device's identity, which places it in a rollout (default: host name)")
 	f.StringArrayVar(&labelFlags, "label", nil, "a device label for rollout selectors, as KEY=VALUE (repeatable)")
-	f.BoolVar(&requireLog, "require-log", false, "trust only targets the transparency log proves, consistent with the log remembered in --state")
-	f.StringVar(&logKey, "log-key", "", "the log's verifier key file (default: log.pub next to --root)")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	return c
-}
-
-// errNotInRollout: the release's rollout policy does not include this
-// device yet.
-var errNotInRollout = errors.New("device not in this release's rollout")
-
-// rolloutCheck evaluates a release's rollout policy (manifest/rollout) for
-// the device, as the device itself does.
-func rolloutCheck(labels map[string]string) func(*manifest.Release, manifest.Device) error {
-	return func(r *manifest.Release, d manifest.Device) error {
-		if len(r.Rollout) == 0 {
-			return nil
-		}
-		var p rollout.Policy
-		if err := json.Unmarshal(r.Rollout, &p); err != nil {
-			return fmt.Errorf("%w: %w", manifest.ErrBadMetadata, err)
-		}
-		dec := rollout.Eligible(p, rollout.Device{ID: d.ID, Hardware: d.Hardware, Labels: labels, Installed: d.Installed},
-			rollout.ReleaseRef{Channel: r.Channel, Version: r.Version})
-		if !dec.Eligible {
-			return fmt.Errorf("%w: %s: %s", errNotInRollout, dec.Reason, dec.Detail)
-		}
-		return nil
-	}
 }
 
 type verifiedArtifact struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/shoalnet/shoal/manifest/bundle"
 	"github.com/shoalnet/shoal/manifest/tlog"
 	"github.com/shoalnet/shoal/store"
+	"github.com/shoalnet/shoal/updater"
 )
 
 // Exit codes. Scripts branch on these, so they are part of the CLI
@@ -41,6 +42,8 @@ var integrityErrors = []error{
 	manifest.ErrMerkleRoot,
 	manifest.ErrIndexMismatch,
 	manifest.ErrChunkCorrupt,
+	updater.ErrBadChunk,
+	updater.ErrVerifyFailed,
 	store.ErrMismatch,
 	store.ErrCorrupt,
 	bundle.ErrMalformed,

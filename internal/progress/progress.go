@@ -61,3 +61,38 @@ func (b *Bar) Abort() {
 		b.p.Wait()
 	}
 }
+
+// Lazy is a bar that appears on the first report, once the total is
+// known: the one way commands show progress. A nil *Lazy does nothing.
+type Lazy struct {
+	name    string
+	bar     *Bar
+	started bool
+}
+
+// Start returns a bar named name that Report draws on demand.
+func Start(name string) *Lazy { return &Lazy{name: name} }
+
+// Report moves the bar to done of total bytes; it fits the Progress
+// callbacks of the packages.
+func (l *Lazy) Report(done, total int64) {
+	if l == nil {
+		return
+	}
+	if !l.started {
+		l.bar, l.started = New(l.name, total), true
+	}
+	l.bar.Set(done)
+}
+
+// End completes the bar after success, or removes it after err.
+func (l *Lazy) End(err error) {
+	if l == nil {
+		return
+	}
+	if err != nil {
+		l.bar.Abort()
+	} else {
+		l.bar.Done()
+	}
+}

@@ -41,6 +41,7 @@ type Crash struct {
 	rng     *rand.Rand
 	pending *write // last unsynced write, a candidate for tearing
 	nextID  int
+	locks   map[string]string // held locks and their holders; a power cut drops them
 }
 
 type inode struct {
@@ -418,6 +419,30 @@ func (c *Crash) SyncDir(dir string) error {
 	// A directory whose own entry is not durable leaves its content
 	// unreachable after a crash: AfterCrash drops such paths.
 	return nil
+}
+
+// TryLock implements FS. Locks live in memory only: the filesystem after
+// a crash (AfterCrash) has none, as a rebooted machine has no flocks.
+func (c *Crash) TryLock(name, holder string) (func() error, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.alive(); err != nil {
+		return nil, err
+	}
+	name = clean(name)
+	if h, ok := c.locks[name]; ok {
+		return nil, fmt.Errorf("%s is held by %s: %w", name, h, ErrLocked)
+	}
+	if c.locks == nil {
+		c.locks = map[string]string{}
+	}
+	c.locks[name] = holder
+	return func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.locks, name)
+		return nil
+	}, nil
 }
 
 // Dump describes the current state, for failure messages.

@@ -15,6 +15,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 )
 
 // File is an open file. Implementations need not be safe for concurrent
@@ -45,7 +47,15 @@ type FS interface {
 	ReadDir(dir string) ([]fs.DirEntry, error)
 	// SyncDir makes creates, renames and removes in dir durable.
 	SyncDir(dir string) error
+	// TryLock takes the exclusive lock name (a file path) without
+	// waiting; holder describes the caller for the error a second caller
+	// gets, which wraps ErrLocked. The lock ends with unlock or with the
+	// holder's process: a crash never leaves it held.
+	TryLock(name, holder string) (unlock func() error, err error)
 }
+
+// ErrLocked is wrapped by TryLock when someone else holds the lock.
+var ErrLocked = errors.New("fsys: locked")
 
 // ErrCrashed is returned by every operation of a Crash filesystem after
 // its crash point.
@@ -139,6 +149,47 @@ func (OS) SyncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// TryLock takes an flock on name (created if missing) and writes holder
+// into it for the error message of a second caller. The file stays after
+// unlock: removing it would race with a process about to lock it.
+func (OS) TryLock(name, holder string) (func() error, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is held by %s: %w", name, lockHolder(name), ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	// Best effort: the lock is the flock, not these bytes.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(holder+"\n"), 0)
+	}
+	return func() error {
+		_ = f.Truncate(0)
+		return f.Close() // closing drops the flock
+	}, nil
+}
+
+// lockHolder reads who holds a lock from its file.
+func lockHolder(name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		return "another process"
+	}
+	defer f.Close()
+	b := make([]byte, 256)
+	n, _ := f.Read(b)
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b[:n]), "?"))
+	if s == "" {
+		return "another process"
+	}
+	return s
 }
 
 // MkdirAllDurable creates dir and any missing parents, and syncs each

@@ -44,6 +44,11 @@ type HealthOK struct{}
 // HealthFailed: a health check failed on the target.
 type HealthFailed struct{ Reason string }
 
+// HealthPending: a health check failed on the target and is retried until
+// the deadline (a service may still be coming up); Reason is kept and
+// named in the verdict if the deadline passes.
+type HealthPending struct{ Reason string }
+
 // Tick: one unit of the caller's time has passed. The machine counts
 // ticks while health checks run on a trial boot and rolls back once
 // Config.HealthDeadline of them have gone by without a verdict. Ticks are
@@ -76,6 +81,7 @@ func (HealthOK) event()          {}
 func (MarkedGood) event()        {}
 func (HealthFailed) event()      {}
 func (Tick) event()              {}
+func (HealthPending) event()     {}
 func (RollbackRequested) event() {}
 func (CommitRequested) event()   {}
 func (Reset) event()             {}
@@ -97,6 +103,7 @@ func (HealthOK) String() string        { return "HealthOK" }
 func (e MarkedGood) String() string    { return "MarkedGood{" + e.Slot + "}" }
 func (e HealthFailed) String() string  { return fmt.Sprintf("HealthFailed{%q}", e.Reason) }
 func (Tick) String() string            { return "Tick" }
+func (e HealthPending) String() string { return fmt.Sprintf("HealthPending{%q}", e.Reason) }
 func (CommitRequested) String() string { return "CommitRequested" }
 func (e RollbackRequested) String() string {
 	return fmt.Sprintf("RollbackRequested{%q}", e.Reason)

@@ -106,7 +106,11 @@ func (m *Machine) tick() []Action {
 	if s.HealthTicks < m.cfg.HealthDeadline {
 		return nil
 	}
-	return rollBack(s, fmt.Sprintf("health checks did not pass within %d ticks", m.cfg.HealthDeadline), true, true)
+	reason := fmt.Sprintf("health checks did not pass within %d ticks", m.cfg.HealthDeadline)
+	if s.LastError != "" {
+		reason += ": " + s.LastError
+	}
+	return rollBack(s, reason, true, true)
 }
 
 // step moves s by ev. A non-empty why means the event is invalid here; the
@@ -298,7 +302,7 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 			return rollBack(s, "boot fell back: tries exhausted", true, false), ""
 		}
 		s.Booted = true
-		s.Healthy, s.CommitNote = false, ""
+		s.Healthy, s.CommitNote, s.LastError = false, "", ""
 		s.HealthTicks = 0
 		s.TriesLeft = max(s.TriesLeft-1, 0)
 		return []Action{RunHealthChecks{s.Target, cfg.HealthDeadline}}, ""
@@ -320,6 +324,12 @@ func stepTentative(s *State, cfg Config, ev Event) ([]Action, string) {
 		return commit(s, s.CommitNote), ""
 	case HealthFailed:
 		return rollBack(s, "health check failed: "+e.Reason, true, true), ""
+	case HealthPending:
+		if s.Healthy {
+			return nil, "slot " + s.Target + " already passed its checks"
+		}
+		s.LastError = e.Reason
+		return nil, ""
 	}
 	return nil, "slot " + s.Target + " on trial"
 }

@@ -138,6 +138,8 @@ func parseEvent(t *testing.T, d *datadriven.TestData) Event {
 		return HealthFailed{Reason: strArg(t, d, "reason")}
 	case "tick":
 		return Tick{}
+	case "health-pending":
+		return HealthPending{Reason: strArg(t, d, "reason")}
 	case "rollback":
 		return RollbackRequested{Reason: strArg(t, d, "reason")}
 	case "commit":
@@ -202,6 +204,7 @@ func eventKinds(s State) map[string]Event {
 		"marked-good-other":  MarkedGood{Slot: Other(s.Active)},
 		"health-failed":      HealthFailed{Reason: "x"},
 		"tick":               Tick{},
+		"health-pending":     HealthPending{Reason: "x"},
 		"rollback":           RollbackRequested{Reason: "x"},
 		"commit":             CommitRequested{},
 		"reset":              Reset{Active: SlotA, Installed: 1},
@@ -228,7 +231,7 @@ var situations = []struct {
 	{"tentative-flipped", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}},
 		[]string{"tick", "booted-active", "booted-other", "rollback"}},
 	{"tentative-booted", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}},
-		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "tick", "commit"}},
+		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "health-pending", "tick", "commit"}},
 	{"tentative-healthy", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}},
 		[]string{"booted-active", "booted-other", "rollback", "health-ok", "health-failed", "tick", "commit", "marked-good-other"}},
 	{"committed", []Event{offer(5), ChunksWritten{3, 3}, Verified{OK: true}, Flipped{}, Booted{SlotB}, HealthOK{}, MarkedGood{SlotB}},

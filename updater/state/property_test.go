@@ -29,6 +29,7 @@ func genEvent() *rapid.Generator[Event] {
 		rapid.Just[Event](HealthOK{}),
 		rapid.Custom(func(t *rapid.T) Event { return HealthFailed{reason.Draw(t, "reason")} }),
 		rapid.Just[Event](Tick{}),
+		rapid.Custom(func(t *rapid.T) Event { return HealthPending{reason.Draw(t, "reason")} }),
 		rapid.Custom(func(t *rapid.T) Event { return RollbackRequested{reason.Draw(t, "reason")} }),
 		rapid.Just[Event](CommitRequested{}),
 		rapid.Custom(func(t *rapid.T) Event {

@@ -122,7 +122,8 @@ type State struct {
 	// TriesLeft is what is left of the bootloader's tries for the target.
 	TriesLeft int `json:"tries_left,omitempty"`
 	// Failures counts fetch failures of the release in flight; LastError
-	// is the most recent one.
+	// is the most recent one, or on a trial boot the health check that
+	// is failing now (HealthPending).
 	Failures  int    `json:"failures,omitempty"`
 	LastError string `json:"last_error,omitempty"`
 	// Reason says why the last update was rolled back.

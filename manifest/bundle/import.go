@@ -1,0 +1,101 @@
+package bundle
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/store"
+)
+
+// ImportPin is one pin Import wrote: CHANNEL/VERSION/ARTIFACT and the
+// index it names.
+type ImportPin struct {
+	Name  string `json:"name"`
+	Index string `json:"index"`
+}
+
+// ImportResult says what Import put into the store.
+type ImportResult struct {
+	Info     Info
+	Chunks   int
+	RawBytes int64
+	Indexes  int
+	Pins     []ImportPin
+}
+
+// Import puts the bundle's chunks and indexes into db and pins the
+// release's indexes as CHANNEL/VERSION/ARTIFACT, so that garbage collection
+// keeps them and a node serves them (a remote site seeded from a USB
+// stick). Every chunk is decoded and checked against its ID on the way,
+// so nothing false enters the store; chunks go in first and pins last, so
+// a pin only ever names a release whose chunks are all in. The caller
+// verifies the bundle's signed metadata first (Reader.Verify), so the pins
+// name a release the repository really offers. progress, if set, gets
+// the chunk object bytes read so far and their total.
+func Import(ctx context.Context, r *Reader, db *store.DB, progress func(done, total int64)) (*ImportResult, error) {
+	info := r.Info()
+	res := &ImportResult{Info: info}
+	// Decoded chunks are bounded by the largest maximum chunk size any
+	// index in the bundle names; without indexes, by the format's ceiling.
+	maxChunk := 0
+	var indexes []*chunker.Index
+	if err := r.Indexes(ctx, func(_ cid.Cid, ix *chunker.Index) error {
+		maxChunk = max(maxChunk, ix.Params.Max)
+		indexes = append(indexes, ix)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if maxChunk == 0 {
+		maxChunk = chunker.MaxChunkCeil
+	}
+	var total, done int64
+	for _, p := range r.Paths() {
+		if strings.HasPrefix(p, "chunks/") {
+			n, _ := r.Has(p)
+			total += n
+		}
+	}
+	err := r.Chunks(ctx, func(id cid.Cid, obj []byte) error {
+		data, err := manifest.DecodeChunk(id, obj, maxChunk)
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", manifest.ChunkPath(id), err)
+		}
+		if err := db.Put(ctx, id, data); err != nil {
+			return err
+		}
+		res.Chunks++
+		res.RawBytes += int64(len(data))
+		done += int64(len(obj))
+		if progress != nil {
+			progress(done, total)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, ix := range indexes {
+		if _, err := db.PutIndex(ctx, ix); err != nil {
+			return nil, err
+		}
+		res.Indexes++
+	}
+	for _, a := range info.Artifacts {
+		id, err := cid.Decode(a.Index)
+		if err != nil {
+			return nil, fmt.Errorf("%w: artifact %s index %q: %v", ErrMalformed, a.Name, a.Index, err)
+		}
+		name := fmt.Sprintf("%s/%d/%s", info.Channel, info.Version, a.Name)
+		if err := db.Pin(ctx, name, id); err != nil {
+			return nil, err
+		}
+		res.Pins = append(res.Pins, ImportPin{name, a.Index})
+	}
+	return res, nil
+}

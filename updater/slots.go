@@ -1,0 +1,79 @@
+package updater
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+
+	"github.com/shoalnet/shoal/updater/fsys"
+)
+
+// CheckSlots makes sure the two slots are two different files or block
+// devices, comparing what the paths resolve to (device and inode, or the
+// device number of a block device), not how they are spelled: slot A given
+// as a symlink to slot B's image, as ./slot-b.img, or as another
+// /dev/disk/by-* name of the same partition would otherwise let an update
+// overwrite the running release. A slot that is a directory, a FIFO, a
+// socket or a character device is refused too.
+func (c *Config) CheckSlots(f fsys.FS) error {
+	a, b := c.SlotPath("A"), c.SlotPath("B")
+	sa, err := slotInfo(f, "a", a)
+	if err != nil {
+		return err
+	}
+	sb, err := slotInfo(f, "b", b)
+	if err != nil {
+		return err
+	}
+	if sameFile(sa, sb, a, b) {
+		return fmt.Errorf("%w: [slots] a (%s) and b (%s) are the same file", ErrConfig, a, b)
+	}
+	return nil
+}
+
+func slotInfo(f fsys.FS, name, p string) (fs.FileInfo, error) {
+	st, err := f.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: [slots] %s: %w", ErrConfig, name, err)
+	}
+	m := st.Mode()
+	switch {
+	case m.IsRegular():
+	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0: // a block device
+	default:
+		return nil, fmt.Errorf("%w: [slots] %s (%s) is a %s, not an image file or block device", ErrConfig, name, p, fileKind(m))
+	}
+	return st, nil
+}
+
+// sameFile compares by inode where the filesystem tells it (the real
+// one), by block device number for devices, and by cleaned absolute path
+// otherwise (the power-cut simulator, which has no links).
+func sameFile(a, b fs.FileInfo, pa, pb string) bool {
+	sa, oka := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	if !oka || !okb {
+		return filepath.Clean(pa) == filepath.Clean(pb)
+	}
+	if a.Mode()&fs.ModeDevice != 0 && b.Mode()&fs.ModeDevice != 0 && sa.Rdev == sb.Rdev {
+		return true
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
+}
