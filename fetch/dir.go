@@ -29,6 +29,11 @@ func (d Dir) Fetch(ctx context.Context, p string, maxBytes int64) ([]byte, error
 	name := path.Join(string(d), p)
 	r, err := os.OpenRoot(string(d))
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// No directory, so no file in it either (a repository
+			// without a log has no log/ directory).
+			return nil, fmt.Errorf("%s: %w (no directory %s)", name, ErrNotFound, d)
+		}
 		return nil, fmt.Errorf("repository %s: %w", d, err)
 	}
 	defer r.Close()

@@ -173,6 +173,9 @@ func TestDirRefusesFIFO(t *testing.T) {
 			t.Errorf("OpenFile: got %v, want ErrNotRegular", err)
 		}
 	})
+	if _, err := Dir(filepath.Join(dir, "nolog")).Fetch(context.Background(), "checkpoint", 100); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing directory: got %v, want ErrNotFound", err)
+	}
 	if _, err := Dir(dir).Fetch(context.Background(), "metadata", 100); !errors.Is(err, ErrNotRegular) {
 		t.Errorf("directory: got %v, want ErrNotRegular", err)
 	}

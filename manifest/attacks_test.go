@@ -25,6 +25,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // mustReject runs a verification and checks it fails with want.
@@ -120,7 +121,7 @@ func TestAttacks(t *testing.T) {
 					}
 					files.ServeHTTP(w, r)
 				}))
-				h, _ := NewHTTPFetcher(srv.URL, srv.Client())
+				h, _ := fetch.NewHTTP(srv.URL, fetch.WithClient(srv.Client()))
 				g := *f
 				g.state = t.TempDir()
 				mustReject(t, g.client(0, h), stableDevice, ErrTooLarge)
@@ -188,7 +189,7 @@ func TestAttacks(t *testing.T) {
 		copyDir(t, f.repo, mirror)
 		ts, _ := onlineKeys(t, f)
 		forge(t, mirror, forgery{timestamp: func(x *metadata.TimestampType) { x.Version = 1 << 40 }, timestampKeys: ts})
-		mustAccept(t, f.client(0, DirFetcher{Dir: mirror}), stableDevice, 1)
+		mustAccept(t, f.client(0, fetch.Dir(mirror)), stableDevice, 1)
 
 		f.publish("stable", 2, 2, nil)
 		err := mustReject(t, f.client(0), stableDevice, ErrRollback)
@@ -211,7 +212,7 @@ func TestAttacks(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(f.repo, "metadata", name))
 			write(t, filepath.Join(mirror, "metadata", name), b)
 		}
-		mustReject(t, f.client(0, DirFetcher{Dir: mirror}), stableDevice, ErrThreshold)
+		mustReject(t, f.client(0, fetch.Dir(mirror)), stableDevice, ErrThreshold)
 	})
 
 	t.Run("indefinite freeze", func(t *testing.T) {
@@ -222,7 +223,7 @@ func TestAttacks(t *testing.T) {
 		frozen := filepath.Join(f.dir, "frozen")
 		copyDir(t, f.repo, frozen)
 		f.publish("stable", 2, 2, nil)
-		old := DirFetcher{Dir: frozen}
+		old := fetch.Dir(frozen)
 		mustAccept(t, f.client(time.Hour, old), stableDevice, 1)
 		err := mustReject(t, f.client(721*time.Hour, old), stableDevice, ErrExpired)
 		if !strings.Contains(err.Error(), "expired") {
@@ -246,11 +247,11 @@ func TestAttacks(t *testing.T) {
 		broken := filepath.Join(f.dir, "broken")
 		copyDir(t, f.repo, broken)
 		write(t, filepath.Join(broken, "metadata", "timestamp.json"), []byte(`{"signed":{}}`))
-		good := DirFetcher{Dir: f.repo}
-		for name, bad := range map[string]Fetcher{
-			"stale":   DirFetcher{Dir: stale},
-			"broken":  DirFetcher{Dir: broken},
-			"missing": DirFetcher{Dir: t.TempDir()},
+		good := fetch.Dir(f.repo)
+		for name, bad := range map[string]fetch.Fetcher{
+			"stale":   fetch.Dir(stale),
+			"broken":  fetch.Dir(broken),
+			"missing": fetch.Dir(t.TempDir()),
 		} {
 			t.Run(name, func(t *testing.T) {
 				g := *f
@@ -266,8 +267,8 @@ func TestAttacks(t *testing.T) {
 		// Alone, a broken mirror is named and rejected.
 		g := *f
 		g.state = t.TempDir()
-		mustReject(t, g.client(0, DirFetcher{Dir: broken}), stableDevice, ErrBadMetadata)
-		mustReject(t, g.client(0, DirFetcher{Dir: t.TempDir()}), stableDevice, ErrNotFound)
+		mustReject(t, g.client(0, fetch.Dir(broken)), stableDevice, ErrBadMetadata)
+		mustReject(t, g.client(0, fetch.Dir(t.TempDir())), stableDevice, fetch.ErrNotFound)
 	})
 
 	t.Run("mix-and-match", func(t *testing.T) {
@@ -310,7 +311,7 @@ func TestAttacks(t *testing.T) {
 		f.publish("stable", 2, 2, nil)
 		mustAccept(t, f.client(0), stableDevice, 2)
 		// Replaying the older repository: the remembered timestamp is newer.
-		mustReject(t, f.client(0, DirFetcher{Dir: old}), stableDevice, ErrRollback)
+		mustReject(t, f.client(0, fetch.Dir(old)), stableDevice, ErrRollback)
 
 		// Online keys stolen: a new timestamp and snapshot that point
 		// back at the old targets. The snapshot's targets version went
@@ -393,7 +394,7 @@ func TestAttacks(t *testing.T) {
 		f.publish("stable", 1, 1, nil)
 		v := mustAccept(t, f.client(0), stableDevice, 1)
 		ix := v.Indexes[0]
-		fe := DirFetcher{Dir: f.repo}
+		fe := fetch.Dir(f.repo)
 		p := filepath.Join(f.repo, ChunkPath(ix.ID(3)))
 		b, _ := os.ReadFile(p)
 		b[len(b)/2] ^= 0x40

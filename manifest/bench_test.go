@@ -13,6 +13,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // BenchmarkPublish publishes a 256 MiB generated image into an empty
@@ -111,7 +112,7 @@ func BenchmarkVerify65000(b *testing.B) {
 	root, _ := os.ReadFile(filepath.Join(f.repo, "metadata", "1.root.json"))
 	b.ResetTimer()
 	for range b.N {
-		c, err := NewClient(ClientConfig{TrustedRoot: root, StateDir: b.TempDir(), Mirrors: []Fetcher{DirFetcher{f.repo}}, Now: clock(0)})
+		c, err := NewClient(ClientConfig{TrustedRoot: root, StateDir: b.TempDir(), Mirrors: []fetch.Fetcher{fetch.Dir(f.repo)}, Now: clock(0)})
 		if err != nil {
 			b.Fatal(err)
 		}

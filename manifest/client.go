@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -17,7 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/shoalnet/shoal/chunker"
-	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -79,22 +77,28 @@ type Device struct {
 // tlog.ErrInconsistent (a forked log) rejects every mirror. [LogWitness]
 // is the implementation devices use.
 type TargetsWitness interface {
-	Witness(ctx context.Context, f Fetcher, version int64, targets []byte) error
+	Witness(ctx context.Context, f fetch.Fetcher, version int64, targets []byte) error
 }
 
 // ClientConfig configures a [Client].
 type ClientConfig struct {
 	// TrustedRoot is the root.json the device was provisioned with.
 	TrustedRoot []byte
-	// StateDir remembers trusted metadata between runs (root, timestamp,
-	// snapshot, targets). Empty: nothing is remembered, so rollback
-	// protection covers only the provisioned root.
+	// State remembers trusted metadata between runs (root, timestamp,
+	// snapshot, targets). Nil: nothing is remembered, so rollback
+	// protection covers only the provisioned root. What it holds must
+	// load: a remembered file that does not parse, is of the wrong type,
+	// or carries a broken signature by a key the root trusts, is an error
+	// wrapping ErrBadState (never silently forgotten).
+	State StateStore
+	// StateDir, if State is nil, sets State to DirState(StateDir). Setting
+	// both is an error.
 	StateDir string
 	// Mirrors serve the repository; at least one. Each is walked from the
 	// trusted state; the one with the newest root, then the newest valid
 	// timestamp, wins, so one mirror serving stale or broken files cannot
 	// hold a device back.
-	Mirrors []Fetcher
+	Mirrors []fetch.Fetcher
 	// Now is the clock for expiry; nil means time.Now.
 	Now    func() time.Time
 	Limits Limits
@@ -114,6 +118,12 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if len(cfg.Mirrors) == 0 {
 		return nil, errors.New("manifest: client needs at least one mirror")
+	}
+	switch {
+	case cfg.State != nil && cfg.StateDir != "":
+		return nil, errors.New("manifest: client config sets both State and StateDir")
+	case cfg.State == nil:
+		cfg.State = StateIn(cfg.StateDir)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -140,29 +150,44 @@ type Verified struct {
 	Targets          []byte // the verified targets metadata, kept as proof of what was offered
 }
 
-// State file names in ClientConfig.StateDir.
+// State file names in ClientConfig.State.
 var stateFiles = struct{ root, timestamp, snapshot, targets string }{
 	"root.json", "timestamp.json", "snapshot.json", "targets.json",
 }
 
+// trustedState is what the device trusted last time, each file already
+// parsed (ts, snap and tgt are nil when not remembered).
 type trustedState struct {
 	root, timestamp, snapshot, targets []byte
+
+	ts   *metadata.Metadata[metadata.TimestampType]
+	snap *metadata.Metadata[metadata.SnapshotType]
+	tgt  *metadata.Metadata[metadata.TargetsType]
 }
 
 // loadState reads what the device trusted last time. A missing state is
-// the provisioned root alone; a state file that cannot be read is an
-// error, not a reason to forget it.
+// the provisioned root alone; a state file that cannot be read, does not
+// parse as metadata of its role, or (root.json) is not signed by its own
+// threshold, is an error naming the file, not a reason to forget it:
+// forgetting would let a replayed older release through.
 func (c *Client) loadState() (*trustedState, error) {
 	st := &trustedState{root: c.cfg.TrustedRoot}
-	if c.cfg.StateDir == "" {
+	store := c.cfg.State
+	if store == nil {
 		return st, nil
 	}
 	read := func(name string, max int64) ([]byte, error) {
-		b, err := readBounded(filepath.Join(c.cfg.StateDir, name), max)
-		if errors.Is(err, fs.ErrNotExist) {
+		b, err := store.ReadFile(name, max)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("%w: %s: %w", ErrBadState, stateName(store, name), err)
 		}
-		return b, err
+		return b, nil
+	}
+	bad := func(name string, err error) error {
+		return fmt.Errorf("%w: %s: %w", ErrBadState, stateName(store, name), err)
 	}
 	var err error
 	rb, err := read(stateFiles.root, c.cfg.Limits.Root)
@@ -172,44 +197,150 @@ func (c *Client) loadState() (*trustedState, error) {
 	if rb != nil {
 		stored, err := metadata.Root().FromBytes(rb)
 		if err != nil {
-			return nil, fmt.Errorf("state %s: %w", filepath.Join(c.cfg.StateDir, stateFiles.root), classify("root.json", err))
+			return nil, bad(stateFiles.root, classify("root.json", err))
 		}
 		prov, _ := metadata.Root().FromBytes(c.cfg.TrustedRoot)
 		if stored.Signed.Version >= prov.Signed.Version {
+			if _, err := trustedmetadata.New(rb); err != nil {
+				return nil, bad(stateFiles.root, classify("root.json", err))
+			}
 			st.root = rb
 		}
 	}
 	if st.timestamp, err = read(stateFiles.timestamp, c.cfg.Limits.Timestamp); err != nil {
 		return nil, err
 	}
+	if st.timestamp != nil {
+		if st.ts, err = parseRole(metadata.Timestamp(), st.timestamp, metadata.TIMESTAMP); err != nil {
+			return nil, bad(stateFiles.timestamp, err)
+		}
+	}
 	if st.snapshot, err = read(stateFiles.snapshot, c.cfg.Limits.Metadata); err != nil {
 		return nil, err
+	}
+	if st.snapshot != nil {
+		if st.snap, err = parseRole(metadata.Snapshot(), st.snapshot, metadata.SNAPSHOT); err != nil {
+			return nil, bad(stateFiles.snapshot, err)
+		}
 	}
 	if st.targets, err = read(stateFiles.targets, c.cfg.Limits.Metadata); err != nil {
 		return nil, err
 	}
+	if st.targets != nil {
+		if st.tgt, err = parseRole(metadata.Targets(), st.targets, metadata.TARGETS); err != nil {
+			return nil, bad(stateFiles.targets, err)
+		}
+	}
+	// A signature by a key the remembered root trusts that does not
+	// verify: the file changed after it was signed.
+	root, err := metadata.Root().FromBytes(st.root)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w", classify("root.json", err))
+	}
+	broken := func(name, role string) error {
+		return bad(name, fmt.Errorf("%w: a signature by a trusted %s key does not verify", ErrThreshold, role))
+	}
+	switch {
+	case st.ts != nil && brokenSignature(root, metadata.TIMESTAMP, st.ts):
+		return nil, broken(stateFiles.timestamp, metadata.TIMESTAMP)
+	case st.snap != nil && brokenSignature(root, metadata.SNAPSHOT, st.snap):
+		return nil, broken(stateFiles.snapshot, metadata.SNAPSHOT)
+	case st.tgt != nil && brokenSignature(root, metadata.TARGETS, st.tgt):
+		return nil, broken(stateFiles.targets, metadata.TARGETS)
+	}
 	return st, nil
 }
 
-// saveState remembers a verified chain: root first, timestamp last, each
-// file replaced atomically.
-func (c *Client) saveState(ch *chain) error {
-	if c.cfg.StateDir == "" {
+// parseRole parses b as metadata of role, type field included.
+func parseRole[T metadata.Roles](p *metadata.Metadata[T], b []byte, role string) (*metadata.Metadata[T], error) {
+	md, err := p.FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadMetadata, err)
+	}
+	if typ := roleType(md); typ != role {
+		return nil, fmt.Errorf("%w: type %q, want %q", ErrBadMetadata, typ, role)
+	}
+	return md, nil
+}
+
+func roleType(md any) string {
+	switch m := md.(type) {
+	case *metadata.Metadata[metadata.TimestampType]:
+		return m.Signed.Type
+	case *metadata.Metadata[metadata.SnapshotType]:
+		return m.Signed.Type
+	case *metadata.Metadata[metadata.TargetsType]:
+		return m.Signed.Type
+	case *metadata.Metadata[metadata.RootType]:
+		return m.Signed.Type
+	}
+	return ""
+}
+
+// brokenSignature reports whether md carries a signature by one of the
+// keys root trusts for role that does not verify: its bytes changed after
+// they were signed. Signatures by keys the root does not (or no longer)
+// trust for the role prove nothing either way: metadata remembered before
+// a key rotation, or short of a raised threshold, is stale, not damaged.
+func brokenSignature[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, md *metadata.Metadata[T]) bool {
+	r := root.Signed.Roles[role]
+	if r == nil {
+		return false
+	}
+	for _, sig := range md.Signatures {
+		if !slices.Contains(r.KeyIDs, sig.KeyID) {
+			continue
+		}
+		probe := &metadata.Metadata[metadata.RootType]{Signed: metadata.RootType{
+			Keys:  root.Signed.Keys,
+			Roles: map[string]*metadata.Role{role: {KeyIDs: []string{sig.KeyID}, Threshold: 1}},
+		}}
+		if probe.VerifyDelegate(role, md) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// rememberedErr decides what a failure to load remembered metadata
+// (name, of role) into tm means. Expired, superseded (a version the new
+// timestamp does not pin) and stale (signed by keys the root no longer
+// trusts for the role) remembered metadata is legitimate: nil. Anything
+// else, a broken signature by a trusted key above all, is damaged state:
+// an error wrapping ErrBadState.
+func rememberedErr[T metadata.Roles](c *Client, name, role string, tm *trustedmetadata.TrustedMetadata, md *metadata.Metadata[T], err error) error {
+	switch {
+	case errors.Is(err, &metadata.ErrExpiredMetadata{}), errors.Is(err, &metadata.ErrBadVersionNumber{}):
+		return nil
+	case errors.Is(err, &metadata.ErrUnsignedMetadata{}) && !brokenSignature(tm.Root, role, md):
 		return nil
 	}
-	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
-		return err
+	return fmt.Errorf("%w: %s: %w", ErrBadState, stateName(c.cfg.State, name), classify(name, err))
+}
+
+// saveState remembers a verified chain: root first, timestamp last, each
+// file replaced atomically; a file that already holds the bytes is not
+// written again.
+func (c *Client) saveState(ch *chain) error {
+	store := c.cfg.State
+	if store == nil {
+		return nil
 	}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{stateFiles.root, ch.rootBytes}, {stateFiles.targets, ch.targets}, {stateFiles.snapshot, ch.snapshot}, {stateFiles.timestamp, ch.timestamp}} {
-		p := filepath.Join(c.cfg.StateDir, f.name)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.data) {
+		max  int64
+	}{
+		{stateFiles.root, ch.rootBytes, c.cfg.Limits.Root},
+		{stateFiles.targets, ch.targets, c.cfg.Limits.Metadata},
+		{stateFiles.snapshot, ch.snapshot, c.cfg.Limits.Metadata},
+		{stateFiles.timestamp, ch.timestamp, c.cfg.Limits.Timestamp},
+	} {
+		if old, err := store.ReadFile(f.name, f.max); err == nil && bytes.Equal(old, f.data) {
 			continue
 		}
-		if err := atomicfile.WriteFile(p, f.data, 0o644); err != nil {
-			return err
+		if err := store.WriteFile(f.name, f.data); err != nil {
+			return fmt.Errorf("%s: %w", stateName(store, f.name), err)
 		}
 	}
 	return nil
@@ -311,7 +442,7 @@ func newerChain(a, b *chain) bool {
 // walk verifies one mirror's metadata: root versions one by one, then
 // timestamp, snapshot and targets, each bounded and checked against its
 // signed parent and against the trusted state.
-func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen *int64) (*chain, error) {
+func (c *Client) walk(ctx context.Context, f fetch.Fetcher, st *trustedState, rootSeen *int64) (*chain, error) {
 	lim := c.cfg.Limits
 	tm, err := trustedmetadata.New(st.root)
 	if err != nil {
@@ -327,7 +458,7 @@ func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen
 		next := tm.Root.Signed.Version + 1
 		p := metaPath(metadata.ROOT, next)
 		b, err := f.Fetch(ctx, p, lim.Root)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fetch.ErrNotFound) {
 			break
 		}
 		if err != nil {
@@ -349,10 +480,15 @@ func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen
 		localTS, localSnap = nil, nil
 	}
 
-	// Timestamp. A remembered one that no longer verifies (or expired)
-	// still bounds versions when it loads; otherwise it is ignored.
+	// Timestamp. A remembered one that expired still bounds versions; one
+	// signed only by keys the root no longer trusts is stale; one that is
+	// damaged is an error (rememberedErr).
 	if localTS != nil {
-		_, _ = tm.UpdateTimestamp(localTS)
+		if _, err := tm.UpdateTimestamp(localTS); err != nil {
+			if err := rememberedErr(c, stateFiles.timestamp, metadata.TIMESTAMP, tm, st.ts, err); err != nil {
+				return nil, err
+			}
+		}
 	}
 	tsPath := metaDir + "/" + timestampName
 	b, err := f.Fetch(ctx, tsPath, lim.Timestamp)
@@ -378,8 +514,14 @@ func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen
 	// Snapshot, consistent: N.snapshot.json with N from the timestamp.
 	snapPath := metaPath(metadata.SNAPSHOT, sm.Version)
 	if localSnap != nil {
-		if _, err := tm.UpdateSnapshot(localSnap, true); err == nil {
+		// The remembered snapshot is reused when it is the one the
+		// timestamp pins. One the timestamp supersedes (or expired) stays
+		// loaded, so the new one cannot roll back what it lists.
+		_, err := tm.UpdateSnapshot(localSnap, true)
+		if err == nil {
 			ch.snapshot = localSnap
+		} else if err := rememberedErr(c, stateFiles.snapshot, metadata.SNAPSHOT, tm, st.snap, err); err != nil {
+			return nil, err
 		}
 	}
 	if ch.snapshot == nil {
@@ -405,8 +547,11 @@ func (c *Client) walk(ctx context.Context, f Fetcher, st *trustedState, rootSeen
 	}
 
 	// Targets. The remembered copy is reused when it is the one the
-	// snapshot pins.
+	// snapshot pins; it must not be damaged either way.
 	tPath := metaPath(metadata.TARGETS, tmeta.Version)
+	if st.tgt != nil && brokenSignature(tm.Root, metadata.TARGETS, st.tgt) {
+		return nil, fmt.Errorf("%w: %s: %w: a signature by a trusted targets key does not verify", ErrBadState, stateName(c.cfg.State, stateFiles.targets), ErrThreshold)
+	}
 	tb := st.targets
 	if tb == nil || len(tmeta.Hashes) == 0 || tmeta.VerifyLengthHashes(tb) != nil {
 		if tb, err = f.Fetch(ctx, tPath, bound(tmeta.Length, lim.Metadata)); err != nil {
@@ -517,7 +662,7 @@ func (c *Client) fetchIndex(ctx context.Context, first int, a Artifact, tf *meta
 	return nil, errors.Join(errs...)
 }
 
-func (c *Client) fetchIndexFrom(ctx context.Context, f Fetcher, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
+func (c *Client) fetchIndexFrom(ctx context.Context, f fetch.Fetcher, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
 	p := IndexPath(a.Index)
 	if tf.Length > c.cfg.Limits.Index {
 		return nil, fmt.Errorf("%s: %w: signed length %d exceeds the limit %d", p, ErrTooLarge, tf.Length, c.cfg.Limits.Index)

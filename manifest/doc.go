@@ -15,16 +15,21 @@
 //
 // # Device
 //
-// A [Client] is given the provisioned root, a state directory and one or
-// more [Fetcher]s (directory or HTTP mirrors). [Client.Verify]:
+// A [Client] is given the provisioned root, the remembered trust state (a
+// [StateStore]: [DirState], or the updater's own filesystem) and one or
+// more mirrors (fetch.Fetcher: fetch.Dir, fetch.HTTP, a bundle). Every
+// verifying command builds these the same way, from [TrustOptions] (root
+// file, log key file, require-log, state). [Client.Verify]:
 //
 //  1. walks root versions N+1, N+2, ... (each signed by the previous
 //     root's threshold and its own), at most Limits.RootRotations;
 //  2. fetches timestamp.json with a small fixed bound, then the snapshot
 //     and targets the timestamp and snapshot pin, bounded by the lengths
 //     they sign; checks thresholds, expiry against the given clock, and
-//     version rollback against the state directory;
-//  3. remembers the newly trusted metadata in the state directory;
+//     version rollback against the remembered state (a remembered file
+//     that is damaged is an error, ErrBadState, never forgotten: that
+//     would let a replayed older release through);
+//  3. remembers the newly trusted metadata in the state;
 //  4. picks the newest release on the device's channel and checks its
 //     version against the installed one, its hardware, arch and minimum
 //     installed version, and the rollout hook;

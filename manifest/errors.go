@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // Sentinel errors. Callers branch on these with errors.Is; every returned
@@ -24,10 +26,17 @@ var (
 	// hash or version its signed parent gives for it.
 	ErrMixAndMatch = errors.New("manifest: metadata does not match what its parent signed")
 	// ErrTooLarge: a fetched file is longer than the bound allowed for it
-	// (endless data).
-	ErrTooLarge = errors.New("manifest: response exceeds its size bound")
-	// ErrNotFound: the repository has no such file.
-	ErrNotFound = errors.New("manifest: not found in repository")
+	// (endless data), or a signed length exceeds a Limits bound. It is
+	// fetch.ErrTooLarge itself (one value, two names). A file missing from
+	// a repository wraps fetch.ErrNotFound.
+	ErrTooLarge = fetch.ErrTooLarge
+	// ErrBadState: the remembered trust state (ClientConfig.State) holds a
+	// file that cannot be read, does not parse as metadata of its role, or
+	// carries a broken signature by a trusted key. It is never taken for
+	// "nothing remembered", which would let a replayed older release
+	// through; the error names the file, and wraps the cause's sentinel
+	// too (ErrBadMetadata, ErrThreshold).
+	ErrBadState = errors.New("manifest: trusted state is damaged")
 	// ErrBadMetadata: metadata does not parse or breaks a rule of this
 	// package (unknown role type, malformed custom fields).
 	ErrBadMetadata = errors.New("manifest: malformed metadata")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 )
 
@@ -36,7 +37,7 @@ func Example() {
 	device, err := manifest.NewClient(manifest.ClientConfig{
 		TrustedRoot: keys.RootJSON(),
 		StateDir:    filepath.Join(dir, "state"),
-		Mirrors:     []manifest.Fetcher{manifest.DirFetcher{Dir: repo}},
+		Mirrors:     []fetch.Fetcher{fetch.Dir(repo)},
 	})
 	if err != nil {
 		panic(err)

@@ -10,15 +10,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // A repository on removable media is outside data: a named pipe where a
 // metadata file belongs must be refused, not wait forever for a writer.
 func TestDirFetcherRefusesFIFO(t *testing.T) {
 	withFIFO(t, "Fetch", func(dir string) {
-		_, err := DirFetcher{Dir: dir}.Fetch(context.Background(), "metadata/timestamp.json", 1<<10)
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("got %v, want ErrNotFound", err)
+		_, err := fetch.Dir(dir).Fetch(context.Background(), "metadata/timestamp.json", 1<<10)
+		if !errors.Is(err, fetch.ErrNotRegular) {
+			t.Errorf("got %v, want fetch.ErrNotRegular", err)
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // t0 is the tests' "now"; metadata expires 720h after it by default.
@@ -94,10 +95,10 @@ func (f *fixture) publish(channel string, version uint64, seed uint64, mod func(
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // client is a device with the fixture's provisioned root and state.
-func (f *fixture) client(now time.Duration, mirrors ...Fetcher) *Client {
+func (f *fixture) client(now time.Duration, mirrors ...fetch.Fetcher) *Client {
 	f.t.Helper()
 	if len(mirrors) == 0 {
-		mirrors = []Fetcher{DirFetcher{Dir: f.repo}}
+		mirrors = []fetch.Fetcher{fetch.Dir(f.repo)}
 	}
 	root, err := os.ReadFile(filepath.Join(f.keys.Dir(), "roots", "1.root.json"))
 	if err != nil {

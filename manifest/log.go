@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,7 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -23,8 +22,8 @@ import (
 // [TargetsWitness]. Both log the same record for a targets version, built
 // by logRecord, so what one appends the other can prove.
 
-// LogStateFile is the file in a client's state directory that holds the
-// signed checkpoint a [LogWitness] remembered last.
+// LogStateFile is the file in a device's trust state ([StateStore]) that
+// holds the signed checkpoint a [LogWitness] remembered last.
 const LogStateFile = "log.checkpoint"
 
 // logRecord is the log entry of targets metadata version version: the
@@ -33,26 +32,15 @@ func logRecord(version int64, targets []byte) ([]byte, error) {
 	return tlog.TargetsOf("", version, targets).Record()
 }
 
-// LogFetcher reads the transparency log of the repository that f serves
-// (its tlog.RepoDir directory), translating this package's ErrNotFound
-// and ErrTooLarge into what manifest/tlog expects.
-func LogFetcher(f Fetcher) tlog.Fetcher {
-	return func(ctx context.Context, p string, max int64) ([]byte, error) {
-		b, err := f.Fetch(ctx, tlog.RepoDir+"/"+p, max)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil, fmt.Errorf("%v: %w", err, fs.ErrNotExist)
-		case errors.Is(err, ErrTooLarge):
-			return nil, fmt.Errorf("%v: %w", err, tlog.ErrTooLarge)
-		}
-		return b, err
-	}
-}
+// maxLogKeyFile bounds a log verifier key file: a key is about 90 bytes.
+const maxLogKeyFile = 64 << 10
 
-// ParseLogKeys reads a log verifier key file (KEYS/log.pub): one key per
-// line, as tlog.GenerateKey writes it; blank lines and lines starting
-// with '#' are skipped. The keys themselves are checked by
-// [NewLogWitness] (or tlog.NewVerifiers).
+// ParseLogKeys parses the content of a log verifier key file
+// (KEYS/log.pub): one key per line, as tlog.GenerateKey writes it;
+// surrounding space is trimmed, and blank lines and lines starting with
+// '#' are skipped. The keys themselves are checked by [NewLogWitness] (or
+// tlog.NewVerifiers). It is the one parser of these files: every reader
+// of a log key file goes through it or [ReadLogKeyFile].
 func ParseLogKeys(b []byte) []string {
 	var keys []string
 	for _, l := range strings.Split(string(b), "\n") {
@@ -63,6 +51,22 @@ func ParseLogKeys(b []byte) []string {
 		keys = append(keys, l)
 	}
 	return keys
+}
+
+// ReadLogKeyFile reads and parses the log verifier key file at path (see
+// [ParseLogKeys]). The file must be a regular file of at most 64 KiB
+// (a named pipe is refused, not waited on) holding at least one key; the
+// error names the file.
+func ReadLogKeyFile(path string) ([]string, error) {
+	b, err := fetch.ReadFile(path, maxLogKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("log key file: %w", err)
+	}
+	keys := ParseLogKeys(b)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("log key file %s: no key in the file", path)
+	}
+	return keys, nil
 }
 
 // UnverifiedCheckpoint returns the tree a checkpoint note states without
@@ -152,9 +156,9 @@ func (l *RepoLog) Last() *LogProof {
 // that version number for other bytes, which auditors would see as two
 // targets with one version.
 func (l *RepoLog) LastLogged(ctx context.Context, repo string) (int64, error) {
-	rd := tlog.NewReader(tlog.DirFetcher(filepath.Join(repo, tlog.RepoDir)), l.verifiers)
+	rd := tlog.NewReader(fetch.Dir(filepath.Join(repo, tlog.RepoDir)), l.verifiers)
 	cp, err := rd.Checkpoint(ctx)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fetch.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -179,7 +183,7 @@ func (l *RepoLog) LastLogged(ctx context.Context, repo string) (int64, error) {
 // included in a checkpoint signed by a trusted log key, and that
 // checkpoint is consistent with the one the device remembered (so a log
 // that forked, a split view, is refused). It remembers the larger of the
-// two checkpoints in its state directory, replaced atomically, after each
+// two checkpoints in its [StateStore] ([LogStateFile]) after each
 // successful check.
 //
 // Errors wrap manifest/tlog sentinels: ErrNotFound (the targets version
@@ -192,28 +196,32 @@ func (l *RepoLog) LastLogged(ctx context.Context, repo string) (int64, error) {
 // A LogWitness is safe for concurrent use.
 type LogWitness struct {
 	verifiers note.Verifiers
-	stateDir  string
+	state     StateStore
 
 	mu     sync.Mutex
-	mem    tlog.Checkpoint // remembered checkpoint when there is no state dir
 	proofs map[sumtlog.Hash]LogProof
 }
 
 // NewLogWitness returns a witness trusting the log verifier keys vkeys
-// (at least one) that remembers the last checkpoint in stateDir (empty:
-// only for the witness's lifetime, so the first check merely proves
+// (at least one) that remembers the last checkpoint in state, the same
+// store a device's [Client] keeps its TUF state in (nil: in memory, only
+// for the witness's lifetime, so the first check merely proves
 // inclusion).
-func NewLogWitness(vkeys []string, stateDir string) (*LogWitness, error) {
+func NewLogWitness(vkeys []string, state StateStore) (*LogWitness, error) {
 	vs, err := tlog.NewVerifiers(vkeys...)
 	if err != nil {
 		return nil, err
 	}
-	return &LogWitness{verifiers: vs, stateDir: stateDir, proofs: map[sumtlog.Hash]LogProof{}}, nil
+	if state == nil {
+		state = &MemState{}
+	}
+	return &LogWitness{verifiers: vs, state: state, proofs: map[sumtlog.Hash]LogProof{}}, nil
 }
 
 // Witness implements TargetsWitness: f serves the repository whose
-// targets metadata version version is about to be trusted.
-func (w *LogWitness) Witness(ctx context.Context, f Fetcher, version int64, targets []byte) error {
+// targets metadata version version is about to be trusted; its log is
+// read from tlog.RepoDir.
+func (w *LogWitness) Witness(ctx context.Context, f fetch.Fetcher, version int64, targets []byte) error {
 	rec, err := logRecord(version, targets)
 	if err != nil {
 		return fmt.Errorf("targets version %d: %w", version, err)
@@ -224,7 +232,7 @@ func (w *LogWitness) Witness(ctx context.Context, f Fetcher, version int64, targ
 	if err != nil {
 		return err
 	}
-	cp, idx, err := tlog.NewReader(LogFetcher(f), w.verifiers).Check(ctx, last.Tree, rec)
+	cp, idx, err := tlog.NewReader(fetch.Sub(f, tlog.RepoDir), w.verifiers).Check(ctx, last.Tree, rec)
 	if err != nil {
 		return fmt.Errorf("targets version %d: %w", version, explainLogError(err, last))
 	}
@@ -261,39 +269,27 @@ func (w *LogWitness) Remembered() (tlog.Checkpoint, error) {
 	return w.remembered()
 }
 
-func (w *LogWitness) statePath() string { return filepath.Join(w.stateDir, LogStateFile) }
-
 // remembered loads the remembered checkpoint. A state file that does not
 // verify is an error, not a reason to forget: forgetting would let a
 // forked log through.
 func (w *LogWitness) remembered() (tlog.Checkpoint, error) {
-	if w.stateDir == "" {
-		return w.mem, nil
-	}
-	p := w.statePath()
-	b, err := readBounded(p, tlog.MaxCheckpointSize)
+	b, err := w.state.ReadFile(LogStateFile, tlog.MaxCheckpointSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tlog.Checkpoint{}, nil
 	}
+	name := stateName(w.state, LogStateFile)
 	if err != nil {
-		return tlog.Checkpoint{}, fmt.Errorf("remembered log checkpoint: %w", err)
+		return tlog.Checkpoint{}, fmt.Errorf("%w: remembered log checkpoint %s: %w", ErrBadState, name, err)
 	}
 	cp, err := tlog.VerifyCheckpoint(b, w.verifiers)
 	if err != nil {
-		return tlog.Checkpoint{}, fmt.Errorf("remembered log checkpoint %s (remove it only if the log key was replaced on purpose): %w", p, err)
+		return tlog.Checkpoint{}, fmt.Errorf("%w: remembered log checkpoint %s (remove it only if the log key was replaced on purpose): %w", ErrBadState, name, err)
 	}
 	return cp, nil
 }
 
 func (w *LogWitness) remember(cp tlog.Checkpoint) error {
-	if w.stateDir == "" {
-		w.mem = cp
-		return nil
-	}
-	if err := os.MkdirAll(w.stateDir, 0o700); err != nil {
-		return fmt.Errorf("remember log checkpoint: %w", err)
-	}
-	if err := atomicfile.WriteFile(w.statePath(), cp.Note, 0o644); err != nil {
+	if err := w.state.WriteFile(LogStateFile, cp.Note); err != nil {
 		return fmt.Errorf("remember log checkpoint: %w", err)
 	}
 	return nil
@@ -311,7 +307,7 @@ func explainLogError(err error, last tlog.Checkpoint) error {
 		return fmt.Errorf("split view: the log does not extend the checkpoint remembered before (tree of %d entries): %w", last.Tree.N, err)
 	case errors.Is(err, tlog.ErrNotFound), errors.Is(err, tlog.ErrCorrupt), errors.Is(err, tlog.ErrTooLarge):
 		return err
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fetch.ErrNotFound):
 		return fmt.Errorf("%w: cannot be proven, a log file is missing: %w", tlog.ErrNotFound, err)
 	}
 	return err

@@ -10,6 +10,7 @@ import (
 
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -46,11 +47,11 @@ func FuzzLogWitness(f *testing.F) {
 	vkey := fx.keys.LogVerifierKey()
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		p := files[int(which)%len(files)]
-		w, err := NewLogWitness([]string{vkey}, "")
+		w, err := NewLogWitness([]string{vkey}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = w.Witness(context.Background(), overlayFetcher{DirFetcher{Dir: fx.repo}, p, data}, 2, targets)
+		err = w.Witness(context.Background(), overlayFetcher{fetch.Dir(fx.repo), p, data}, 2, targets)
 		if err != nil {
 			return
 		}

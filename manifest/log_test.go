@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -23,7 +24,7 @@ func (f *fixture) logged(o *PublishOptions) { o.Log = f.keys.TargetsLog() }
 // fixture's state directory.
 func (f *fixture) witness() *LogWitness {
 	f.t.Helper()
-	w, err := NewLogWitness([]string{f.keys.LogVerifierKey()}, f.state)
+	w, err := NewLogWitness([]string{f.keys.LogVerifierKey()}, StateIn(f.state))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -31,10 +32,10 @@ func (f *fixture) witness() *LogWitness {
 }
 
 // logClient is f.client with a witness.
-func (f *fixture) logClient(w TargetsWitness, mirrors ...Fetcher) *Client {
+func (f *fixture) logClient(w TargetsWitness, mirrors ...fetch.Fetcher) *Client {
 	f.t.Helper()
 	if len(mirrors) == 0 {
-		mirrors = []Fetcher{DirFetcher{Dir: f.repo}}
+		mirrors = []fetch.Fetcher{fetch.Dir(f.repo)}
 	}
 	root, err := os.ReadFile(filepath.Join(f.keys.Dir(), "roots", "1.root.json"))
 	if err != nil {
@@ -156,7 +157,7 @@ func TestLogWitnessPublishVerify(t *testing.T) {
 	}
 	// The auditor agrees.
 	vs, _ := tlog.NewVerifiers(f.keys.LogVerifierKey())
-	if cp, err := tlog.NewReader(tlog.DirFetcher(filepath.Join(f.repo, "log")), vs).Audit(ctx); err != nil || cp.Tree.N != 3 {
+	if cp, err := tlog.NewReader(fetch.Dir(filepath.Join(f.repo, "log")), vs).Audit(ctx); err != nil || cp.Tree.N != 3 {
 		t.Fatalf("audit: %v", err)
 	}
 }
@@ -228,7 +229,7 @@ func TestLogWitnessRejects(t *testing.T) {
 		g.publish("stable", 1, 11, g.logged)
 		g.publish("stable", 2, 2, g.logged)
 		g.publish("stable", 3, 3, g.logged)
-		_, err := f.logClient(f.witness(), DirFetcher{Dir: g.repo}).Verify(ctx, stableDevice)
+		_, err := f.logClient(f.witness(), fetch.Dir(g.repo)).Verify(ctx, stableDevice)
 		if !errors.Is(err, tlog.ErrInconsistent) || !strings.Contains(err.Error(), "split view") {
 			t.Fatalf("forked log: %v", err)
 		}
@@ -238,7 +239,7 @@ func TestLogWitnessRejects(t *testing.T) {
 
 		// An honest mirror listed first does not make the fork acceptable:
 		// two signed, diverging checkpoints stop the device.
-		_, err = f.logClient(f.witness(), DirFetcher{Dir: f.repo}, DirFetcher{Dir: g.repo}).Verify(ctx, stableDevice)
+		_, err = f.logClient(f.witness(), fetch.Dir(f.repo), fetch.Dir(g.repo)).Verify(ctx, stableDevice)
 		if !errors.Is(err, tlog.ErrInconsistent) {
 			t.Fatalf("honest and forked mirrors: %v", err)
 		}
@@ -320,7 +321,7 @@ func TestPublishAfterLoggedCrash(t *testing.T) {
 		t.Fatalf("retry published targets version %d, want 2 (1 is taken in the log)", res.TargetsVersion)
 	}
 	vs, _ := tlog.NewVerifiers(f.keys.LogVerifierKey())
-	if _, err := tlog.NewReader(tlog.DirFetcher(filepath.Join(f.repo, "log")), vs).Audit(ctx); err != nil {
+	if _, err := tlog.NewReader(fetch.Dir(filepath.Join(f.repo, "log")), vs).Audit(ctx); err != nil {
 		t.Fatalf("audit after the retry: %v", err)
 	}
 	if _, err := f.logClient(f.witness()).Verify(ctx, stableDevice); err != nil {
@@ -373,7 +374,7 @@ func TestServeLogNotCached(t *testing.T) {
 		}
 	}
 	// And a device requiring the log verifies over HTTP.
-	hf, err := NewHTTPFetcher(srv.URL, nil)
+	hf, err := fetch.NewHTTP(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

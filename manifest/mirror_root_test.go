@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // A mirror that withholds a root rotation must not win over one that
@@ -15,12 +17,12 @@ import (
 func TestMirrorWithholdingRootRotation(t *testing.T) {
 	f, evil := withheldRotation(t)
 
-	v := mustAccept(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: f.repo}), stableDevice, 2)
+	v := mustAccept(t, f.client(0, fetch.Dir(evil), fetch.Dir(f.repo)), stableDevice, 2)
 	if v.RootVersion != 2 || v.Mirror != 1 {
 		t.Fatalf("root version %d from mirror %d, want root 2 from mirror 1", v.RootVersion, v.Mirror)
 	}
 	// What the device remembered is the rotated root, not the revoked keys.
-	mustAccept(t, f.client(0, DirFetcher{Dir: f.repo}), stableDevice, 2)
+	mustAccept(t, f.client(0, fetch.Dir(f.repo)), stableDevice, 2)
 }
 
 // The mirror that serves the rotation may itself be broken (here: no
@@ -35,7 +37,7 @@ func TestBrokenRotationMirrorDoesNotHandBackToRevokedKeys(t *testing.T) {
 	if err := os.Remove(filepath.Join(broken, "metadata", "timestamp.json")); err != nil {
 		t.Fatal(err)
 	}
-	mustReject(t, f.client(0, DirFetcher{Dir: evil}, DirFetcher{Dir: broken}), stableDevice, ErrRollback)
+	mustReject(t, f.client(0, fetch.Dir(evil), fetch.Dir(broken)), stableDevice, ErrRollback)
 }
 
 // withheldRotation publishes release 1, copies the repository to an

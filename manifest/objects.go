@@ -9,6 +9,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // Stored chunk objects are self-describing: one kind byte, then the
@@ -141,7 +142,7 @@ func decodeBounded(d *zstd.Decoder, src []byte, limit int) ([]byte, error) {
 
 // FetchChunk fetches a chunk object from a repository and returns the
 // chunk's verified bytes. maxChunk is the index's maximum chunk size.
-func FetchChunk(ctx context.Context, f Fetcher, id cid.Cid, maxChunk int) ([]byte, error) {
+func FetchChunk(ctx context.Context, f fetch.Fetcher, id cid.Cid, maxChunk int) ([]byte, error) {
 	obj, err := f.Fetch(ctx, ChunkPath(id), MaxObjectSize(maxChunk))
 	if err != nil {
 		return nil, err

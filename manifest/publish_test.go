@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 )
 
 func TestPublishVerifyDir(t *testing.T) {
@@ -47,7 +48,7 @@ func TestPublishVerifyDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := ix.Offsets()
-	fe := DirFetcher{Dir: f.repo}
+	fe := fetch.Dir(f.repo)
 	for i := range ix.Chunks {
 		data, err := FetchChunk(context.Background(), fe, ix.ID(i), ix.Params.Max)
 		if err != nil {
@@ -77,7 +78,7 @@ func TestPublishVerifyHTTP(t *testing.T) {
 	f.publish("stable", 2, 2, nil)
 	srv := httptest.NewServer(Handler(f.repo))
 	defer srv.Close()
-	h, err := NewHTTPFetcher(srv.URL, srv.Client())
+	h, err := fetch.NewHTTP(srv.URL, fetch.WithClient(srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // Metadata file names in a repository's metadata/ directory. Every
@@ -107,9 +109,9 @@ type repoState struct {
 // repository. The publisher re-signs what it carries forward, so it must
 // not trust files someone else dropped into the directory.
 func readRepoState(ctx context.Context, repo string, k *Keyring) (*repoState, error) {
-	f := DirFetcher{Dir: repo}
+	f := fetch.Dir(repo)
 	tsb, err := f.Fetch(ctx, metaDir+"/"+timestampName, defaultLimits.Timestamp)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, fetch.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {

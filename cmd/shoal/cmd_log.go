@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -25,17 +25,13 @@ directory's log key. See docs/trust.md, "Transparency log".`,
 	return c
 }
 
-// readLogKeyFile reads a log verifier key file (KEYS/log.pub: one key a
-// line); a leading '@', as 'bundle verify --log-key' takes it, is allowed.
+// readLogKeyFile reads a log verifier key file (KEYS/log.pub) with
+// manifest.ReadLogKeyFile, the one parser of these files; a leading '@',
+// as 'bundle verify --log-key' takes it, is allowed.
 func readLogKeyFile(name string) ([]string, error) {
-	name = strings.TrimPrefix(name, "@")
-	b, err := os.ReadFile(name)
+	keys, err := manifest.ReadLogKeyFile(strings.TrimPrefix(name, "@"))
 	if err != nil {
 		return nil, fmt.Errorf("--log-key: %w", err)
-	}
-	keys := manifest.ParseLogKeys(b)
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("--log-key %s: no key in the file", name)
 	}
 	return keys, nil
 }
@@ -74,11 +70,11 @@ signature is not checked (everything else is), and the output says so.`,
 			if repo == "" {
 				return usageError{fmt.Errorf("missing --repo")}
 			}
-			f, err := manifest.NewFetcher(repo)
+			f, err := fetch.New(repo)
 			if err != nil {
 				return err
 			}
-			fetch := manifest.LogFetcher(f)
+			lf := fetch.Sub(f, tlog.RepoDir)
 			ctx := cmd.Context()
 			var tree sumtlog.Tree
 			if logKey != "" {
@@ -90,20 +86,20 @@ signature is not checked (everything else is), and the output says so.`,
 				if err != nil {
 					return fmt.Errorf("%s: %w", logKey, err)
 				}
-				cp, err := tlog.NewReader(fetch, vs).Audit(ctx)
+				cp, err := tlog.NewReader(lf, vs).Audit(ctx)
 				if err != nil {
 					return fmt.Errorf("log of %s: %w", repo, err)
 				}
 				tree = cp.Tree
 			} else {
-				msg, err := fetch(ctx, tlog.CheckpointPath, tlog.MaxCheckpointSize)
+				msg, err := lf.Fetch(ctx, tlog.CheckpointPath, tlog.MaxCheckpointSize)
 				if err != nil {
 					return fmt.Errorf("log of %s: %w", repo, err)
 				}
 				if tree, err = manifest.UnverifiedCheckpoint(msg); err != nil {
 					return fmt.Errorf("log of %s: %s: %w", repo, tlog.CheckpointPath, err)
 				}
-				if err := tlog.NewReader(fetch, nil).AuditTree(ctx, tree); err != nil {
+				if err := tlog.NewReader(lf, nil).AuditTree(ctx, tree); err != nil {
 					return fmt.Errorf("log of %s: %w", repo, err)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/shoalnet/shoal/manifest"
@@ -126,6 +127,19 @@ func TestRequireLogCLI(t *testing.T) {
 	var lr logVerifyJSON
 	if code != 0 || json.Unmarshal([]byte(out), &lr) != nil || !lr.OK || !lr.Signed || lr.TreeSize != 2 {
 		t.Fatalf("log verify: %d %s %s", code, out, errs)
+	}
+	// One parser of key files: comments and blank lines are skipped here
+	// as everywhere; a named pipe is refused, not waited on.
+	commented := filepath.Join(dir, "commented.pub")
+	os.WriteFile(commented, append([]byte("# fleet log key\n\n"), want...), 0o644)
+	if out, errs, code := runCLI(t, "log", "verify", "--repo", repo, "--log-key", commented); code != 0 || !strings.Contains(out, "signed checkpoint") {
+		t.Fatalf("log verify with a commented key file: %d %s %s", code, out, errs)
+	}
+	fifo := filepath.Join(dir, "fifo.pub")
+	if err := syscall.Mkfifo(fifo, 0o644); err == nil {
+		if _, errs, code := runCLI(t, "log", "verify", "--repo", repo, "--log-key", fifo); code == 0 || !strings.Contains(errs, "not a regular file") {
+			t.Fatalf("log verify with a FIFO key file: %d %s", code, errs)
+		}
 	}
 	if out, _, code := runCLI(t, "log", "verify", "--repo", srv.URL+"/"); code != 0 || !strings.Contains(out, "NOT checked") || !strings.Contains(out, "2 entries") {
 		t.Fatalf("log verify without a key, over HTTP: %d %s", code, out)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -173,7 +174,7 @@ func TestCreateFromBundle(t *testing.T) {
 	}
 }
 
-// A device reads the bundle through manifest.Fetcher exactly as it reads
+// A device reads the bundle through fetch.Fetcher exactly as it reads
 // a mirror, and assembles release 2 from it: from the bundle alone for a
 // full bundle; from its release 1 images plus the bundle for a --from one.
 func TestDeviceInstallsFromBundle(t *testing.T) {
@@ -185,7 +186,7 @@ func TestDeviceInstallsFromBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, err := manifest.NewClient(manifest.ClientConfig{TrustedRoot: f.root, StateDir: t.TempDir(),
-			Mirrors: []manifest.Fetcher{r}, Now: f.verifyOptions().Now})
+			Mirrors: []fetch.Fetcher{r}, Now: f.verifyOptions().Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +391,7 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "timestamp replaced by an older signed one", bundle: full, fn: func(es []tarEntry) []tarEntry {
 			es[firstWith(es, "metadata/timestamp.json")].data = oldTimestamp
 			return es
-		}, is: manifest.ErrNotFound, names: "metadata/1.snapshot.json"},
+		}, is: fetch.ErrNotFound, names: "metadata/1.snapshot.json"},
 		{name: "snapshot replaced by an older signed one", bundle: full, fn: func(es []tarEntry) []tarEntry {
 			es[firstWith(es, "metadata/2.snapshot.json")].data = oldSnapshot
 			return es
@@ -398,7 +399,7 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "index removed", bundle: full, fn: func(es []tarEntry) []tarEntry {
 			i := firstWith(es, "index/")
 			return append(es[:i], es[i+1:]...)
-		}, is: manifest.ErrNotFound, names: "index/"},
+		}, is: fetch.ErrNotFound, names: "index/"},
 		{name: "from index removed", bundle: fromOne, fn: func(es []tarEntry) []tarEntry {
 			for i, e := range es {
 				if e.name == "index/"+f.published[1].Artifacts[1].Index { // release 1's rootfs

@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/internal/atomicfile"
 	"github.com/shoalnet/shoal/manifest"
 )
@@ -27,7 +28,7 @@ type CreateOptions struct {
 	// Repo is the repository: a directory or an http(s) URL.
 	Repo string
 	// Fetcher, if set, reads the repository instead of Repo.
-	Fetcher manifest.Fetcher
+	Fetcher fetch.Fetcher
 	// Channel whose newest release the bundle carries.
 	Channel string
 	// Version, if not 0, must be the channel's newest release: a device
@@ -92,7 +93,7 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 	f := o.Fetcher
 	if f == nil {
 		var err error
-		if f, err = manifest.NewFetcher(o.Repo); err != nil {
+		if f, err = fetch.New(o.Repo); err != nil {
 			return nil, err
 		}
 	}
@@ -315,12 +316,12 @@ type fetchedTargets struct {
 // snapshot and targets that are current, checking each of the latter
 // against the length and hashes its parent gives, and returns the
 // targets.
-func copyMetadata(ctx context.Context, f manifest.Fetcher, files map[string][]byte) (fetchedTargets, error) {
+func copyMetadata(ctx context.Context, f fetch.Fetcher, files map[string][]byte) (fetchedTargets, error) {
 	lim := manifest.DefaultLimits
 	for v := 1; ; v++ {
 		p := "metadata/" + strconv.Itoa(v) + ".root.json"
 		b, err := f.Fetch(ctx, p, lim.Root)
-		if errors.Is(err, manifest.ErrNotFound) {
+		if errors.Is(err, fetch.ErrNotFound) {
 			if v == 1 {
 				return fetchedTargets{}, fmt.Errorf("bundle: %w (is this a shoal repository?)", err)
 			}
@@ -336,7 +337,7 @@ func copyMetadata(ctx context.Context, f manifest.Fetcher, files map[string][]by
 	}
 	if b, err := f.Fetch(ctx, "metadata/root.json", lim.Root); err == nil {
 		files["metadata/root.json"] = b
-	} else if !errors.Is(err, manifest.ErrNotFound) {
+	} else if !errors.Is(err, fetch.ErrNotFound) {
 		return fetchedTargets{}, err
 	}
 
@@ -369,7 +370,7 @@ func copyMetadata(ctx context.Context, f manifest.Fetcher, files map[string][]by
 }
 
 // fetchPinned fetches the metadata file that parent's entry m pins.
-func fetchPinned(ctx context.Context, f manifest.Fetcher, parent string, m *metadata.MetaFiles, role string) (string, []byte, error) {
+func fetchPinned(ctx context.Context, f fetch.Fetcher, parent string, m *metadata.MetaFiles, role string) (string, []byte, error) {
 	if m == nil || m.Version < 1 {
 		return "", nil, fmt.Errorf("%s: %w: no %s.json entry", parent, manifest.ErrBadMetadata, role)
 	}
@@ -392,7 +393,7 @@ func fetchPinned(ctx context.Context, f manifest.Fetcher, parent string, m *meta
 
 // fetchIndex fetches an artifact's index and checks it against its
 // target's length and hashes and its ID.
-func fetchIndex(ctx context.Context, f manifest.Fetcher, a artifact) (*chunker.Index, []byte, error) {
+func fetchIndex(ctx context.Context, f fetch.Fetcher, a artifact) (*chunker.Index, []byte, error) {
 	p := manifest.IndexPath(a.Index)
 	if a.Target.Length <= 0 || a.Target.Length > manifest.DefaultLimits.Index {
 		return nil, nil, fmt.Errorf("%s: %w: signed length %d (limit %d)", p, manifest.ErrTooLarge, a.Target.Length, manifest.DefaultLimits.Index)

@@ -6,13 +6,13 @@
 // repository paths (metadata/..., log/..., index/..., chunks/...) holding
 // the repository's bytes unchanged, after a small bundle.json that says
 // what the slice is for (docs/formats.md, "Bundle layout"). So a [Reader]
-// is a [manifest.Fetcher], and a device verifies and installs from a
+// is a fetch.Fetcher, and a device verifies and installs from a
 // bundle exactly as it does from a mirror; `tar -x` of a bundle gives a
 // directory that `shoal serve` can serve.
 //
 // # Creating
 //
-// [Create] reads the repository through a manifest.Fetcher (a directory or
+// [Create] reads the repository through a fetch.Fetcher (a directory or
 // an http(s) URL) and writes every root version, the current timestamp,
 // snapshot and targets, the transparency log files a device needs to prove
 // that targets version is logged, the release's indexes and its chunk
@@ -38,4 +38,7 @@
 // [Reader.Chunks] hand decoded indexes and raw chunk objects to whoever
 // imports them into a chunk store (the CLI does, so this package does not
 // depend on the store).
+//
+// [OpenSource] opens what a device is told to take a release from: a
+// bundle file, a repository directory or an http(s) origin.
 package bundle

@@ -9,6 +9,7 @@ import (
 
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -57,24 +58,24 @@ func logPaths(tree sumtlog.Tree, record []byte, idx int64) []string {
 // without checking the checkpoint's signature: Create has no log key, and
 // Verify without LogKeys checks the log for consistency only. It returns
 // the tree and the record's index.
-func proveUnsigned(ctx context.Context, fetch tlog.Fetcher, checkpoint []byte, record []byte) (sumtlog.Tree, int64, error) {
+func proveUnsigned(ctx context.Context, lf fetch.Fetcher, checkpoint []byte, record []byte) (sumtlog.Tree, int64, error) {
 	tree, err := manifest.UnverifiedCheckpoint(checkpoint)
 	if err != nil {
 		return sumtlog.Tree{}, 0, fmt.Errorf("%s%s: %w", logPrefix, tlog.CheckpointPath, err)
 	}
-	idx, err := tlog.NewReader(fetch, nil).ProveInclusion(ctx, tree, record)
+	idx, err := tlog.NewReader(lf, nil).ProveInclusion(ctx, tree, record)
 	if err != nil {
 		return sumtlog.Tree{}, 0, err
 	}
 	return tree, idx, nil
 }
 
-// sliceLog checks, through fetch, what a bundle needs beyond the
+// sliceLog checks, through lf (rooted at the log directory), what a bundle needs beyond the
 // inclusion proof of record at entry idx of tree (which the caller has
 // made): that its entry bundle holds it and that every tile of the tree is
 // authentic. It returns the log files a bundle carries, by repository
 // path.
-func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record []byte, idx int64) (*logSlice, error) {
+func sliceLog(ctx context.Context, lf fetch.Fetcher, tree sumtlog.Tree, record []byte, idx int64) (*logSlice, error) {
 	// The tree may come from an unsigned checkpoint, and an inclusion
 	// proof reads only a few tiles of a tree of any size. A bundle holds
 	// at most maxEntries entries, so at most that many level-0 tiles:
@@ -82,14 +83,14 @@ func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record
 	if tree.N > int64(maxEntries)<<tlog.TileHeight {
 		return nil, fmt.Errorf("%w: a log of %d entries has more tiles than a bundle may hold (%d entries)", ErrMalformed, tree.N, maxEntries)
 	}
-	rec, err := tlog.NewReader(fetch, nil).Record(ctx, tree, idx)
+	rec, err := tlog.NewReader(lf, nil).Record(ctx, tree, idx)
 	if err != nil {
 		return nil, err
 	}
 	if !bytes.Equal(rec, record) {
 		return nil, fmt.Errorf("%w: entry %d holds another record", tlog.ErrCorrupt, idx)
 	}
-	if err := authenticateTiles(ctx, fetch, tree); err != nil {
+	if err := authenticateTiles(ctx, lf, tree); err != nil {
 		return nil, err
 	}
 	ls := &logSlice{tree: tree, index: idx, files: map[string][]byte{}}
@@ -98,7 +99,7 @@ func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record
 		if err != nil {
 			return nil, err
 		}
-		b, err := fetch(ctx, p[len(logPrefix):], limit)
+		b, err := lf.Fetch(ctx, p[len(logPrefix):], limit)
 		if err != nil {
 			return nil, err
 		}
@@ -109,9 +110,9 @@ func sliceLog(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree, record
 
 // collectLog returns the log files for a bundle of targets version
 // version, or nil when the repository has no log.
-func collectLog(ctx context.Context, f manifest.Fetcher, version int64, targets []byte) (*logSlice, error) {
+func collectLog(ctx context.Context, f fetch.Fetcher, version int64, targets []byte) (*logSlice, error) {
 	cp, err := f.Fetch(ctx, logPrefix+tlog.CheckpointPath, tlog.MaxCheckpointSize)
-	if errors.Is(err, manifest.ErrNotFound) {
+	if errors.Is(err, fetch.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -121,11 +122,11 @@ func collectLog(ctx context.Context, f manifest.Fetcher, version int64, targets 
 	if err != nil {
 		return nil, err
 	}
-	fetch := manifest.LogFetcher(f)
-	tree, idx, err := proveUnsigned(ctx, fetch, cp, record)
+	lf := fetch.Sub(f, tlog.RepoDir)
+	tree, idx, err := proveUnsigned(ctx, lf, cp, record)
 	var ls *logSlice
 	if err == nil {
-		ls, err = sliceLog(ctx, fetch, tree, record, idx)
+		ls, err = sliceLog(ctx, lf, tree, record, idx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bundle: transparency log: targets version %d: %w (use NoLog to leave the log out)", version, err)
@@ -136,8 +137,8 @@ func collectLog(ctx context.Context, f manifest.Fetcher, version int64, targets 
 // authenticateTiles reads every hash of every tile of tree through a
 // hash reader that checks tiles against the tree hash, so a damaged tile
 // anywhere is found now, not by the device that needs it later.
-func authenticateTiles(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tree) error {
-	tr := &tileReader{ctx: ctx, fetch: fetch}
+func authenticateTiles(ctx context.Context, lf fetch.Fetcher, tree sumtlog.Tree) error {
+	tr := &tileReader{ctx: ctx, fetch: lf}
 	hr := sumtlog.TileHashReader(tree, tr)
 	for _, t := range sumtlog.NewTiles(tlog.TileHeight, 0, tree.N) {
 		idx := make([]int64, t.W)
@@ -157,7 +158,7 @@ func authenticateTiles(ctx context.Context, fetch tlog.Fetcher, tree sumtlog.Tre
 // tileReader reads tiles for sumtlog.TileHashReader.
 type tileReader struct {
 	ctx   context.Context
-	fetch tlog.Fetcher
+	fetch fetch.Fetcher
 	err   error // a fetch failure, to tell it from bad tile data
 }
 
@@ -167,7 +168,7 @@ func (r *tileReader) ReadTiles(tiles []sumtlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
 		want := int64(t.W) * sumtlog.HashSize
-		b, err := r.fetch(r.ctx, t.Path(), want)
+		b, err := r.fetch.Fetch(r.ctx, t.Path(), want)
 		if err != nil {
 			r.err = err
 			return nil, err

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io/fs"
 	"strings"
 	"testing"
 
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -31,10 +31,10 @@ func newFakeLog(rec []byte, k int) *fakeLog {
 	return f
 }
 
-func (f *fakeLog) fetch(_ context.Context, p string, max int64) ([]byte, error) {
+func (f *fakeLog) Fetch(_ context.Context, p string, max int64) ([]byte, error) {
 	f.fetches++
 	if !strings.HasPrefix(p, "tile/") {
-		return nil, fs.ErrNotExist
+		return nil, fetch.ErrNotFound
 	}
 	t, err := sumtlog.ParseTilePath(p)
 	if err != nil {
@@ -51,7 +51,7 @@ func (f *fakeLog) fetch(_ context.Context, p string, max int64) ([]byte, error) 
 		}
 	}
 	if int64(len(b)) > max {
-		return nil, tlog.ErrTooLarge
+		return nil, fetch.ErrTooLarge
 	}
 	return b, nil
 }
@@ -69,7 +69,7 @@ func TestSliceLogRefusesTreeTooLargeForBundle(t *testing.T) {
 	const k = 20
 	f := newFakeLog(rec, k)
 	tree := sumtlog.Tree{N: 1 << k, Hash: f.level[k]}
-	_, err = sliceLog(context.Background(), f.fetch, tree, rec, 0)
+	_, err = sliceLog(context.Background(), f, tree, rec, 0)
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("got %v after %d fetches, want ErrMalformed", err, f.fetches)
 	}

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
-	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
 // maxEntries is MaxEntries; tests lower it.
@@ -26,7 +24,8 @@ type entry struct {
 }
 
 // Reader serves a bundle's entries by repository path. It implements
-// manifest.Fetcher and is safe for concurrent use.
+// fetch.Fetcher (its transparency log is fetch.Sub(r, tlog.RepoDir)) and
+// is safe for concurrent use.
 type Reader struct {
 	ra      io.ReaderAt
 	closer  io.Closer
@@ -37,23 +36,21 @@ type Reader struct {
 	paths   []string // every entry but bundle.json, in bundle order (sorted)
 }
 
-var _ manifest.Fetcher = (*Reader)(nil)
+var _ fetch.Fetcher = (*Reader)(nil)
 
 // Open opens and parses the bundle at path. The file stays open until
-// Close.
+// Close. A bundle is a regular file: a named pipe, device or directory is
+// refused (an error wrapping fetch.ErrNotRegular) without ever blocking,
+// so a FIFO given by mistake (or planted on a stick) cannot hang a device.
 func Open(path string) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := fetch.OpenFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bundle: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("bundle %s: not a regular file", path)
 	}
 	r, err := NewReader(f, st.Size(), path)
 	if err != nil {
@@ -212,41 +209,25 @@ func (r *Reader) Has(path string) (int64, bool) {
 	return e.size, ok
 }
 
-// Fetch implements manifest.Fetcher: it returns the entry at path (a
-// repository path), failing with manifest.ErrNotFound when the bundle has
-// no such entry and manifest.ErrTooLarge when it is longer than maxBytes.
+// Fetch implements fetch.Fetcher: it returns the entry at path (a
+// repository path), failing with fetch.ErrNotFound when the bundle has no
+// such entry and fetch.ErrTooLarge when it is longer than maxBytes.
 func (r *Reader) Fetch(ctx context.Context, path string, maxBytes int64) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	e, ok := r.entries[path]
 	if !ok {
-		return nil, fmt.Errorf("bundle %s: %s: %w", r.name, path, manifest.ErrNotFound)
+		return nil, fmt.Errorf("bundle %s: %s: %w", r.name, path, fetch.ErrNotFound)
 	}
 	if e.size > maxBytes {
-		return nil, fmt.Errorf("bundle %s: %s: %w: %d bytes, at most %d", r.name, path, manifest.ErrTooLarge, e.size, maxBytes)
+		return nil, fmt.Errorf("bundle %s: %s: %w: %d bytes, at most %d", r.name, path, fetch.ErrTooLarge, e.size, maxBytes)
 	}
 	b := make([]byte, e.size)
 	if err := r.readAt(b, e.off); err != nil {
 		return nil, err
 	}
 	return b, nil
-}
-
-// LogFetcher serves the bundle's transparency log files to manifest/tlog:
-// paths are relative to the log directory, and a missing file wraps
-// fs.ErrNotExist as tlog expects.
-func (r *Reader) LogFetcher() tlog.Fetcher {
-	return func(ctx context.Context, path string, max int64) ([]byte, error) {
-		b, err := r.Fetch(ctx, logPrefix+path, max)
-		switch {
-		case errors.Is(err, manifest.ErrNotFound):
-			return nil, fmt.Errorf("bundle %s: %s%s: %w", r.name, logPrefix, path, fs.ErrNotExist)
-		case errors.Is(err, manifest.ErrTooLarge):
-			return nil, fmt.Errorf("bundle %s: %s%s: %w", r.name, logPrefix, path, tlog.ErrTooLarge)
-		}
-		return b, err
-	}
 }
 
 // Indexes calls fn for every index entry, in path order, with the index

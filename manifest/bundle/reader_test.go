@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -92,16 +92,16 @@ func TestReaderServesEntries(t *testing.T) {
 	if err != nil || string(b) != `{"signed":{}}` {
 		t.Fatalf("fetch: %q %v", b, err)
 	}
-	if _, err := r.Fetch(ctx, "metadata/timestamp.json", 5); !errors.Is(err, manifest.ErrTooLarge) {
+	if _, err := r.Fetch(ctx, "metadata/timestamp.json", 5); !errors.Is(err, fetch.ErrTooLarge) {
 		t.Fatalf("fetch over the bound: %v", err)
 	}
-	if _, err := r.Fetch(ctx, "metadata/1.snapshot.json", 100); !errors.Is(err, manifest.ErrNotFound) {
+	if _, err := r.Fetch(ctx, "metadata/1.snapshot.json", 100); !errors.Is(err, fetch.ErrNotFound) {
 		t.Fatalf("fetch of a missing entry: %v", err)
 	}
-	if _, err := r.Fetch(ctx, InfoPath, 1<<20); !errors.Is(err, manifest.ErrNotFound) {
+	if _, err := r.Fetch(ctx, InfoPath, 1<<20); !errors.Is(err, fetch.ErrNotFound) {
 		t.Fatalf("bundle.json is not a repository file: %v", err)
 	}
-	if _, err := r.LogFetcher()(ctx, "checkpoint", 100); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := fetch.Sub(r, tlog.RepoDir).Fetch(ctx, "checkpoint", 100); !errors.Is(err, fetch.ErrNotFound) {
 		t.Fatalf("log fetch of a missing file: %v", err)
 	}
 	data, err := manifest.FetchChunk(ctx, r, tb.chunkID, 1024)
@@ -231,9 +231,9 @@ func TestOpenBoundsEntryCount(t *testing.T) {
 	}
 }
 
-// The bundle of a real repository opens; a bundle is served to
+// The bundle of a real repository opens; fetch.Sub serves its log to
 // manifest/tlog as the log directory.
-func TestReaderLogFetcher(t *testing.T) {
+func TestReaderLog(t *testing.T) {
 	f := newFixture(t, true)
 	path, _ := f.create(t, 0)
 	r, err := Open(path)
@@ -245,7 +245,7 @@ func TestReaderLogFetcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := tlog.NewReader(r.LogFetcher(), vs).Checkpoint(context.Background())
+	cp, err := tlog.NewReader(fetch.Sub(r, tlog.RepoDir), vs).Checkpoint(context.Background())
 	if err != nil || cp.Tree.N != 2 {
 		t.Fatalf("checkpoint through the bundle: %+v %v", cp.Tree, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"runtime"
 	"sort"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -20,8 +20,10 @@ import (
 type VerifyOptions struct {
 	// Root is the trusted root.json devices are provisioned with.
 	Root []byte
-	// StateDir is a device's trust state (see manifest.ClientConfig);
-	// empty: none, as for a device that was just provisioned.
+	// State is a device's trust state (see manifest.ClientConfig); nil:
+	// none, as for a device that was just provisioned.
+	State manifest.StateStore
+	// StateDir, if State is nil, sets it to manifest.DirState(StateDir).
 	StateDir string
 	// Device is the device to check for. Empty fields are filled in: the
 	// bundle's channel; the first hardware and arch the release names; as
@@ -32,7 +34,7 @@ type VerifyOptions struct {
 	// bundle that carries a log is checked by manifest.LogWitness, as a
 	// device requiring the log checks it: the checkpoint must be signed by
 	// one of them and consistent with the checkpoint remembered in
-	// StateDir (which is then updated). Without, the log is checked for
+	// State (which is then updated). Without, the log is checked for
 	// consistency only.
 	LogKeys []string
 	// RequireLog makes a bundle without a log (or a targets version not in
@@ -112,6 +114,13 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	if o.State != nil && o.StateDir != "" {
+		return nil, errors.New("bundle verify: both State and StateDir set")
+	}
+	state := o.State
+	if state == nil {
+		state = manifest.StateIn(o.StateDir)
+	}
 	info := r.info
 	fail := func(err error) (*VerifyResult, error) {
 		return nil, fmt.Errorf("bundle %s: %w", r.name, err)
@@ -127,7 +136,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 	var lw *manifest.LogWitness
 	ws := witnesses{}
 	if hasLog && len(o.LogKeys) > 0 {
-		w, err := manifest.NewLogWitness(o.LogKeys, o.StateDir)
+		w, err := manifest.NewLogWitness(o.LogKeys, state)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +151,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		witness = ws
 	}
 	client, err := manifest.NewClient(manifest.ClientConfig{
-		TrustedRoot: o.Root, StateDir: o.StateDir, Mirrors: []manifest.Fetcher{r},
+		TrustedRoot: o.Root, State: state, Mirrors: []fetch.Fetcher{r},
 		Now: o.Now, Witness: witness,
 	})
 	if err != nil {
@@ -202,7 +211,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		}
 		for _, a := range from.Artifacts {
 			ix, _, err := fetchIndex(ctx, r, a)
-			if errors.Is(err, manifest.ErrNotFound) {
+			if errors.Is(err, fetch.ErrNotFound) {
 				err = fmt.Errorf("%w: %s (index of %s in release %d)", ErrMissing, manifest.IndexPath(a.Index), a.Name, from.Version)
 			}
 			if err != nil {
@@ -239,7 +248,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		if err != nil {
 			return fail(err)
 		}
-		fetch := r.LogFetcher()
+		lf := fetch.Sub(r, tlog.RepoDir)
 		var (
 			tree sumtlog.Tree
 			idx  int64
@@ -255,12 +264,12 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 			if err != nil {
 				return fail(err)
 			}
-			tree, idx, err = proveUnsigned(ctx, fetch, msg, record)
+			tree, idx, err = proveUnsigned(ctx, lf, msg, record)
 			if err != nil {
 				return fail(logErr(v.TargetsVersion, err))
 			}
 		}
-		ls, err := sliceLog(ctx, fetch, tree, record, idx)
+		ls, err := sliceLog(ctx, lf, tree, record, idx)
 		if err != nil {
 			return fail(logErr(v.TargetsVersion, err))
 		}
@@ -311,7 +320,7 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 // logErr names the targets version in a log error; a log file the
 // bundle lacks is a missing entry.
 func logErr(version int64, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fetch.ErrNotFound) {
 		err = fmt.Errorf("%w: %w", ErrMissing, err)
 	}
 	return fmt.Errorf("transparency log: targets version %d: %w", version, err)
@@ -320,7 +329,7 @@ func logErr(version int64, err error) error {
 // witnesses runs several TargetsWitnesses in turn; the first error wins.
 type witnesses []manifest.TargetsWitness
 
-func (ws witnesses) Witness(ctx context.Context, f manifest.Fetcher, version int64, targets []byte) error {
+func (ws witnesses) Witness(ctx context.Context, f fetch.Fetcher, version int64, targets []byte) error {
 	for _, w := range ws {
 		if err := w.Witness(ctx, f, version, targets); err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/internal/atomicfile"
 )
 
@@ -85,7 +86,7 @@ func Append(ctx context.Context, dir string, signer note.Signer, records ...[]by
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	tr := newTileReader(ctx, DirFetcher(dir))
+	tr := newTileReader(ctx, fetch.Dir(dir))
 	oldHR := tlog.TileHashReader(old, tr)
 	if old.N > 0 {
 		th, err := tlog.TreeHash(old.N, oldHR)
@@ -272,8 +273,8 @@ func Append(ctx context.Context, dir string, signer note.Signer, records ...[]by
 
 // readOwnCheckpoint returns the stored tree, or the empty tree for a new log.
 func readOwnCheckpoint(dir string, signer note.Signer) (tlog.Tree, error) {
-	msg, err := DirFetcher(dir)(context.Background(), CheckpointPath, MaxCheckpointSize)
-	if errors.Is(err, fs.ErrNotExist) {
+	msg, err := fetch.Dir(dir).Fetch(context.Background(), CheckpointPath, MaxCheckpointSize)
+	if errors.Is(err, fetch.ErrNotFound) {
 		empty, _ := tlog.TreeHash(0, nil)
 		return tlog.Tree{N: 0, Hash: empty}, nil
 	}
@@ -289,7 +290,8 @@ func readOwnCheckpoint(dir string, signer note.Signer) (tlog.Tree, error) {
 
 // readJournal returns the shards an interrupted append was changing.
 func readJournal(dir string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, journalName))
+	// At most one line ("lookup/xx") for each of the 256 shards.
+	b, err := fetch.ReadFile(filepath.Join(dir, journalName), 256*int64(len("lookup/00\n")))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -316,8 +318,8 @@ func readShard(dir, p string, n int64) ([]lookupEntry, error) {
 	if err != nil || len(prefix) != 1 {
 		return nil, fmt.Errorf("tlog: append: bad shard path %q", p)
 	}
-	data, err := DirFetcher(dir)(context.Background(), p, MaxLookupShardSize)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := fetch.Dir(dir).Fetch(context.Background(), p, MaxLookupShardSize)
+	if errors.Is(err, fetch.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -338,7 +340,7 @@ func oldBundle(ctx context.Context, dir string, t tlog.Tile, n int64, hr tlog.Ha
 		return nil, nil
 	}
 	bt := bundleFor(first, n)
-	data, err := DirFetcher(dir)(ctx, bt.Path(), maxBundleSize(bt.W))
+	data, err := fetch.Dir(dir).Fetch(ctx, bt.Path(), maxBundleSize(bt.W))
 	if err != nil {
 		return nil, fmt.Errorf("tlog: append to %s: %w", dir, err)
 	}

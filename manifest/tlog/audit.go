@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // Audit fetches and verifies the current checkpoint and then checks the
@@ -178,11 +179,11 @@ func (r *Reader) auditLookup(ctx context.Context, n int64, seen map[tlog.Hash]in
 			return err
 		}
 		p := lookupShard(tlog.Hash{byte(s)})
-		data, err := r.fetch(ctx, p, MaxLookupShardSize)
+		data, err := r.fetch.Fetch(ctx, p, MaxLookupShardSize)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && len(want[s]) == 0:
+		case errors.Is(err, fetch.ErrNotFound) && len(want[s]) == 0:
 			continue
-		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrTooLarge):
+		case errors.Is(err, fetch.ErrNotFound) || errors.Is(err, ErrTooLarge):
 			return &AuditError{Path: p, Index: minIndex(want[s]), Msg: err.Error(), Err: ErrCorrupt}
 		case err != nil:
 			return err
@@ -213,8 +214,8 @@ func (r *Reader) auditLookup(ctx context.Context, n int64, seen map[tlog.Hash]in
 // fetchStored fetches a file the tree needs; a missing or oversized file is
 // corruption of the log at entry index, other failures are returned as is.
 func (r *Reader) fetchStored(ctx context.Context, p string, max, index int64) ([]byte, error) {
-	data, err := r.fetch(ctx, p, max)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrTooLarge) {
+	data, err := r.fetch.Fetch(ctx, p, max)
+	if errors.Is(err, fetch.ErrNotFound) || errors.Is(err, ErrTooLarge) {
 		return nil, &AuditError{Path: p, Index: index, Msg: err.Error(), Err: ErrCorrupt}
 	}
 	return data, err

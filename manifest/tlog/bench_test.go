@@ -3,6 +3,8 @@ package tlog
 import (
 	"context"
 	"testing"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // BenchmarkAppend10000 appends 10,000 records in one batch to a new log:
@@ -38,7 +40,7 @@ func BenchmarkProveInclusion100k(b *testing.B) {
 	dir := b.TempDir()
 	recs := records(b, "stable", 0, 100000)
 	cp := mustAppend(b, dir, k, recs...)
-	r := NewReader(DirFetcher(dir), k.verifiers)
+	r := NewReader(fetch.Dir(dir), k.verifiers)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -55,7 +57,7 @@ func BenchmarkAudit100k(b *testing.B) {
 	k := newTestKey(b, "shoal.bench/log")
 	dir := b.TempDir()
 	mustAppend(b, dir, k, records(b, "stable", 0, 100000)...)
-	r := NewReader(DirFetcher(dir), k.verifiers)
+	r := NewReader(fetch.Dir(dir), k.verifiers)
 	for b.Loop() {
 		if _, err := r.Audit(context.Background()); err != nil {
 			b.Fatal(err)

@@ -37,8 +37,10 @@
 //
 // # Device and auditor
 //
-//  1. Build a [Reader] over a [Fetcher] ([DirFetcher] for a directory,
-//     [HTTPFetcher] for a web server) and the trusted verifier keys.
+//  1. Build a [Reader] over a fetch.Fetcher rooted at the log directory
+//     (fetch.Dir of the directory, or fetch.Sub(f, [RepoDir]) of any
+//     repository fetcher: HTTP, bundle, peers) and the trusted verifier
+//     keys. A log file the fetcher lacks wraps fetch.ErrNotFound.
 //  2. A device calls [Reader.Check] with the tree it remembered last time and
 //     the record of the release it is about to install. Check fetches and
 //     verifies the current checkpoint, proves it consistent with the

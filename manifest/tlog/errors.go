@@ -3,6 +3,8 @@ package tlog
 import (
 	"errors"
 	"fmt"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // Sentinel errors; callers branch on them with errors.Is.
@@ -25,8 +27,10 @@ var (
 	// ErrEquivocation: two targets records name the same channel and
 	// targets version with different bytes.
 	ErrEquivocation = errors.New("tlog: two different targets with one version")
-	// ErrTooLarge: fetched data exceeds the bound for its kind.
-	ErrTooLarge = errors.New("tlog: object too large")
+	// ErrTooLarge: fetched data exceeds the bound for its kind. It is
+	// fetch.ErrTooLarge itself (one value, two names), since the bound is
+	// enforced by the fetcher.
+	ErrTooLarge = fetch.ErrTooLarge
 	// ErrMalformedRecord: a targets record is not in canonical form, or a
 	// record to append is empty or too large.
 	ErrMalformedRecord = errors.New("tlog: malformed record")

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
@@ -59,7 +60,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	r := tlog.NewReader(tlog.DirFetcher(logDir), verifiers)
+	r := tlog.NewReader(fetch.Dir(logDir), verifiers)
 	rec, _ := tlog.TargetsOf("stable", 2, published[1]).Record()
 	var last sumtlog.Tree // remembered from the previous update; zero at first
 	cp, idx, err := r.Check(ctx, last, rec)

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // testKey is a log key made once per test binary.
@@ -81,17 +83,17 @@ func readAll(t testing.TB, dir string) map[string][]byte {
 }
 
 // mapFetcher serves files from memory.
-func mapFetcher(files map[string][]byte) Fetcher {
-	return func(ctx context.Context, p string, max int64) ([]byte, error) {
-		b, ok := files[p]
-		if !ok {
-			return nil, fmt.Errorf("map %s: %w", p, fs.ErrNotExist)
-		}
-		if int64(len(b)) > max {
-			return nil, fmt.Errorf("map %s: %w", p, ErrTooLarge)
-		}
-		return b, nil
+type mapFetcher map[string][]byte
+
+func (m mapFetcher) Fetch(ctx context.Context, p string, max int64) ([]byte, error) {
+	b, ok := m[p]
+	if !ok {
+		return nil, fmt.Errorf("map %s: %w", p, fetch.ErrNotFound)
 	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("map %s: %w", p, fetch.ErrTooLarge)
+	}
+	return b, nil
 }
 
 func treeOf(cp Checkpoint) tlog.Tree { return cp.Tree }

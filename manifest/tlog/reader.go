@@ -4,103 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net/http"
-	"os"
 	"slices"
-	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
-// A Fetcher returns the file at path (slash-separated, relative to the log
-// directory, e.g. "checkpoint" or "tile/8/0/000") reading at most max
-// bytes: larger content is an error wrapping ErrTooLarge, and a missing file
-// an error wrapping fs.ErrNotExist. Fetchers may be called concurrently.
-type Fetcher func(ctx context.Context, path string, max int64) ([]byte, error)
-
-// DirFetcher serves the log directory dir. Paths that are not local
-// (absolute, "..", or escaping dir through a symbolic link) are refused.
-func DirFetcher(dir string) Fetcher {
-	return func(ctx context.Context, path string, max int64) ([]byte, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if !fs.ValidPath(path) || path == "." {
-			return nil, fmt.Errorf("tlog: fetch %q: not a local path", path)
-		}
-		f, err := os.OpenInRoot(dir, path)
-		if err != nil {
-			return nil, fmt.Errorf("tlog: fetch %s: %w", path, err)
-		}
-		defer f.Close()
-		return readBounded(f, path, max)
-	}
-}
-
-// HTTPFetcher serves the log below base (e.g. "https://origin.example/repo/log")
-// with client (http.DefaultClient if nil). A 404 answer wraps fs.ErrNotExist.
-func HTTPFetcher(client *http.Client, base string) Fetcher {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	base = strings.TrimSuffix(base, "/")
-	return func(ctx context.Context, path string, max int64) ([]byte, error) {
-		if !fs.ValidPath(path) || path == "." {
-			return nil, fmt.Errorf("tlog: fetch %q: not a local path", path)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+path, nil)
-		if err != nil {
-			return nil, fmt.Errorf("tlog: fetch %s: %w", path, err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("tlog: fetch %s: %w", path, err)
-		}
-		defer resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusNotFound:
-			return nil, fmt.Errorf("tlog: fetch %s: %s: %w", path, resp.Status, fs.ErrNotExist)
-		case resp.StatusCode != http.StatusOK:
-			return nil, fmt.Errorf("tlog: fetch %s: %s", path, resp.Status)
-		case resp.ContentLength > max:
-			return nil, fmt.Errorf("tlog: fetch %s: %w: %d bytes, limit %d", path, ErrTooLarge, resp.ContentLength, max)
-		}
-		return readBounded(resp.Body, path, max)
-	}
-}
-
-func readBounded(r io.Reader, path string, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("tlog: fetch %s: %w", path, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("tlog: fetch %s: %w: more than %d bytes", path, ErrTooLarge, max)
-	}
-	return b, nil
-}
-
-// Reader verifies a log it reads through a Fetcher: checkpoints against
-// trusted keys, inclusion and consistency proofs against signed trees. All
-// tile data is authenticated against the tree in question before use, so
-// the fetcher (a mirror, a peer, a USB stick) need not be trusted.
+// Reader verifies a log it reads through a fetch.Fetcher rooted at the log
+// directory (paths such as "checkpoint" or "tile/8/0/000"; for a
+// repository, fetch.Sub(f, RepoDir)): checkpoints against trusted keys,
+// inclusion and consistency proofs against signed trees. All tile data is
+// authenticated against the tree in question before use, so the fetcher
+// (a mirror, a peer, a USB stick) need not be trusted. A log file the
+// fetcher does not have wraps fetch.ErrNotFound.
 type Reader struct {
-	fetch     Fetcher
+	fetch     fetch.Fetcher
 	verifiers note.Verifiers
 }
 
 // NewReader returns a Reader; verifiers holds the trusted log keys (see
 // NewVerifiers).
-func NewReader(fetch Fetcher, verifiers note.Verifiers) *Reader {
-	return &Reader{fetch: fetch, verifiers: verifiers}
+func NewReader(f fetch.Fetcher, verifiers note.Verifiers) *Reader {
+	return &Reader{fetch: f, verifiers: verifiers}
 }
 
 // Checkpoint fetches and verifies the log's current checkpoint.
 func (r *Reader) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	msg, err := r.fetch(ctx, CheckpointPath, MaxCheckpointSize)
+	msg, err := r.fetch.Fetch(ctx, CheckpointPath, MaxCheckpointSize)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
@@ -142,8 +74,8 @@ func (r *Reader) ProveInclusion(ctx context.Context, tree tlog.Tree, record []by
 	}
 	h := tlog.RecordHash(record)
 	shard := lookupShard(h)
-	data, err := r.fetch(ctx, shard, MaxLookupShardSize)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := r.fetch.Fetch(ctx, shard, MaxLookupShardSize)
+	if errors.Is(err, fetch.ErrNotFound) {
 		return 0, fmt.Errorf("%w: record %x: no lookup shard %s", ErrNotFound, h[:8], shard)
 	}
 	if err != nil {
@@ -221,7 +153,7 @@ func (r *Reader) Record(ctx context.Context, tree tlog.Tree, idx int64) ([]byte,
 		return nil, fmt.Errorf("%w: entry %d in a tree of %d entries", ErrNotFound, idx, tree.N)
 	}
 	bt := bundleFor(idx, tree.N)
-	data, err := r.fetch(ctx, bt.Path(), maxBundleSize(bt.W))
+	data, err := r.fetch.Fetch(ctx, bt.Path(), maxBundleSize(bt.W))
 	if err != nil {
 		return nil, err
 	}
@@ -243,18 +175,18 @@ func checkRecordSize(record []byte) error {
 	return nil
 }
 
-// tileReader adapts a Fetcher to tlog.TileReader. tlog's interface has no
+// tileReader adapts a fetch.Fetcher to tlog.TileReader. tlog's interface has no
 // context, so the reader carries the one of the call it serves. Tiles that
 // tlog has authenticated (SaveTiles) are kept for the rest of the call.
 type tileReader struct {
 	ctx   context.Context
-	fetch Fetcher
+	fetch fetch.Fetcher
 	saved map[tlog.Tile][]byte
 	err   error // first fetch error, to tell it from a bad tile
 }
 
-func newTileReader(ctx context.Context, fetch Fetcher) *tileReader {
-	return &tileReader{ctx: ctx, fetch: fetch, saved: map[tlog.Tile][]byte{}}
+func newTileReader(ctx context.Context, f fetch.Fetcher) *tileReader {
+	return &tileReader{ctx: ctx, fetch: f, saved: map[tlog.Tile][]byte{}}
 }
 
 func (r *tileReader) Height() int { return TileHeight }
@@ -270,7 +202,7 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			return nil, fmt.Errorf("tlog: unexpected tile request %+v", t)
 		}
 		want := int64(t.W) * tlog.HashSize
-		d, err := r.fetch(r.ctx, t.Path(), want)
+		d, err := r.fetch.Fetch(r.ctx, t.Path(), want)
 		if err != nil {
 			if !errors.Is(err, ErrTooLarge) {
 				r.err = err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/shoalnet/shoal/fetch"
 )
 
 // TestAppendProveConsistency appends batches that cross tile boundaries and
@@ -26,7 +27,7 @@ func TestAppendProveConsistency(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	k := newTestKey(t, "shoal.test/log")
-	r := NewReader(DirFetcher(dir), k.verifiers)
+	r := NewReader(fetch.Dir(dir), k.verifiers)
 
 	var all [][]byte
 	var cps []Checkpoint
@@ -151,7 +152,7 @@ func TestSplitView(t *testing.T) {
 	a5 := mustAppend(t, dirA, k, records(t, "stable", 300, 5)...)
 	b3 := mustAppend(t, dirB, k, records(t, "beta", 300, 3)...)
 	b5 := mustAppend(t, dirB, k, records(t, "beta", 303, 2)...)
-	ra := NewReader(DirFetcher(dirA), k.verifiers)
+	ra := NewReader(fetch.Dir(dirA), k.verifiers)
 
 	if err := ra.CheckConsistency(ctx, a5.Tree, b5.Tree); !errors.Is(err, ErrInconsistent) {
 		t.Fatalf("same size, different hash: %v", err)
@@ -165,7 +166,7 @@ func TestSplitView(t *testing.T) {
 		t.Fatalf("Check across views: %v", err)
 	}
 	// A rolled-back (older but genuine) view is consistent.
-	rb := NewReader(DirFetcher(dirB), k.verifiers)
+	rb := NewReader(fetch.Dir(dirB), k.verifiers)
 	if err := rb.CheckConsistency(ctx, b5.Tree, b3.Tree); err != nil {
 		t.Fatalf("older view of the same log: %v", err)
 	}
@@ -263,11 +264,11 @@ func TestAuditEquivocationAndDuplicates(t *testing.T) {
 	b, _ := TargetsOf("stable", 7, []byte("targets B")).Record()
 	c, _ := TargetsOf("beta", 7, []byte("targets B")).Record()
 	mustAppend(t, dir, k, a, c)
-	if _, err := NewReader(DirFetcher(dir), k.verifiers).Audit(ctx); err != nil {
+	if _, err := NewReader(fetch.Dir(dir), k.verifiers).Audit(ctx); err != nil {
 		t.Fatalf("one version per channel: %v", err)
 	}
 	mustAppend(t, dir, k, b)
-	_, err := NewReader(DirFetcher(dir), k.verifiers).Audit(ctx)
+	_, err := NewReader(fetch.Dir(dir), k.verifiers).Audit(ctx)
 	var ae *AuditError
 	if !errors.Is(err, ErrEquivocation) || !errors.As(err, &ae) || ae.Index != 2 {
 		t.Fatalf("audit: %v, want ErrEquivocation at entry 2", err)
@@ -339,7 +340,7 @@ func TestAppendAfterCrash(t *testing.T) {
 			t.Run(fmt.Sprintf("%s#%d", stage, nth), func(t *testing.T) {
 				dir := t.TempDir()
 				k := newTestKey(t, "shoal.test/log")
-				r := NewReader(DirFetcher(dir), k.verifiers)
+				r := NewReader(fetch.Dir(dir), k.verifiers)
 				first := records(t, "stable", 0, 200)
 				cp0 := mustAppend(t, dir, k, first...)
 
@@ -429,13 +430,15 @@ func TestConcurrentAppends(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	cp, err := NewReader(DirFetcher(dir), k.verifiers).Audit(context.Background())
+	cp, err := NewReader(fetch.Dir(dir), k.verifiers).Audit(context.Background())
 	if err != nil || cp.Tree.N != 20 {
 		t.Fatalf("after concurrent appends: %d entries, %v", cp.Tree.N, err)
 	}
 }
 
-func TestHTTPFetcher(t *testing.T) {
+// A Reader reads the log of a repository served over HTTP through
+// fetch.Sub(f, RepoDir), as a device does.
+func TestReaderOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	k := newTestKey(t, "shoal.test/log")
@@ -443,39 +446,23 @@ func TestHTTPFetcher(t *testing.T) {
 	mustAppend(t, dir, k, recs...)
 	srv := httptest.NewServer(http.StripPrefix("/repo/log/", http.FileServer(http.Dir(dir))))
 	defer srv.Close()
-	r := NewReader(HTTPFetcher(srv.Client(), srv.URL+"/repo/log/"), k.verifiers)
+	h, err := fetch.NewHTTP(srv.URL+"/repo", fetch.WithClient(srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fetch.Sub(h, RepoDir)
+	r := NewReader(f, k.verifiers)
 	if _, i, err := r.Check(ctx, tlog.Tree{}, recs[260]); err != nil || i != 260 {
 		t.Fatalf("Check over HTTP: %d, %v", i, err)
 	}
 	if _, err := r.Audit(ctx); err != nil {
 		t.Fatalf("audit over HTTP: %v", err)
 	}
-	f := HTTPFetcher(srv.Client(), srv.URL+"/repo/log")
-	if _, err := f(ctx, "tile/8/9/000", 100); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := f.Fetch(ctx, "tile/8/9/000", 100); !errors.Is(err, fetch.ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
 	}
-	if _, err := f(ctx, "tile/8/data/000", 100); !errors.Is(err, ErrTooLarge) {
+	if _, err := f.Fetch(ctx, "tile/8/data/000", 100); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized file: %v", err)
-	}
-}
-
-func TestDirFetcherStaysInside(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "log")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "secret"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("../secret", filepath.Join(dir, "link")); err != nil {
-		t.Fatal(err)
-	}
-	f := DirFetcher(dir)
-	for _, p := range []string{"../secret", "/etc/hostname", "link", ".", ""} {
-		if b, err := f(context.Background(), p, 10); err == nil {
-			t.Errorf("fetch %q read %q", p, b)
-		}
 	}
 }
 
@@ -550,7 +537,7 @@ func TestPublisher(t *testing.T) {
 	if err := pub.Append(ctx, repo, 0, []byte("x")); !errors.Is(err, ErrMalformedRecord) {
 		t.Fatalf("version 0: %v", err)
 	}
-	r := NewReader(DirFetcher(filepath.Join(repo, RepoDir)), k.verifiers)
+	r := NewReader(fetch.Dir(filepath.Join(repo, RepoDir)), k.verifiers)
 	cp, err := r.Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
