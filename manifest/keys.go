@@ -19,6 +19,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/internal/atomicfile"
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
@@ -415,25 +416,10 @@ func readPrivateKey(p string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// readBounded reads a file of at most max bytes.
+// readBounded reads a regular file of at most max bytes (fetch.ReadFile:
+// a named pipe is refused, not waited on).
 func readBounded(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > max {
-		return nil, fmt.Errorf("%s: %w: %d bytes, at most %d", p, ErrTooLarge, st.Size(), max)
-	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	return b, nil
+	return fetch.ReadFile(p, max)
 }
 
 // Dir is the key directory.
