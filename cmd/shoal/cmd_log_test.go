@@ -114,7 +114,7 @@ func TestRequireLogCLI(t *testing.T) {
 	toml, _ := os.ReadFile(filepath.Join(dev, "shoal.toml"))
 	pub, _ := os.ReadFile(filepath.Join(dev, "log.pub"))
 	want, _ := os.ReadFile(filepath.Join(keys, "log.pub"))
-	if !strings.Contains(string(toml), "log_key = \"log.pub\"\nrequire_log = true\n") || !bytes.Equal(pub, want) {
+	if !strings.Contains(string(toml), "log_key = \"log.pub\"\n") || !strings.Contains(string(toml), "require_log = true\n") || !bytes.Equal(pub, want) {
 		t.Fatalf("device config:\n%s\nlog.pub %q", toml, pub)
 	}
 	if _, errs, code := runCLI(t, "update", "apply", "--config", filepath.Join(dev, "shoal.toml"), "--source", repo); code != exitIntegrity || !strings.Contains(errs, "record not in log") {
