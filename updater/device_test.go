@@ -456,7 +456,7 @@ func TestBootCheckDeadlineInTicks(t *testing.T) {
 		}
 	}
 	res, ticks := bootWithTicks(5*time.Second, 0, failing, func(int) {})
-	if !res.RolledBack || ticks != 5 || !strings.Contains(res.Reason, "within 5 ticks") || !strings.Contains(res.Reason, "test -e") {
+	if !res.RolledBack || ticks != 5 || !strings.Contains(res.Reason, "after 5 ticks") || !strings.Contains(res.Reason, "test -e") {
 		t.Fatalf("after %d ticks: %+v", ticks, res)
 	}
 	// v2 recovers after two ticks, long before its deadline: committed.

@@ -117,22 +117,21 @@ artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
 			if rl != nil {
 				o.Log = rl
 			}
-			var bar *progress.Bar
+			// The total is the inputs' size: Publish reports bytes read.
 			var total int64
 			for _, a := range o.Artifacts {
 				if st, err := os.Stat(a.Path); err == nil {
 					total += st.Size()
 				}
 			}
-			bar = progress.New("publish", total)
-			o.Progress = func(done, _ int64) { bar.Set(done) }
+			bar := progress.Start("publish")
+			o.Progress = func(done, _ int64) { bar.Report(done, total) }
 			start := time.Now()
 			res, err := manifest.Publish(cmd.Context(), o)
+			bar.End(err)
 			if err != nil {
-				bar.Abort()
 				return err
 			}
-			bar.Done()
 			var lp *manifest.LogProof
 			if rl != nil {
 				lp = rl.Last()

@@ -108,7 +108,7 @@ func (m *Machine) tick() []Action {
 	}
 	reason := fmt.Sprintf("health checks did not pass within %d ticks", m.cfg.HealthDeadline)
 	if s.LastError != "" {
-		reason += ": " + s.LastError
+		reason = fmt.Sprintf("health check failed: %s (still failing after %d ticks)", s.LastError, m.cfg.HealthDeadline)
 	}
 	return rollBack(s, reason, true, true)
 }
