@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/fsys"
@@ -325,4 +328,93 @@ func TestCrashSweepSampleLarge(t *testing.T) {
 	}
 	swept := runSweep(t, s, points)
 	t.Logf("sampled %d of %d crash points x 2 = %d outcomes", len(points), n, swept)
+}
+
+// TestCrashSweepTrustState cuts the power at every filesystem operation of
+// a verification that remembers new trusted metadata (and the log
+// checkpoint): afterwards the remembered state must load, the release
+// must verify again, and an older repository replayed to the device must
+// still be refused whenever the newer state had become durable.
+func TestCrashSweepTrustState(t *testing.T) {
+	w := newWorld(t)
+	w.publish("stable", 1, nil)
+	old := filepath.Join(w.dir, "old-repo")
+	if err := os.CopyFS(old, os.DirFS(w.repo)); err != nil {
+		t.Fatal(err)
+	}
+	w.publish("stable", 2, nil)
+	text := `state = "/dev/state"
+[device]
+id = "crash-trust"
+channel = "stable"
+[trust]
+root = "` + filepath.Join(w.dir, "keys", "root.json") + `"
+[slots]
+a = "/dev/slot-a"
+b = "/dev/slot-b"
+[boot]
+adapter = "file"
+path = "/dev/boot.json"
+`
+	cfg, err := updater.ParseConfig([]byte(text), "/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	factory := func() *fsys.Crash {
+		c := fsys.NewCrash(fsys.CrashOptions{})
+		c.WriteFile("/dev/slot-a", make([]byte, 4096))
+		c.WriteFile("/dev/slot-b", make([]byte, 4096))
+		return c
+	}
+	verify := func(f fsys.FS, repo string) (*manifest.Verified, error) {
+		d, err := updater.Open(ctx, cfg, updater.WithFS(f))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		return d.Verify(ctx, []fetch.Fetcher{fetch.Dir(repo)})
+	}
+	// The device first trusted release 1; then release 2 arrives.
+	prepare := func() *fsys.Crash {
+		c := factory()
+		if _, err := verify(c, old); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := prepare()
+	c.Reset(fsys.CrashOptions{})
+	if v, err := verify(c, w.repo); err != nil || v.Release.Version != 2 {
+		t.Fatalf("verify without a crash: %v", err)
+	}
+	n := c.Ops()
+	if _, err := verify(c, old); !errors.Is(err, manifest.ErrRollback) {
+		t.Fatalf("replay of the old repository: %v", err)
+	}
+	for k := 1; k <= n; k++ {
+		for _, tear := range []bool{false, true} {
+			c := prepare()
+			c.Reset(fsys.CrashOptions{CrashAt: k, TearLastWrite: tear, Seed: uint64(k)})
+			_, err := verify(c, w.repo)
+			if !c.Crashed() || (err != nil && !errors.Is(err, fsys.ErrCrashed)) {
+				t.Fatalf("crash point %d: %v", k, err)
+			}
+			after := c.AfterCrash()
+			// The remembered state is old or new, never garbage: release 1
+			// or 2 verifies from the old repository only if nothing newer
+			// was remembered.
+			_, oldErr := verify(after, old)
+			if oldErr != nil && !errors.Is(oldErr, manifest.ErrRollback) {
+				t.Fatalf("crash point %d (tear %v): state after the crash does not load: %v", k, tear, oldErr)
+			}
+			if v, err := verify(after, w.repo); err != nil || v.Release.Version != 2 {
+				t.Fatalf("crash point %d (tear %v): verify after the crash: %v", k, tear, err)
+			}
+			if _, err := verify(after, old); !errors.Is(err, manifest.ErrRollback) {
+				t.Fatalf("crash point %d (tear %v): replay after the state was renewed: %v", k, tear, err)
+			}
+		}
+	}
+	t.Logf("swept %d crash points x 2 of remembering trusted metadata", n)
 }

@@ -38,6 +38,7 @@ var integrityErrors = []error{
 	manifest.ErrMixAndMatch,
 	manifest.ErrTooLarge,
 	manifest.ErrBadMetadata,
+	manifest.ErrBadState,
 	manifest.ErrIndexHash,
 	manifest.ErrMerkleRoot,
 	manifest.ErrIndexMismatch,
