@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"syscall"
+
+	"github.com/shoalnet/shoal/internal/inputfile"
 )
 
 // Dir reads a repository from a local directory (a mounted USB stick, a
@@ -65,25 +67,9 @@ func checkRegular(f *os.File, name string) (int64, error) {
 		return 0, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if !st.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: %w (%s)", name, ErrNotRegular, modeKind(st.Mode()))
+		return 0, fmt.Errorf("%s: %w (%s)", name, ErrNotRegular, inputfile.Kind(st.Mode()))
 	}
 	return st.Size(), nil
-}
-
-func modeKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "mode " + m.String()
 }
 
 // OpenFile opens the local file name for reading without ever blocking:

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/shoalnet/shoal/internal/inputfile"
 	"github.com/shoalnet/shoal/updater/fsys"
 )
 
@@ -40,9 +41,9 @@ func slotInfo(f fsys.FS, name, p string) (fs.FileInfo, error) {
 	m := st.Mode()
 	switch {
 	case m.IsRegular():
-	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0: // a block device
+	case inputfile.IsBlockDevice(m):
 	default:
-		return nil, fmt.Errorf("%w: [slots] %s (%s) is a %s, not an image file or block device", ErrConfig, name, p, fileKind(m))
+		return nil, fmt.Errorf("%w: [slots] %s (%s) is %s, not an image file or block device", ErrConfig, name, p, inputfile.Kind(m))
 	}
 	return st, nil
 }
@@ -60,20 +61,4 @@ func sameFile(a, b fs.FileInfo, pa, pb string) bool {
 		return true
 	}
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
-}
-
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	}
-	return "special file"
 }
