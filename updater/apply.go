@@ -109,6 +109,9 @@ const lastErrorFile = "last-error"
 // noteError remembers the last failed apply for Status, or forgets it
 // after a success. Best effort: it must not mask the real outcome.
 func (d *Device) noteError(err error) {
+	if d.readOnly {
+		return
+	}
 	p := d.statePath(lastErrorFile)
 	if err == nil {
 		if _, serr := d.fs.Stat(p); serr == nil {

@@ -29,6 +29,9 @@ var (
 	ErrBusy = errors.New("updater: another update is in flight")
 	// ErrNoArtifact: the release has no artifact for this device's slots.
 	ErrNoArtifact = errors.New("updater: release has no artifact for the slots")
+	// ErrReadOnly: the device was opened ReadOnly (without its lock) and
+	// must not be changed.
+	ErrReadOnly = errors.New("updater: device opened read-only")
 	// ErrRefused: the state machine refused the release (older than or
 	// equal to the installed one, or one that already failed here).
 	ErrRefused = errors.New("updater: release refused")
@@ -245,7 +248,7 @@ func (d *Device) slotIndexPath(slot string) string { return d.statePath("slot-" 
 // returned as pending for the caller to run.
 func (d *Device) step(ctx context.Context, ev state.Event, run func(state.Action) (state.Event, error)) error {
 	if d.readOnly {
-		return fmt.Errorf("updater: device opened read-only cannot take %v", ev)
+		return fmt.Errorf("%w: cannot take %v", ErrReadOnly, ev)
 	}
 	actions, err := d.m.Step(ev)
 	if err != nil {
@@ -329,6 +332,9 @@ func (d *Device) act(ctx context.Context, a state.Action, run func(state.Action)
 }
 
 func (d *Device) record(verdict, slot, reason string) {
+	if d.readOnly {
+		return
+	}
 	var v uint64
 	if r := d.m.State().Release; r != nil {
 		v = r.Version

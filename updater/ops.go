@@ -249,6 +249,9 @@ func (d *Device) VerifyAudit() (int, error) { return audit.Verify(d.fs, d.stateP
 // PowerOn simulates a reboot of a virtual device: the bootloader picks the
 // slot, counting a trial down.
 func (d *Device) PowerOn(ctx context.Context) (string, error) {
+	if d.readOnly {
+		return "", fmt.Errorf("%w: cannot power-cycle", ErrReadOnly)
+	}
 	sim := d.Simulator()
 	if sim == nil {
 		return "", fmt.Errorf("updater: not a virtual device; reboot it for real")

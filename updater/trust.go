@@ -94,6 +94,10 @@ func RolloutCheck(labels map[string]string) func(*manifest.Release, manifest.Dev
 // checked against the device and its rollout. A failure is recorded in
 // the audit log.
 func (d *Device) Verify(ctx context.Context, mirrors []fetch.Fetcher) (*manifest.Verified, error) {
+	if d.readOnly {
+		// Verifying remembers what the device trusts from now on.
+		return nil, fmt.Errorf("%w: cannot verify", ErrReadOnly)
+	}
 	v, err := d.verify(ctx, mirrors)
 	if err != nil {
 		d.record("rejected", "", err.Error())
@@ -104,9 +108,6 @@ func (d *Device) Verify(ctx context.Context, mirrors []fetch.Fetcher) (*manifest
 func (d *Device) verify(ctx context.Context, mirrors []fetch.Fetcher) (*manifest.Verified, error) {
 	if d.trust.err != nil {
 		return nil, d.trust.err
-	}
-	if d.readOnly {
-		return nil, fmt.Errorf("updater: device opened read-only cannot verify (it remembers what it trusts)")
 	}
 	cfg := d.trust.ClientConfig(mirrors...)
 	cfg.Now, cfg.Rollout = d.now, d.rollout
