@@ -29,7 +29,11 @@ func newChunkCmd() *cobra.Command {
 		Long: `chunk reads FILE, cuts it into content-defined chunks (FastCDC), hashes every
 chunk on all cores and writes the index: chunker parameters, hash function,
 total size, and each chunk's size and digest. The index's Merkle root is what a
-signed release pins.`,
+signed release pins.
+
+FILE is a regular file or a block device (a disk or a slot); named pipes,
+sockets and character devices are refused, and so is an OUT that is FILE
+itself under another name (a symlink, a hard link, ./FILE).`,
 		Example: `  shoal chunk rootfs.img -o rootfs.idx
   shoal chunk rootfs.img -o rootfs.idx --min 16K --avg 64K --max 256K --hash blake3
   shoal chunk rootfs.img -o rootfs.idx --json | jq .root`,
