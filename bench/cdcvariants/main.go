@@ -11,10 +11,10 @@
 //	                                    in windows of FILE: new bytes per edit
 //	cdcvariants -casync -edits N FILE   the same edits measured with casync make
 //
-// Flags: -strict and -loose (one-bits of the masks; default log2(avg) and
-// log2(avg)-1, as chunker),
-// -normal (where the strict mask ends; default avg-(avg-min)/4), -min, -avg,
-// -max (default 16/64/256 KiB), -window (4 MiB), -seed.
+// Flags: -strict and -loose (one-bits of the masks, 1..42; default
+// log2(avg) and log2(avg)-1, as chunker), -normal (where the strict mask
+// ends, min..max; default avg-(avg-min)/4), -min, -avg, -max (default
+// 16/64/256 KiB), -window (4 MiB), -seed.
 package main
 
 import (
