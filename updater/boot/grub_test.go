@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shoalnet/shoal/internal/testtool"
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
 	"github.com/shoalnet/shoal/updater/fsys"
@@ -43,7 +44,7 @@ func TestGRUBCrashSweep(t *testing.T) { sweep(t, grubDevice, boottest.SweepOptio
 // TestGRUBEditenvReadsShoal: what shoal writes, grub-editenv lists, and
 // the block stays 1024 bytes.
 func TestGRUBEditenvReadsShoal(t *testing.T) {
-	editenv := requireTool(t, "grub-editenv", "grub-common")
+	editenv := testtool.Need(t, "grub-editenv")
 	dir := t.TempDir()
 	a, sim := openGRUB(t, dir)
 	path := filepath.Join(dir, "grubenv")
@@ -98,7 +99,7 @@ func TestGRUBEditenvReadsShoal(t *testing.T) {
 // TestShoalReadsGRUBEditenv: what grub-editenv writes, shoal reads, and
 // shoal's changes keep grub-editenv's other variables.
 func TestShoalReadsGRUBEditenv(t *testing.T) {
-	editenv := requireTool(t, "grub-editenv", "grub-common")
+	editenv := testtool.Need(t, "grub-editenv")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "grubenv")
 	run(t, editenv, path, "create")
@@ -237,7 +238,7 @@ func TestGRUBScript(t *testing.T) {
 			t.Errorf("%s does not count down from %d", path, n)
 		}
 	}
-	check := requireTool(t, "grub-script-check", "grub-common")
+	check := testtool.Need(t, "grub-script-check")
 	run(t, check, path)
 }
 

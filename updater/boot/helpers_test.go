@@ -16,17 +16,6 @@ import (
 
 var ctx = context.Background()
 
-// requireTool skips the test when a Debian tool is missing, naming the
-// package that provides it (CI installs it; see .ci/run).
-func requireTool(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not found: apt-get install %s", tool, pkg)
-	}
-	return p
-}
-
 // run runs a command and returns its stdout, failing the test on error.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shoalnet/shoal/internal/testtool"
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/boot/boottest"
 	"github.com/shoalnet/shoal/updater/fsys"
@@ -118,7 +119,7 @@ func TestUBootCrashSweep(t *testing.T) {
 func fwPrintenv(t *testing.T, config string) map[string]string {
 	t.Helper()
 	vars := map[string]string{}
-	for _, l := range lines(run(t, requireTool(t, "fw_printenv", "libubootenv-tool"), "-c", config)) {
+	for _, l := range lines(run(t, testtool.Need(t, "fw_printenv"), "-c", config)) {
 		k, v, _ := strings.Cut(l, "=")
 		vars[k] = v
 	}
@@ -137,7 +138,7 @@ func wantVars(t *testing.T, got map[string]string, want map[string]string) {
 // TestFwPrintenvReadsShoal: fw_printenv reads every state shoal writes,
 // including after the flags counter wraps past 255.
 func TestFwPrintenvReadsShoal(t *testing.T) {
-	requireTool(t, "fw_printenv", "libubootenv-tool")
+	testtool.Need(t, "fw_printenv")
 	for _, layout := range []string{"redundant", "single"} {
 		t.Run(layout, func(t *testing.T) {
 			dir := t.TempDir()
@@ -187,7 +188,7 @@ func TestFwPrintenvReadsShoal(t *testing.T) {
 // TestShoalReadsFwSetenv: shoal reads what fw_setenv writes, and the two
 // can take turns without losing each other's changes.
 func TestShoalReadsFwSetenv(t *testing.T) {
-	setenv := requireTool(t, "fw_setenv", "libubootenv-tool")
+	setenv := testtool.Need(t, "fw_setenv")
 	dir := t.TempDir()
 	cfg, config := redundantConfig(t, dir)
 	for _, cp := range cfg.Copies {
@@ -283,8 +284,8 @@ func changedCopy(t *testing.T, cfg boot.UBootConfig, before [2][]byte) int {
 // by fw_setenv: shoal and fw_printenv both fall back to the other copy,
 // and the next save repairs the torn one.
 func TestUBootTornWrite(t *testing.T) {
-	requireTool(t, "fw_printenv", "libubootenv-tool")
-	setenv := requireTool(t, "fw_setenv", "libubootenv-tool")
+	testtool.Need(t, "fw_printenv")
+	setenv := testtool.Need(t, "fw_setenv")
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, writer := range []string{"shoal", "fw_setenv"} {
 		// Where the write stops, as a fraction of the bytes that change:
@@ -394,7 +395,7 @@ func TestUBootTornWrite(t *testing.T) {
 // TestUBootScriptFile applies packaging/uboot/shoal-env.txt with the real
 // fw_setenv -s and checks that shoal reads the result as a fresh device.
 func TestUBootScriptFile(t *testing.T) {
-	setenv := requireTool(t, "fw_setenv", "libubootenv-tool")
+	setenv := testtool.Need(t, "fw_setenv")
 	dir := t.TempDir()
 	cfg, config := redundantConfig(t, dir)
 	if err := boot.CreateUBootEnv(cfg, boot.UBootEnv{"bootdelay": "0"}); err != nil {
