@@ -60,7 +60,7 @@ itself under another name (a symlink, a hard link, ./FILE).`,
 			if err := checkNotInput(f, args[0], out); err != nil {
 				return err
 			}
-			bar := progress.New("chunk", size)
+			bar := progress.Start("chunk")
 			start := time.Now()
 			var sum chunker.Summary
 			var indexID cid.Cid
@@ -69,7 +69,7 @@ itself under another name (a symlink, a hard link, ./FILE).`,
 			// any input size and a failed run leaves OUT as it was.
 			err = atomicfile.WriteAt(out, 0o644, func(w atomicfile.File) error {
 				var err error
-				sum, err = chunker.SplitTo(cmd.Context(), f, chunker.Options{Params: p, Hash: h, Progress: bar.Set},
+				sum, err = chunker.SplitTo(cmd.Context(), f, chunker.Options{Params: p, Hash: h, Progress: func(done int64) { bar.Report(done, size) }},
 					chunker.NewIndexWriter(w, p, h))
 				if err != nil {
 					return fmt.Errorf("chunk %s: %w", args[0], err)
@@ -77,11 +77,10 @@ itself under another name (a symlink, a hard link, ./FILE).`,
 				indexID, err = chunker.IDOf(h, io.NewSectionReader(w, 0, 1<<62))
 				return err
 			})
+			bar.End(err)
 			if err != nil {
-				bar.Abort()
 				return err
 			}
-			bar.Done()
 			return printChunkResult(cmd.OutOrStdout(), asJSON, sum, indexID, time.Since(start).Seconds(), out)
 		},
 	}
