@@ -94,8 +94,9 @@ type ClientConfig struct {
 	// StateDir, if State is nil, sets State to DirState(StateDir). Setting
 	// both is an error.
 	StateDir string
-	// Mirrors serve the repository; at least one. Each is walked from the
-	// trusted state; the one with the newest root, then the newest valid
+	// Mirrors serve the repository, for Verify (VerifyFrom takes its own
+	// instead, so a client built once can read whatever serves it now).
+	// Each is walked from the trusted state; the one with the newest root, then the newest valid
 	// timestamp, wins, so one mirror serving stale or broken files cannot
 	// hold a device back.
 	Mirrors []fetch.Fetcher
@@ -116,9 +117,6 @@ type Client struct {
 
 // NewClient checks the configuration and the provisioned root.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if len(cfg.Mirrors) == 0 {
-		return nil, errors.New("manifest: client needs at least one mirror")
-	}
 	switch {
 	case cfg.State != nil && cfg.StateDir != "":
 		return nil, errors.New("manifest: client config sets both State and StateDir")
@@ -354,10 +352,26 @@ type chain struct {
 	mirror                       int
 }
 
-// Verify walks the TUF chain from the trusted state, remembers the newly
-// trusted metadata, picks the device's channel's newest release, checks it
-// against the device, and fetches and checks every artifact's index.
+// ErrNoMirror: a verification was given no mirror to read.
+var ErrNoMirror = errors.New("manifest: no mirror to verify from")
+
+// Verify walks the TUF chain from the trusted state over the configured
+// mirrors, remembers the newly trusted metadata, picks the device's
+// channel's newest release, checks it against the device, and fetches and
+// checks every artifact's index.
 func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
+	return c.VerifyFrom(ctx, dev, c.cfg.Mirrors)
+}
+
+// VerifyFrom is Verify over the given mirrors instead of the configured
+// ones: a long-running device builds its Client once and verifies from
+// whatever serves the metadata this time (an origin, a bundle, a peer's
+// announcement held in memory). Verifications of one Client must not
+// overlap: each reads and then replaces the remembered state.
+func (c *Client) VerifyFrom(ctx context.Context, dev Device, mirrors []fetch.Fetcher) (*Verified, error) {
+	if len(mirrors) == 0 {
+		return nil, ErrNoMirror
+	}
 	st, err := c.loadState()
 	if err != nil {
 		return nil, err
@@ -368,10 +382,10 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 	// metadata failed: once a rotation is verified, chains still on the
 	// older root may be signed by keys it revoked.
 	var rootSeen int64
-	for i, m := range c.cfg.Mirrors {
+	for i, m := range mirrors {
 		ch, err := c.walk(ctx, m, st, &rootSeen)
 		if err != nil {
-			if len(c.cfg.Mirrors) > 1 {
+			if len(mirrors) > 1 {
 				err = fmt.Errorf("mirror %d: %w", i, err)
 			}
 			if errors.Is(err, tlog.ErrInconsistent) {
@@ -420,7 +434,7 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 	v.UpToDate = r.Version == dev.Installed
 	for _, a := range r.Artifacts {
 		tf := targets.Signed.Targets[TargetPath(r.Channel, r.Version, a.Name)]
-		ix, err := c.fetchIndex(ctx, best.mirror, a, tf)
+		ix, err := c.fetchIndex(ctx, mirrors, best.mirror, a, tf)
 		if err != nil {
 			return nil, fmt.Errorf("release %s/%d artifact %s: %w", r.Channel, r.Version, a.Name, err)
 		}
@@ -614,22 +628,12 @@ func (c *Client) pick(targets *metadata.Metadata[metadata.TargetsType], dev Devi
 		return nil, fmt.Errorf("device channel %q: %w: repository offers %s", dev.Channel, ErrWrongChannel, strings.Join(chs, ", "))
 	}
 	r := rs[0]
-	name := fmt.Sprintf("release %s/%d", r.Channel, r.Version)
-	if r.Version < dev.Installed {
-		return nil, fmt.Errorf("%s: %w: device runs version %d", name, ErrRollback, dev.Installed)
-	}
-	if r.Version > dev.Installed && r.MinInstalled > 0 && dev.Installed < r.MinInstalled {
-		return nil, fmt.Errorf("%s: %w: needs at least %d installed, device runs %d", name, ErrMinInstalled, r.MinInstalled, dev.Installed)
-	}
-	if len(r.Hardware) > 0 && !slices.Contains(r.Hardware, dev.Hardware) {
-		return nil, fmt.Errorf("%s: %w: made for %s, device hardware is %q", name, ErrWrongHardware, strings.Join(r.Hardware, ", "), dev.Hardware)
-	}
-	if len(r.Arch) > 0 && !slices.Contains(r.Arch, dev.Arch) {
-		return nil, fmt.Errorf("%s: %w: made for %s, device arch is %q", name, ErrWrongArch, strings.Join(r.Arch, ", "), dev.Arch)
+	if err := r.Fits(dev); err != nil {
+		return nil, err
 	}
 	if c.cfg.Rollout != nil {
 		if err := c.cfg.Rollout(r, dev); err != nil {
-			return nil, fmt.Errorf("%s: rollout: %w", name, err)
+			return nil, fmt.Errorf("release %s/%d: rollout: %w", r.Channel, r.Version, err)
 		}
 	}
 	return r, nil
@@ -638,16 +642,16 @@ func (c *Client) pick(targets *metadata.Metadata[metadata.TargetsType], dev Devi
 // fetchIndex fetches an artifact's index, from the chosen mirror first and
 // then the others (the index is pinned by hash, so any mirror will do),
 // and checks it against the signed target and release fields.
-func (c *Client) fetchIndex(ctx context.Context, first int, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
+func (c *Client) fetchIndex(ctx context.Context, mirrors []fetch.Fetcher, first int, a Artifact, tf *metadata.TargetFiles) (*chunker.Index, error) {
 	order := []int{first}
-	for i := range c.cfg.Mirrors {
+	for i := range mirrors {
 		if i != first {
 			order = append(order, i)
 		}
 	}
 	var errs []error
 	for _, i := range order {
-		ix, err := c.fetchIndexFrom(ctx, c.cfg.Mirrors[i], a, tf)
+		ix, err := c.fetchIndexFrom(ctx, mirrors[i], a, tf)
 		if err == nil {
 			return ix, nil
 		}

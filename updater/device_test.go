@@ -278,6 +278,9 @@ func TestDeviceUpdateCommitRollback(t *testing.T) {
 func TestDeviceRejects(t *testing.T) {
 	w := newWorld(t)
 	cfg := w.device(1<<20, "true")
+	if _, err := open(t, cfg).Verify(context.Background(), nil); !errors.Is(err, manifest.ErrNoMirror) {
+		t.Fatalf("verify from nothing: %v", err)
+	}
 	// Wrong hardware.
 	w.publish("stable", 1, func(o *manifest.PublishOptions) { o.Hardware = []string{"board-y"} })
 	if _, err := w.apply(open(t, cfg)); !errors.Is(err, manifest.ErrWrongHardware) {

@@ -19,23 +19,28 @@ import (
 // device (yet).
 var ErrNotEligible = errors.New("updater: device not in this release's rollout")
 
-// trust is what the device trusts, loaded once by Open from [trust]
-// (manifest.TrustOptions): the provisioned root, the log key, and the
-// witness when the log is required, all remembering their state in the
-// state directory through the device's filesystem. A failure to load is
+// trust is the device's trust client, built once by Open from [trust]
+// (manifest.TrustOptions): the provisioned root, the log key, the witness
+// when the log is required, and the device's rollout check, remembering
+// their state in the state directory through the device's filesystem. A failure to load is
 // kept and reported by every verification, so that commands that only
 // look at the device still work without it.
 type trust struct {
-	*manifest.Trust
-	err error
+	client *manifest.Client
+	err    error
 }
 
 func loadTrust(d *Device) trust {
-	c := d.Config
-	o := c.TrustOptions()
+	o := d.Config.TrustOptions()
 	o.State = d.trustState()
 	t, err := o.Load()
-	return trust{Trust: t, err: err}
+	if err != nil {
+		return trust{err: err}
+	}
+	cfg := t.ClientConfig()
+	cfg.Now, cfg.Rollout = d.now, d.rollout
+	client, err := manifest.NewClient(cfg)
+	return trust{client: client, err: err}
 }
 
 // Self is what the device says about itself when it checks a release:
@@ -109,13 +114,7 @@ func (d *Device) verify(ctx context.Context, mirrors []fetch.Fetcher) (*manifest
 	if d.trust.err != nil {
 		return nil, d.trust.err
 	}
-	cfg := d.trust.ClientConfig(mirrors...)
-	cfg.Now, cfg.Rollout = d.now, d.rollout
-	client, err := manifest.NewClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return client.Verify(ctx, d.Self())
+	return d.trust.client.VerifyFrom(ctx, d.Self(), mirrors)
 }
 
 // trustState keeps the trusted metadata and the log checkpoint in the
