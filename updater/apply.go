@@ -24,8 +24,14 @@ type OfferOptions struct {
 	// active slot first, which the audit log records.
 	RetryFailed bool
 	// Fetchers is the number of concurrent chunk requests (default 4). An
-	// interrupted install loses at most this many chunks in flight.
+	// interrupted install loses at most this many chunks in flight. A
+	// BulkSource chooses its own concurrency.
 	Fetchers int
+	// Placed, if set, hears which chunk positions of the release hold
+	// verified bytes in the target slot as the install goes (see
+	// InstallPlan.Placed): a node serves those to its peers meanwhile,
+	// reading them through Filling.
+	Placed func(positions []int)
 }
 
 // ApplyOptions configure Apply.

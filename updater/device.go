@@ -383,7 +383,7 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 		return InstallStats{}, err
 	}
 	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: true,
-		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers}
+		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers, Placed: o.Placed}
 	active := state.Other(slot)
 	if aix, err := d.readSlotIndex(active); err == nil {
 		if af, err := d.fs.OpenFile(d.Config.SlotPath(active), os.O_RDONLY, 0); err == nil {

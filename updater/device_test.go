@@ -631,11 +631,23 @@ func TestRunning(t *testing.T) {
 	if _, err := w.apply(open(t, cfg)); err != nil {
 		t.Fatal(err)
 	}
-	// Flipped but not booted: slot A (nothing installed) still runs.
+	// Flipped but not booted: slot A (nothing installed) still runs, and
+	// slot B is the one filled.
 	if _, err := open(t, cfg).Running(); !errors.Is(err, updater.ErrNothingInstalled) {
 		t.Fatalf("before the reboot: %v", err)
 	}
+	fl, err := open(t, cfg).Filling()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl.Slot != "B" || fl.Version != 1 || chunker.Verify(context.Background(), io.NewSectionReader(fl, 0, fl.Index.Size), fl.Index) != nil {
+		t.Fatalf("filling: slot %s v%d", fl.Slot, fl.Version)
+	}
+	fl.Close()
 	reboot(t, cfg)
+	if _, err := open(t, cfg).Filling(); !errors.Is(err, updater.ErrNothingInstalled) {
+		t.Fatalf("filling after the commit: %v", err)
+	}
 	r, err := open(t, cfg).Running()
 	if err != nil {
 		t.Fatal(err)

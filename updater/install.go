@@ -21,6 +21,22 @@ type ChunkSource interface {
 	Get(ctx context.Context, id cid.Cid) ([]byte, error)
 }
 
+// BulkSource is a ChunkSource that delivers many chunks in the order it
+// chooses: the swarm, whose scheduler decides which chunk comes from which
+// peer when. The installer hands it every chunk it lacks at once.
+//
+// FetchAll calls deliver for wanted chunks as they arrive, from one
+// goroutine at a time, and returns when each has been delivered once with
+// deliver returning nil, when deliver returns an error it cannot recover
+// from, or when ctx ends. deliver checks the bytes against the ID; an
+// error wrapping ErrBadChunk means those bytes were refused (the source
+// should penalise whoever sent them and deliver the chunk again, from
+// elsewhere); the buffer is the installer's after the call.
+type BulkSource interface {
+	ChunkSource
+	FetchAll(ctx context.Context, want []cid.Cid, deliver func(id cid.Cid, data []byte) error) error
+}
+
 // Sentinel errors callers branch on.
 var (
 	ErrSlotTooSmall = errors.New("updater: release does not fit in the slot")
@@ -57,6 +73,11 @@ type InstallPlan struct {
 	Progress func(done, total int64)
 	// SourceName names the source in errors.
 	SourceName string
+	// Placed, if set, is told the chunk positions that hold verified
+	// bytes: those found in place, then each copied or fetched one as it
+	// is written. A node serves them to its peers while the install runs.
+	// Called from one goroutine at a time.
+	Placed func(positions []int)
 }
 
 // InstallStats says where the bytes of an install came from.
@@ -98,6 +119,13 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 			return st, err
 		}
 		st.InPlaceBytes = n
+		var in []int
+		for i, h := range have {
+			if h {
+				in = append(in, i)
+			}
+		}
+		p.placed(in)
 	}
 	var done int64 = st.InPlaceBytes
 	report := func(n int64) {
@@ -162,6 +190,7 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 		}
 		st.LocalBytes += int64(e.Size)
 		report(int64(e.Size))
+		p.placed([]int{i})
 	}
 
 	if err := fetchInto(ctx, p, remote, off, &st, report); err != nil {
@@ -198,6 +227,12 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 	}
 }
 
+func (p *InstallPlan) placed(positions []int) {
+	if p.Placed != nil && len(positions) > 0 {
+		p.Placed(positions)
+	}
+}
+
 // fetchInto downloads one chunk per group from the source with
 // p.Fetchers workers, verifies it against its ID and writes it at the
 // offset of every position in the group (positions holding the same chunk).
@@ -207,6 +242,9 @@ func fetchInto(ctx context.Context, p InstallPlan, groups [][]int, off []int64, 
 	}
 	if p.Source == nil {
 		return fmt.Errorf("updater: %d chunks must be downloaded but no source is configured", len(groups))
+	}
+	if b, ok := p.Source.(BulkSource); ok {
+		return fetchBulk(ctx, p, b, groups, off, st, report)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -227,6 +265,7 @@ func fetchInto(ctx context.Context, p InstallPlan, groups [][]int, off []int64, 
 				st.FetchedBytes += n
 				st.FetchedChunks++
 				report(n * int64(len(g)))
+				p.placed(g)
 				mu.Unlock()
 			}
 		}()
@@ -243,6 +282,49 @@ func fetchInto(ctx context.Context, p InstallPlan, groups [][]int, off []int64, 
 	close(work)
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// fetchBulk hands a BulkSource every chunk of groups and writes each at
+// all its positions as it arrives, after checking it against its ID.
+func fetchBulk(ctx context.Context, p InstallPlan, src BulkSource, groups [][]int, off []int64, st *InstallStats, report func(int64)) error {
+	ix := p.Index
+	pending := make(map[cid.Cid][]int, len(groups))
+	want := make([]cid.Cid, 0, len(groups))
+	for _, g := range groups {
+		id := ix.ID(g[0])
+		if _, dup := pending[id]; !dup {
+			want = append(want, id)
+		}
+		pending[id] = append(pending[id], g...)
+	}
+	deliver := func(id cid.Cid, b []byte) error {
+		g, ok := pending[id]
+		if !ok {
+			return nil // not wanted, or delivered already: ignore
+		}
+		e := ix.Chunks[g[0]]
+		if len(b) != int(e.Size) || ix.Hash.Sum(b) != e.Digest {
+			return fmt.Errorf("%w: chunk %d: %s delivered %d bytes that do not hash to %s", ErrBadChunk, g[0], p.SourceName, len(b), id)
+		}
+		for _, j := range g {
+			if _, err := p.Target.WriteAt(b, off[j]); err != nil {
+				return fmt.Errorf("write chunk %d at offset %d of %s: %w", j, off[j], p.Target.Name(), err)
+			}
+		}
+		delete(pending, id)
+		st.FetchedBytes += int64(len(b))
+		st.FetchedChunks++
+		report(int64(len(b)) * int64(len(g)))
+		p.placed(g)
+		return nil
+	}
+	if err := src.FetchAll(ctx, want, deliver); err != nil {
+		return fmt.Errorf("%s: %w", p.SourceName, err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("updater: %s finished with %d of %d chunks not delivered", p.SourceName, len(pending), len(want))
+	}
+	return nil
 }
 
 func fetchOne(ctx context.Context, p InstallPlan, group []int, offs []int64) (int64, error) {

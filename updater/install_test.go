@@ -280,3 +280,95 @@ func (c *cancelAfter) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 	c.n--
 	return c.src.Get(ctx, id)
 }
+
+// bulkSource delivers the wanted chunks in reverse order, each bad one
+// first when corrupt says so, re-delivering after a refusal, as the swarm
+// does with another peer.
+type bulkSource struct {
+	*memSource
+	wanted    int
+	refused   int
+	delivered map[cid.Cid]int
+}
+
+func (b *bulkSource) FetchAll(ctx context.Context, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
+	b.wanted = len(want)
+	b.delivered = map[cid.Cid]int{}
+	for i := len(want) - 1; i >= 0; i-- {
+		for {
+			data, err := b.Get(ctx, want[i])
+			if err != nil {
+				return err
+			}
+			err = deliver(want[i], data)
+			if errors.Is(err, ErrBadChunk) {
+				b.refused++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b.delivered[want[i]]++
+			break
+		}
+	}
+	return nil
+}
+
+func TestInstallFromBulkSource(t *testing.T) {
+	f := setup(t, 2<<20)
+	src := &bulkSource{memSource: newMemSource(f.new)}
+	var victim cid.Cid
+	have := map[chunker.Digest]bool{}
+	for _, e := range f.oldIx.Chunks {
+		have[e.Digest] = true
+	}
+	for i, e := range f.newIx.Chunks {
+		if !have[e.Digest] {
+			victim = f.newIx.ID(i)
+		}
+	}
+	src.corrupt[victim] = 2
+	placed := make([]int, len(f.newIx.Chunks))
+	p := f.plan(src)
+	p.Placed = func(pos []int) {
+		for _, i := range pos {
+			placed[i]++
+		}
+	}
+	st, err := Install(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+	if src.refused != 2 || st.FetchedBytes != f.newBytes {
+		t.Fatalf("refused %d bad deliveries (want 2), fetched %d of %d new bytes", src.refused, st.FetchedBytes, f.newBytes)
+	}
+	for id, n := range src.delivered {
+		if n != 1 {
+			t.Fatalf("chunk %s accepted %d times", id, n)
+		}
+	}
+	for i, n := range placed {
+		if n != 1 {
+			t.Fatalf("position %d reported placed %d times", i, n)
+		}
+	}
+}
+
+// A bulk source that stops early leaves the install failed, naming how
+// much is missing.
+type shortBulk struct{ *memSource }
+
+func (s shortBulk) FetchAll(ctx context.Context, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
+	b, _ := s.Get(ctx, want[0])
+	return deliver(want[0], b)
+}
+
+func TestInstallBulkSourceShort(t *testing.T) {
+	f := setup(t, 1<<20)
+	_, err := Install(context.Background(), f.plan(shortBulk{newMemSource(f.new)}))
+	if err == nil || !strings.Contains(err.Error(), "not delivered") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -64,3 +64,25 @@ func (d *Device) Running() (*RunningSlot, error) {
 	}
 	return &RunningSlot{Slot: slot, Version: version, Index: ix, f: f}, nil
 }
+
+// Filling opens the slot a release is being installed into (Fetching) or
+// waits in for its trial (Staged, or Tentative before the reboot), with the
+// release's index, for reading. Only positions an install reported through
+// OfferOptions.Placed hold verified bytes; the rest may hold anything.
+func (d *Device) Filling() (*RunningSlot, error) {
+	st := d.m.State()
+	switch {
+	case st.Phase == state.Fetching, st.Phase == state.Staged, st.Phase == state.Tentative && !st.Booted:
+	default:
+		return nil, fmt.Errorf("%w: no release is being installed (%s)", ErrNothingInstalled, st.Phase)
+	}
+	ix, err := d.readSlotIndex(st.Target)
+	if err != nil {
+		return nil, fmt.Errorf("index of slot %s: %w", st.Target, err)
+	}
+	f, err := d.fs.OpenFile(d.Config.SlotPath(st.Target), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &RunningSlot{Slot: st.Target, Version: st.Release.Version, Index: ix, f: f}, nil
+}
