@@ -221,8 +221,12 @@ func (d *Device) offer(ctx context.Context, v *manifest.Verified, chunks ChunkSo
 			// Install re-read and checked every chunk after its fsync;
 			// here the index it checked against is matched to the signed
 			// root once more, from the copy kept on disk.
+			// A mismatch here means the copy on disk was damaged after
+			// the install wrote it, not that the release is bad: no
+			// verdict; the next apply rewrites the copy and verifies again.
 			if err := d.checkSlotIndex(a.Slot, art.Root); err != nil {
-				return state.Verified{OK: false, Reason: err.Error()}, nil
+				installErr = fmt.Errorf("%w: %w", ErrVerifyFailed, err)
+				return nil, installErr
 			}
 			return state.Verified{OK: true}, nil
 		case state.Reboot:

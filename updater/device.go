@@ -124,10 +124,10 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (d *Device, err erro
 		return nil, err
 	}
 	sdir := cfg.Path(cfg.State)
-	if err := fsys.MkdirAllDurable(d.fs, sdir, 0o755); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
 	if !d.readOnly {
+		if err := fsys.MkdirAllDurable(d.fs, sdir, 0o755); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
 		unlock, err := lockState(ctx, d.fs, sdir, d.holder, d.lockWait)
 		if err != nil {
 			return nil, err
@@ -146,8 +146,12 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (d *Device, err erro
 		}
 		d.boot, d.sim = a, s
 	}
-	if d.audit, err = audit.Open(d.fs, filepath.Join(sdir, "audit"), d.now); err != nil {
-		return nil, err
+	// A read-only device never opens the audit log for writing: opening
+	// cuts a torn last line, which must only happen under the lock.
+	if !d.readOnly {
+		if d.audit, err = audit.Open(d.fs, filepath.Join(sdir, "audit"), d.now); err != nil {
+			return nil, err
+		}
 	}
 	scfg := state.Config{Tries: cfg.Boot.Tries, HealthDeadline: cfg.Health.deadlineTicks()}
 	b, err := d.fs.ReadFile(filepath.Join(sdir, stateFile))
@@ -378,6 +382,11 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 		return InstallStats{}, fmt.Errorf("open slot %s: %w", slot, err)
 	}
 	defer f.Close()
+	// What was opened, not what the path said when the device was opened,
+	// must not be the running slot (a /dev/disk/by-* link re-pointed since).
+	if err := d.notActive(f, slot); err != nil {
+		return InstallStats{}, err
+	}
 	size, err := slotSize(d.fs, target, f)
 	if err != nil {
 		return InstallStats{}, err
@@ -393,6 +402,23 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 	}
 	d.log("installing %d chunks (%d bytes) into slot %s (%s)", len(ix.Chunks), ix.Size, slot, target)
 	return Install(ctx, plan)
+}
+
+// notActive checks that the opened target f is not the other slot's file.
+func (d *Device) notActive(f fsys.File, slot string) error {
+	other := d.Config.SlotPath(state.Other(slot))
+	ti, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	oi, err := d.fs.Stat(other)
+	if err != nil {
+		return fmt.Errorf("%w: [slots] %s: %w", ErrConfig, other, err)
+	}
+	if sameFile(ti, oi, d.Config.SlotPath(slot), other) {
+		return fmt.Errorf("%w: slot %s (%s) is now the same file as slot %s (%s); refusing to write it", ErrConfig, slot, d.Config.SlotPath(slot), state.Other(slot), other)
+	}
+	return nil
 }
 
 func (d *Device) readSlotIndex(slot string) (*chunker.Index, error) {

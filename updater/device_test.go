@@ -660,3 +660,100 @@ func TestRunning(t *testing.T) {
 		t.Fatalf("running slot against its index: %v", err)
 	}
 }
+
+// TestDeviceRollout: the device judges a release's rollout from its own
+// labels, whether it verifies the release itself (Apply) or is offered one
+// verified elsewhere (Offer).
+func TestDeviceRollout(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	ctx := context.Background()
+	w.publish("stable", 1, func(o *manifest.PublishOptions) {
+		o.Rollout = []byte(`{"basis_points":10000,"selector":[{"key":"region","op":"=","values":["eu"]}]}`)
+	})
+	cfg.Device.Labels = map[string]string{"region": "us"}
+	if _, err := w.apply(open(t, cfg)); !errors.Is(err, updater.ErrNotEligible) {
+		t.Fatalf("apply outside the rollout: %v", err)
+	}
+	// The same release, verified by a device that is in the rollout, then
+	// offered to this one.
+	in := *cfg
+	in.Device.Labels = map[string]string{"region": "eu"}
+	d := open(t, &in)
+	f, _ := fetch.New(w.repo)
+	v, err := d.Verify(ctx, []fetch.Fetcher{f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(t)
+	out := open(t, cfg)
+	if _, err := out.Offer(ctx, v, updater.RepoChunks{Fetcher: f, MaxChunk: smallParams.Max}, updater.OfferOptions{}); !errors.Is(err, updater.ErrNotEligible) {
+		t.Fatalf("offer outside the rollout: %v", err)
+	}
+	if _, err := out.Offer(ctx, &manifest.Verified{Release: v.Release}, nil, updater.OfferOptions{}); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("offer without indexes: %v", err)
+	}
+	if st := out.State(); st.Phase != state.Idle {
+		t.Fatalf("state after refused offers: %+v", st)
+	}
+	if res, err := open(t, &in).Offer(ctx, v, updater.RepoChunks{Fetcher: f, MaxChunk: smallParams.Max}, updater.OfferOptions{}); err != nil || res.Slot != "B" {
+		t.Fatalf("offer inside the rollout: %+v %v", res, err)
+	}
+}
+
+// TestBootCheckMissingIndex: a trial slot whose kept index is gone cannot
+// be proven, so it is rolled back rather than left on trial forever.
+func TestBootCheckMissingIndex(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	ctx := context.Background()
+	w.publish("stable", 1, nil)
+	if _, err := w.apply(open(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(cfg.Path("state"), "slot-B.idx"))
+	if _, err := open(t, cfg).PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := open(t, cfg).BootCheck(ctx)
+	if !errors.Is(err, updater.ErrVerifyFailed) || res == nil || !res.RolledBack {
+		t.Fatalf("boot-check without the slot's index: %+v %v", res, err)
+	}
+}
+
+// TestSlotRepointedAfterOpen: a slot path that resolves to the other slot
+// by the time the install opens it is refused, even though it was
+// distinct when the device was opened.
+func TestSlotRepointedAfterOpen(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.device(1<<20, "true")
+	dir := filepath.Dir(cfg.SlotPath("A"))
+	link := filepath.Join(dir, "active-link.img")
+	if err := os.Symlink(cfg.SlotPath("A"), link); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Slots.A = "active-link.img"
+	w.publish("stable", 1, nil)
+	d := open(t, cfg)
+	os.Remove(link)
+	os.Symlink(cfg.SlotPath("B"), link)
+	if _, err := w.apply(d); !errors.Is(err, updater.ErrConfig) || !strings.Contains(err.Error(), "same file") {
+		t.Fatalf("apply into a slot re-pointed at the active one: %v", err)
+	}
+}
+
+// TestUpdateConfig: [update] bounds.
+func TestUpdateConfig(t *testing.T) {
+	base := "state = \"s\"\n[device]\nchannel = \"c\"\n[trust]\nroot = \"r\"\n[slots]\na = \"a\"\nb = \"b\"\n[boot]\nadapter = \"file\"\npath = \"p\"\n"
+	c, err := updater.ParseConfig([]byte(base), t.TempDir())
+	if err != nil || c.ApplyTimeout() != updater.DefaultApplyTimeout {
+		t.Fatalf("default: %v %v", c, err)
+	}
+	c, err = updater.ParseConfig([]byte(base+"[update]\ntimeout = \"90m\"\nmin_rate = 4096\n"), t.TempDir())
+	if err != nil || c.ApplyTimeout() != 90*time.Minute || c.Update.MinRate != 4096 {
+		t.Fatalf("set: %+v %v", c, err)
+	}
+	if _, err := updater.ParseConfig([]byte(base+"[update]\nmin_rate = -1\n"), t.TempDir()); !errors.Is(err, updater.ErrConfig) {
+		t.Fatalf("negative rate: %v", err)
+	}
+}

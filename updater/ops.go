@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os/exec"
 
 	"github.com/shoalnet/shoal/chunker"
@@ -98,16 +100,6 @@ func (d *Device) BootCheck(ctx context.Context) (*BootCheckResult, error) {
 // the deadline it counts in ticks. A failing check is reported as
 // HealthPending and retried every [health] interval.
 func (d *Device) healthChecks(ctx context.Context, slot string, res *BootCheckResult, run func(state.Action) (state.Event, error)) error {
-	if err := d.VerifySlot(ctx, slot); err != nil {
-		if !errors.Is(err, chunker.ErrMismatch) {
-			return err // I/O trouble or interrupted: no verdict
-		}
-		if serr := d.step(ctx, state.HealthFailed{Reason: "slot no longer verifies: " + err.Error()}, run); serr != nil {
-			return serr
-		}
-		// Rolled back; the caller still hears of the integrity failure.
-		return fmt.Errorf("%w: slot %s: %w", ErrVerifyFailed, slot, err)
-	}
 	ticks, stop := d.ticks()
 	defer stop()
 	h := d.Config.Health
@@ -120,17 +112,30 @@ func (d *Device) healthChecks(ctx context.Context, slot string, res *BootCheckRe
 		st := d.m.State()
 		return st.Phase != state.Tentative || !st.Booted, nil
 	}
+	type outcome struct {
+		err    error
+		verify bool // err is from re-verifying the slot
+	}
+	verified := false
 	for {
-		// Time runs on while an attempt runs (a slow probe), so the
-		// machine keeps getting ticks meanwhile.
+		// Time runs on while an attempt runs (re-reading a large slot, a
+		// slow probe), so the machine keeps getting ticks meanwhile.
 		actx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- CheckHealth(actx, h) }()
-		var err error
+		done := make(chan outcome, 1)
+		go func() {
+			if !verified {
+				if err := d.VerifySlot(actx, slot); err != nil {
+					done <- outcome{err, true}
+					return
+				}
+			}
+			done <- outcome{CheckHealth(actx, h), false}
+		}()
+		var o outcome
 	attempt:
 		for {
 			select {
-			case err = <-done:
+			case o = <-done:
 				break attempt
 			case <-ticks:
 				if decided, terr := tick(); terr != nil || decided {
@@ -141,13 +146,24 @@ func (d *Device) healthChecks(ctx context.Context, slot string, res *BootCheckRe
 			}
 		}
 		cancel()
-		if err == nil {
+		if o.verify {
+			if !slotDamaged(o.err) || ctx.Err() != nil {
+				return o.err // I/O trouble or interrupted: no verdict
+			}
+			if err := d.step(ctx, state.HealthFailed{Reason: "slot no longer verifies: " + o.err.Error()}, run); err != nil {
+				return err
+			}
+			// Rolled back; the caller still hears of the integrity failure.
+			return fmt.Errorf("%w: slot %s: %w", ErrVerifyFailed, slot, o.err)
+		}
+		verified = true
+		if o.err == nil {
 			res.Healthy = true
 			return d.step(ctx, state.HealthOK{}, run)
 		}
 		var he *HealthError
-		if !errors.As(err, &he) {
-			return err // interrupted: no verdict
+		if !errors.As(o.err, &he) {
+			return o.err // interrupted: no verdict
 		}
 		if err := d.step(ctx, state.HealthPending{Reason: he.Detail}, run); err != nil {
 			return err
@@ -164,6 +180,15 @@ func (d *Device) healthChecks(ctx context.Context, slot string, res *BootCheckRe
 			}
 		}
 	}
+}
+
+// slotDamaged tells a slot that cannot be proven from trouble reading it:
+// bytes that do not match, a missing or malformed index, a slot or index
+// cut short. Those are a verdict against the trial; other I/O errors and
+// interruptions are not.
+func slotDamaged(err error) bool {
+	return errors.Is(err, chunker.ErrMismatch) || errors.Is(err, chunker.ErrMalformedIndex) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // Tick tells the state machine that TickPeriod has passed. A daemon calls

@@ -301,7 +301,8 @@ chunks are in.`,
 				return err
 			}
 			defer r.Close()
-			if _, err := r.Verify(ctx, o); err != nil {
+			verified, err := r.Verify(ctx, o)
+			if err != nil {
 				return err
 			}
 			db, err := store.Open(storeDir)
@@ -309,7 +310,7 @@ chunks are in.`,
 				return err
 			}
 			bar := progress.Start("import")
-			res, err := bundle.Import(ctx, r, db, bar.Report)
+			res, err := bundle.Import(ctx, r, verified, db, bar.Report)
 			bar.End(err)
 			if cerr := db.Close(); err == nil {
 				err = cerr

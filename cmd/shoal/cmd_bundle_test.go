@@ -178,3 +178,30 @@ func TestBundleCLIUsage(t *testing.T) {
 		t.Fatalf("help: %d %s", code, out)
 	}
 }
+
+// TestBundleImportForeignRoot: a bundle signed under keys the devices do
+// not trust is refused by import as by verify (exit 3), and no store is
+// created: nothing it claims gets pinned.
+func TestBundleImportForeignRoot(t *testing.T) {
+	_, repo, _ := publishTwo(t)
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other-keys")
+	if _, errs, code := runCLI(t, "keys", "init", other); code != 0 {
+		t.Fatal(errs)
+	}
+	b := filepath.Join(dir, "b.tar")
+	if _, errs, code := runCLI(t, "bundle", "create", "--repo", repo, "--channel", "stable", "-o", b); code != 0 {
+		t.Fatal(errs)
+	}
+	foreign := filepath.Join(other, "root.json")
+	if _, errs, code := runCLI(t, "bundle", "verify", b, "--root", foreign); code != exitIntegrity {
+		t.Fatalf("verify under a foreign root: %d %s", code, errs)
+	}
+	storeDir := filepath.Join(dir, "store")
+	if _, errs, code := runCLI(t, "bundle", "import", b, "--store", storeDir, "--root", foreign); code != exitIntegrity {
+		t.Fatalf("import under a foreign root: %d %s", code, errs)
+	}
+	if _, err := os.Stat(storeDir); err == nil {
+		t.Fatal("a refused import created the store")
+	}
+}

@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -28,17 +29,24 @@ type ImportResult struct {
 	Pins     []ImportPin
 }
 
+// ErrUnverified: Import was not given the bundle's verification.
+var ErrUnverified = errors.New("bundle: import needs the bundle verified first")
+
 // Import puts the bundle's chunks and indexes into db and pins the
 // release's indexes as CHANNEL/VERSION/ARTIFACT, so that garbage collection
 // keeps them and a node serves them (a remote site seeded from a USB
-// stick). Every chunk is decoded and checked against its ID on the way,
-// so nothing false enters the store; chunks go in first and pins last, so
-// a pin only ever names a release whose chunks are all in. The caller
-// verifies the bundle's signed metadata first (Reader.Verify), so the pins
-// name a release the repository really offers. progress, if set, gets
-// the chunk object bytes read so far and their total.
-func Import(ctx context.Context, r *Reader, db *store.DB, progress func(done, total int64)) (*ImportResult, error) {
-	info := r.Info()
+// stick). It takes the result of verifying r (Reader.Verify, from the
+// trusted root) and pins what that verification proved, never what the
+// bundle merely claims. Every chunk is decoded and checked against its ID
+// on the way, so nothing false enters the store; chunks go in first and
+// pins last, so a pin only ever names a release whose chunks are all in.
+// progress, if set, gets the chunk object bytes read so far and their
+// total.
+func Import(ctx context.Context, r *Reader, v *VerifyResult, db *store.DB, progress func(done, total int64)) (*ImportResult, error) {
+	if v == nil || v.Verified == nil || v.Verified.Release == nil {
+		return nil, ErrUnverified
+	}
+	info := v.Info
 	res := &ImportResult{Info: info}
 	// Decoded chunks are bounded by the largest maximum chunk size any
 	// index in the bundle names; without indexes, by the format's ceiling.
@@ -86,16 +94,13 @@ func Import(ctx context.Context, r *Reader, db *store.DB, progress func(done, to
 		}
 		res.Indexes++
 	}
-	for _, a := range info.Artifacts {
-		id, err := cid.Decode(a.Index)
-		if err != nil {
-			return nil, fmt.Errorf("%w: artifact %s index %q: %v", ErrMalformed, a.Name, a.Index, err)
-		}
-		name := fmt.Sprintf("%s/%d/%s", info.Channel, info.Version, a.Name)
-		if err := db.Pin(ctx, name, id); err != nil {
+	rel := v.Verified.Release
+	for _, a := range rel.Artifacts {
+		name := fmt.Sprintf("%s/%d/%s", rel.Channel, rel.Version, a.Name)
+		if err := db.Pin(ctx, name, a.Index); err != nil {
 			return nil, err
 		}
-		res.Pins = append(res.Pins, ImportPin{name, a.Index})
+		res.Pins = append(res.Pins, ImportPin{name, a.Index.String()})
 	}
 	return res, nil
 }
