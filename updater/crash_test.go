@@ -383,6 +383,10 @@ path = "/dev/boot.json"
 		}
 		return c
 	}
+	newTS, err := os.ReadFile(filepath.Join(w.repo, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := prepare()
 	c.Reset(fsys.CrashOptions{})
 	if v, err := verify(c, w.repo); err != nil || v.Release.Version != 2 {
@@ -401,11 +405,18 @@ path = "/dev/boot.json"
 				t.Fatalf("crash point %d: %v", k, err)
 			}
 			after := c.AfterCrash()
-			// The remembered state is old or new, never garbage: release 1
-			// or 2 verifies from the old repository only if nothing newer
-			// was remembered.
+			// The remembered state is old or new file by file, never
+			// garbage. Once the new timestamp is durable, the old
+			// repository is a replay and must be refused at once; before,
+			// it verifies, or is refused as a rollback because a newer
+			// targets or snapshot file is remembered already.
+			remembered, _ := after.ReadFile("/dev/state/trust/timestamp.json")
+			renewed := bytes.Equal(remembered, newTS)
 			_, oldErr := verify(after, old)
-			if oldErr != nil && !errors.Is(oldErr, manifest.ErrRollback) {
+			switch {
+			case renewed && !errors.Is(oldErr, manifest.ErrRollback):
+				t.Fatalf("crash point %d (tear %v): the new timestamp is remembered, yet the replay gives %v", k, tear, oldErr)
+			case oldErr != nil && !errors.Is(oldErr, manifest.ErrRollback):
 				t.Fatalf("crash point %d (tear %v): state after the crash does not load: %v", k, tear, oldErr)
 			}
 			if v, err := verify(after, w.repo); err != nil || v.Release.Version != 2 {

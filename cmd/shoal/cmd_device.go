@@ -225,6 +225,7 @@ would.`,
 	}
 	c.Flags().StringVar(&cfgPath, "config", "", "device config (shoal.toml)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	c.Flags().Duration("lock-wait", updater.DefaultLockWait, "how long to wait while another shoal process changes the device")
 	return c
 }
 

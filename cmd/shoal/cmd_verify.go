@@ -31,7 +31,8 @@ func newVerifyCmd() *cobra.Command {
 the TUF chain from the trusted root (root rotations one version at a time,
 then timestamp, snapshot and targets, each size-bounded, threshold-signed,
 unexpired and not older than what --state remembers), remembers the newly
-trusted metadata in --state, picks the newest release on --channel, checks
+trusted metadata in --state (a directory of its own: a device's state is
+changed only by the device's commands, which hold its lock), picks the newest release on --channel, checks
 it against the device (installed version, hardware, arch, minimum installed
 version), fetches every artifact's index and checks its hash and Merkle
 root.
@@ -47,7 +48,7 @@ by the log key (--log-key, default log.pub next to --root), and that
 checkpoint extends the one remembered in --state (then remembered in its
 place). A release left out of the log, a forged checkpoint, or a log that
 forked from the remembered one (a split view) exits with 3.`,
-		Example: `  shoal verify --repo repo/ --root keys/root.json --state /var/lib/shoal/trust
+		Example: `  shoal verify --repo repo/ --root keys/root.json --state ./trust
   shoal verify --repo http://origin:8080/ --root root.json --channel beta --hardware rpi4 --arch arm64
   shoal verify --repo http://a/ --repo http://b/ --root root.json --installed-version 3 --json
   shoal verify --repo repo/ --root keys/root.json --state trust/ --require-log`,
