@@ -98,6 +98,9 @@ func TestApplyKilledAndResumed(t *testing.T) {
 	// slow so kills land mid-install.
 	var mu sync.Mutex
 	served := map[int][]string{} // chunk paths by run, in order
+	// progress hears the run number after each chunk served, so a kill can
+	// land after the k-th chunk of a run, whatever the machine's speed.
+	progress := make(chan int, 1<<16)
 	h := manifest.Handler(repo)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var run int
@@ -111,6 +114,7 @@ func TestApplyKilledAndResumed(t *testing.T) {
 			mu.Lock()
 			served[run] = append(served[run], rest)
 			mu.Unlock()
+			progress <- run
 		}
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/" + rest
@@ -138,27 +142,52 @@ func TestApplyKilledAndResumed(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		killAfter := time.Duration(20+r.IntN(120)) * time.Millisecond
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("apply failed: %v\n%s", err, errb.String())
+		// Kill after the k-th chunk this run is served (k = 0: as soon
+		// as it starts, before any fetch), or let it finish.
+		k := r.IntN(12)
+		var kill <-chan time.Time
+		if k == 0 {
+			kill = time.After(time.Millisecond)
+		}
+		got := 0
+		stuck := time.After(2 * time.Minute)
+		running := true
+		for running {
+			select {
+			case n := <-progress:
+				if n == attempt {
+					if got++; got == k {
+						cmd.Process.Signal(syscall.SIGKILL)
+						<-done
+						running = false
+					}
+				}
+			case <-stuck:
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				t.Fatalf("run %d made no progress for 2 minutes", attempt)
+			case <-kill:
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				running = false
+			case err := <-done:
+				running = false
+				if err != nil {
+					t.Fatalf("apply failed: %v\n%s", err, errb.String())
+				}
+				var res struct {
+					Slot  string `json:"slot"`
+					State string `json:"state"`
+				}
+				if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.State != "tentative" || slots[res.Slot] == "" {
+					t.Fatalf("apply output: %v %s", err, out.String())
+				}
+				slot, _ := os.ReadFile(slots[res.Slot])
+				if len(slot) < len(data) || !bytes.Equal(slot[:len(data)], data) {
+					t.Fatal("slot does not hold the release after resumed applies")
+				}
+				target = res.Slot
 			}
-			var res struct {
-				Slot  string `json:"slot"`
-				State string `json:"state"`
-			}
-			if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.State != "tentative" || slots[res.Slot] == "" {
-				t.Fatalf("apply output: %v %s", err, out.String())
-			}
-			slot, _ := os.ReadFile(slots[res.Slot])
-			if len(slot) < len(data) || !bytes.Equal(slot[:len(data)], data) {
-				t.Fatal("slot does not hold the release after resumed applies")
-			}
-			target = res.Slot
-		case <-time.After(killAfter):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
 		}
 	}
 	snapshot() // after the last run
