@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/shoalnet/shoal/internal/inputfile"
 )
 
 // Fetcher reads files of a repository by their slash-separated path
@@ -32,7 +34,7 @@ var (
 	ErrStalled = errors.New("fetch: transfer stalled")
 	// ErrNotRegular: a local path names a named pipe, device, socket or
 	// directory where a regular file belongs.
-	ErrNotRegular = errors.New("fetch: not a regular file")
+	ErrNotRegular = inputfile.ErrNotRegular
 )
 
 // CheckPath rejects repository paths that could leave the repository:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/internal/inputfile"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/audit"
 	"github.com/shoalnet/shoal/updater/boot"
@@ -415,7 +416,7 @@ func (d *Device) notActive(f fsys.File, slot string) error {
 	if err != nil {
 		return fmt.Errorf("%w: [slots] %s: %w", ErrConfig, other, err)
 	}
-	if sameFile(ti, oi, d.Config.SlotPath(slot), other) {
+	if inputfile.Same(ti, oi, d.Config.SlotPath(slot), other) {
 		return fmt.Errorf("%w: slot %s (%s) is now the same file as slot %s (%s); refusing to write it", ErrConfig, slot, d.Config.SlotPath(slot), state.Other(slot), other)
 	}
 	return nil

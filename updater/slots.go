@@ -3,8 +3,6 @@ package updater
 import (
 	"fmt"
 	"io/fs"
-	"path/filepath"
-	"syscall"
 
 	"github.com/shoalnet/shoal/internal/inputfile"
 	"github.com/shoalnet/shoal/updater/fsys"
@@ -27,7 +25,7 @@ func (c *Config) CheckSlots(f fsys.FS) error {
 	if err != nil {
 		return err
 	}
-	if sameFile(sa, sb, a, b) {
+	if inputfile.Same(sa, sb, a, b) {
 		return fmt.Errorf("%w: [slots] a (%s) and b (%s) are the same file", ErrConfig, a, b)
 	}
 	return nil
@@ -48,17 +46,3 @@ func slotInfo(f fsys.FS, name, p string) (fs.FileInfo, error) {
 	return st, nil
 }
 
-// sameFile compares by inode where the filesystem tells it (the real
-// one), by block device number for devices, and by cleaned absolute path
-// otherwise (the power-cut simulator, which has no links).
-func sameFile(a, b fs.FileInfo, pa, pb string) bool {
-	sa, oka := a.Sys().(*syscall.Stat_t)
-	sb, okb := b.Sys().(*syscall.Stat_t)
-	if !oka || !okb {
-		return filepath.Clean(pa) == filepath.Clean(pb)
-	}
-	if a.Mode()&fs.ModeDevice != 0 && b.Mode()&fs.ModeDevice != 0 && sa.Rdev == sb.Rdev {
-		return true
-	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
-}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -107,21 +106,10 @@ func checkNotInput(in *os.File, inPath, out string) error {
 	if err != nil {
 		return nil // nothing there yet (or unreadable: writing will say why)
 	}
-	if sameFileOrDevice(ist, ost) {
+	if inputfile.Same(ist, ost, inPath, out) {
 		return usageError{fmt.Errorf("output %s is the input %s: writing the index would replace the image", out, inPath)}
 	}
 	return nil
-}
-
-// sameFileOrDevice compares by device and inode, and block devices by device
-// number too.
-func sameFileOrDevice(a, b os.FileInfo) bool {
-	if os.SameFile(a, b) {
-		return true
-	}
-	sa, oka := a.Sys().(*syscall.Stat_t)
-	sb, okb := b.Sys().(*syscall.Stat_t)
-	return oka && okb && inputfile.IsBlockDevice(a.Mode()) && inputfile.IsBlockDevice(b.Mode()) && sa.Rdev == sb.Rdev
 }
 
 type chunkResult struct {

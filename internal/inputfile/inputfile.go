@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -106,4 +107,20 @@ func Kind(m fs.FileMode) string {
 		return "a symbolic link"
 	}
 	return "a special file"
+}
+
+// Same reports whether two stats name the same file: the same device and
+// inode, or, for block devices, the same device number (two device nodes,
+// or a /dev/disk/by-* link, of one partition). Stats without system data
+// (a simulated filesystem) are the same only when their paths are.
+func Same(a, b fs.FileInfo, pathA, pathB string) bool {
+	sa, oka := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	if !oka || !okb {
+		return filepath.Clean(pathA) == filepath.Clean(pathB)
+	}
+	if IsBlockDevice(a.Mode()) && IsBlockDevice(b.Mode()) && sa.Rdev == sb.Rdev {
+		return true
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
