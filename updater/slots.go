@@ -45,4 +45,3 @@ func slotInfo(f fsys.FS, name, p string) (fs.FileInfo, error) {
 	}
 	return st, nil
 }
-
