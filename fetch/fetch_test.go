@@ -247,3 +247,11 @@ func TestNew(t *testing.T) {
 		t.Fatal("New passed no options through")
 	}
 }
+
+func TestMemConformance(t *testing.T) {
+	conformance(t, Mem{
+		"metadata/timestamp.json": []byte("0123456789"),
+		"log/checkpoint":          []byte("checkpoint"),
+		"empty":                   {},
+	})
+}

@@ -146,6 +146,10 @@ type Verified struct {
 	TargetsVersion   int64
 	Mirror           int    // index of the mirror whose metadata was used
 	Targets          []byte // the verified targets metadata, kept as proof of what was offered
+
+	// indexTargets are the signed target files of the artifacts' indexes,
+	// parallel to Release.Artifacts, for FetchIndexes.
+	indexTargets []*metadata.TargetFiles
 }
 
 // State file names in ClientConfig.State.
@@ -369,6 +373,25 @@ func (c *Client) Verify(ctx context.Context, dev Device) (*Verified, error) {
 // announcement held in memory). Verifications of one Client must not
 // overlap: each reads and then replaces the remembered state.
 func (c *Client) VerifyFrom(ctx context.Context, dev Device, mirrors []fetch.Fetcher) (*Verified, error) {
+	v, err := c.VerifyMetadata(ctx, dev, mirrors)
+	if err != nil {
+		return nil, err
+	}
+	// The mirror whose metadata won first, then the others.
+	order := append([]fetch.Fetcher{mirrors[v.Mirror]}, mirrors[:v.Mirror]...)
+	order = append(order, mirrors[v.Mirror+1:]...)
+	if err := c.FetchIndexes(ctx, v, order...); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// VerifyMetadata is VerifyFrom without the indexes: the TUF chain, the
+// remembered state, the release picked and checked against the device.
+// It is all a node's gossip validator can check from an announcement,
+// which carries the signed metadata but not the (large) indexes;
+// FetchIndexes completes the Verified later, from any source.
+func (c *Client) VerifyMetadata(ctx context.Context, dev Device, mirrors []fetch.Fetcher) (*Verified, error) {
 	if len(mirrors) == 0 {
 		return nil, ErrNoMirror
 	}
@@ -433,14 +456,34 @@ func (c *Client) VerifyFrom(ctx context.Context, dev Device, mirrors []fetch.Fet
 	v.Release = r
 	v.UpToDate = r.Version == dev.Installed
 	for _, a := range r.Artifacts {
-		tf := targets.Signed.Targets[TargetPath(r.Channel, r.Version, a.Name)]
-		ix, err := c.fetchIndex(ctx, mirrors, best.mirror, a, tf)
-		if err != nil {
-			return nil, fmt.Errorf("release %s/%d artifact %s: %w", r.Channel, r.Version, a.Name, err)
-		}
-		v.Indexes = append(v.Indexes, ix)
+		v.indexTargets = append(v.indexTargets, targets.Signed.Targets[TargetPath(r.Channel, r.Version, a.Name)])
 	}
 	return v, nil
+}
+
+// FetchIndexes fetches every artifact index of a release VerifyMetadata
+// verified, from the mirrors in order (an index is pinned by its signed
+// length and hashes, so any source will do: an origin, a bundle, a peer),
+// checks each against its signed target and the release's fields, and
+// fills v.Indexes.
+func (c *Client) FetchIndexes(ctx context.Context, v *Verified, mirrors ...fetch.Fetcher) error {
+	if len(mirrors) == 0 {
+		return ErrNoMirror
+	}
+	if v == nil || v.Release == nil || len(v.indexTargets) != len(v.Release.Artifacts) {
+		return errors.New("manifest: FetchIndexes needs a release verified by this package")
+	}
+	r := v.Release
+	indexes := make([]*chunker.Index, 0, len(r.Artifacts))
+	for i, a := range r.Artifacts {
+		ix, err := c.fetchIndex(ctx, mirrors, 0, a, v.indexTargets[i])
+		if err != nil {
+			return fmt.Errorf("release %s/%d artifact %s: %w", r.Channel, r.Version, a.Name, err)
+		}
+		indexes = append(indexes, ix)
+	}
+	v.Indexes = indexes
+	return nil
 }
 
 // newerChain reports whether a should be preferred over b: a newer root,
