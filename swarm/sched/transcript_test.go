@@ -245,7 +245,7 @@ func parsePieces(args []string) []int {
 
 // nextChecked calls Next and fails the test unless the naive reference
 // picker chooses exactly the same requests.
-func nextChecked(t testing.TB, s *Session) Actions {
+func nextChecked(t fataler, s *Session) Actions {
 	t.Helper()
 	s.refresh()
 	want := naiveNext(s)
