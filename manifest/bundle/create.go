@@ -9,10 +9,8 @@ import (
 	"io"
 	"runtime"
 	"sort"
-	"strconv"
 
 	"github.com/ipfs/go-cid"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/fetch"
@@ -97,13 +95,17 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 			return nil, err
 		}
 	}
-	files := map[string][]byte{}
 	res := &Result{Path: o.Out}
 
-	targets, err := copyMetadata(ctx, f, files)
+	set, err := manifest.CollectMetadata(ctx, f, maxRootVersions)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bundle: %w", err)
 	}
+	files := set.Files
+	targets := struct {
+		version int64
+		data    []byte
+	}{set.TargetsVersion, set.Targets}
 	res.TargetsVersion = targets.version
 	rs, err := releasesOf(targets.data, o.Channel)
 	if err != nil {
@@ -307,92 +309,6 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-type fetchedTargets struct {
-	version int64
-	data    []byte
-}
-
-// copyMetadata copies every root version, root.json, and the timestamp,
-// snapshot and targets that are current, checking each of the latter
-// against the length and hashes its parent gives, and returns the
-// targets.
-func copyMetadata(ctx context.Context, f fetch.Fetcher, files map[string][]byte) (fetchedTargets, error) {
-	lim := manifest.DefaultLimits
-	for v := 1; ; v++ {
-		p := "metadata/" + strconv.Itoa(v) + ".root.json"
-		b, err := f.Fetch(ctx, p, lim.Root)
-		if errors.Is(err, fetch.ErrNotFound) {
-			if v == 1 {
-				return fetchedTargets{}, fmt.Errorf("bundle: %w (is this a shoal repository?)", err)
-			}
-			break
-		}
-		if err != nil {
-			return fetchedTargets{}, err
-		}
-		if v > maxRootVersions {
-			return fetchedTargets{}, fmt.Errorf("bundle: more than %d root versions", maxRootVersions)
-		}
-		files[p] = b
-	}
-	if b, err := f.Fetch(ctx, "metadata/root.json", lim.Root); err == nil {
-		files["metadata/root.json"] = b
-	} else if !errors.Is(err, fetch.ErrNotFound) {
-		return fetchedTargets{}, err
-	}
-
-	tsPath := "metadata/timestamp.json"
-	ts, err := f.Fetch(ctx, tsPath, lim.Timestamp)
-	if err != nil {
-		return fetchedTargets{}, err
-	}
-	tsMD, err := metadata.Timestamp().FromBytes(ts)
-	if err != nil {
-		return fetchedTargets{}, fmt.Errorf("%s: %w: %v", tsPath, manifest.ErrBadMetadata, err)
-	}
-	files[tsPath] = ts
-	snapPath, snap, err := fetchPinned(ctx, f, tsPath, tsMD.Signed.Meta["snapshot.json"], metadata.SNAPSHOT)
-	if err != nil {
-		return fetchedTargets{}, err
-	}
-	snapMD, err := metadata.Snapshot().FromBytes(snap)
-	if err != nil {
-		return fetchedTargets{}, fmt.Errorf("%s: %w: %v", snapPath, manifest.ErrBadMetadata, err)
-	}
-	files[snapPath] = snap
-	tm := snapMD.Signed.Meta["targets.json"]
-	targetsPath, targets, err := fetchPinned(ctx, f, snapPath, tm, metadata.TARGETS)
-	if err != nil {
-		return fetchedTargets{}, err
-	}
-	files[targetsPath] = targets
-	return fetchedTargets{version: tm.Version, data: targets}, nil
-}
-
-// fetchPinned fetches the metadata file that parent's entry m pins.
-func fetchPinned(ctx context.Context, f fetch.Fetcher, parent string, m *metadata.MetaFiles, role string) (string, []byte, error) {
-	if m == nil || m.Version < 1 {
-		return "", nil, fmt.Errorf("%s: %w: no %s.json entry", parent, manifest.ErrBadMetadata, role)
-	}
-	p := "metadata/" + strconv.FormatInt(m.Version, 10) + "." + role + ".json"
-	limit := manifest.DefaultLimits.Metadata
-	if m.Length > 0 && m.Length < limit {
-		limit = m.Length
-	}
-	b, err := f.Fetch(ctx, p, limit)
-	if err != nil {
-		return "", nil, err
-	}
-	if m.Length > 0 || len(m.Hashes) > 0 {
-		if err := m.VerifyLengthHashes(b); err != nil {
-			return "", nil, fmt.Errorf("%s: %w: %v", p, manifest.ErrMixAndMatch, err)
-		}
-	}
-	return p, b, nil
-}
-
-// fetchIndex fetches an artifact's index and checks it against its
-// target's length and hashes and its ID.
 func fetchIndex(ctx context.Context, f fetch.Fetcher, a artifact) (*chunker.Index, []byte, error) {
 	p := manifest.IndexPath(a.Index)
 	if a.Target.Length <= 0 || a.Target.Length > manifest.DefaultLimits.Index {
