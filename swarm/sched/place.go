@@ -1,0 +1,202 @@
+package sched
+
+// Where a piece is. Every piece is in exactly one place; the pools are the
+// pieces that can be asked for now, each from one class.
+const (
+	placeNone      uint8 = iota // transient, inside a step
+	placeHeld                   // held locally
+	placeAlias                  // the same chunk as an earlier position (NewDedup)
+	placeRequested              // outstanding at one or more sources
+	placeLAN                    // a LAN peer holds it
+	placeWAN                    // no LAN peer, a WAN peer holds it, ours to fetch
+	placeOrigin                 // no peer holds it, ours to fetch
+	placeAwait                  // no LAN peer holds it and a LAN wanter owns it
+)
+
+// pieceState is what a session knows of one piece, indexed by its rank in
+// the random order.
+type pieceState struct {
+	lan, wan uint16 // holders by class
+	owner    uint16 // the wanter's slot, in placeAwait
+	place    uint8
+	bucket   uint8 // rarity bucket, in placeLAN and placeWAN
+}
+
+// setHave records that p holds q.
+func (s *Session) setHave(p *peer, q int32) {
+	if p.has(q) {
+		return
+	}
+	// p's bit counts in the pool q is in now; enter and leave keep it right
+	// from here on.
+	if s.inPool(q, p.class) {
+		p.useful++
+	}
+	p.have[q>>6] |= 1 << (q & 63)
+	st := &s.pcs[q]
+	if p.class == WAN {
+		st.wan++
+	} else {
+		if st.lan == 0 && st.place != placeHeld && st.place != placeAlias {
+			// p brought a piece this node lacks into the site.
+			p.progress = s.tick
+			if p.excluded && p.wants {
+				p.excluded = false
+				s.stats.Reinstated++
+				s.wantersChanged()
+			}
+		}
+		st.lan++
+	}
+	s.reconcile(q)
+}
+
+// clearHave records that p does not hold q.
+func (s *Session) clearHave(p *peer, q int32) {
+	if !p.has(q) {
+		return
+	}
+	if s.inPool(q, p.class) {
+		p.useful--
+	}
+	p.have[q>>6] &^= 1 << (q & 63)
+	if st := &s.pcs[q]; p.class == WAN {
+		st.wan--
+	} else {
+		st.lan--
+	}
+	s.reconcile(q)
+}
+
+func (s *Session) inPool(q int32, c Class) bool {
+	pl := s.pcs[q].place
+	return pl == placeLAN && c == LAN || pl == placeWAN && c == WAN
+}
+
+// want says where q, neither held nor requested, belongs. Unless fresh, an
+// owner computed before is reused (refresh recomputes them all after the
+// split set changes).
+func (s *Session) want(q int32, fresh bool) (uint8, uint16) {
+	st := &s.pcs[q]
+	if st.lan > 0 {
+		return placeLAN, 0
+	}
+	if !s.cfg.NoSplit {
+		mine, owner := true, uint16(0)
+		switch {
+		case !fresh && (st.place == placeWAN || st.place == placeOrigin):
+		case !fresh && st.place == placeAwait:
+			mine, owner = false, st.owner
+		default:
+			mine, owner = s.ownerOf(s.ord.pos(q))
+		}
+		if !mine {
+			return placeAwait, owner
+		}
+	}
+	if st.wan > 0 {
+		return placeWAN, 0
+	}
+	return placeOrigin, 0
+}
+
+// bucketOf is the rarity bucket of a piece with count holders.
+func (s *Session) bucketOf(count uint16) uint8 {
+	if s.cfg.Strategy == Random {
+		return 0
+	}
+	return uint8(min(int(count), s.cfg.RarityCap) - 1)
+}
+
+// reconcile moves q to where it belongs after its holders changed.
+func (s *Session) reconcile(q int32) {
+	st := &s.pcs[q]
+	switch st.place {
+	case placeHeld, placeAlias, placeRequested:
+		return
+	}
+	np, owner := s.want(q, false)
+	if np == st.place {
+		switch np {
+		case placeLAN, placeWAN:
+			c, n := LAN, st.lan
+			if np == placeWAN {
+				c, n = WAN, st.wan
+			}
+			if b := s.bucketOf(n); b != st.bucket {
+				s.pools[c][st.bucket].remove(q)
+				s.pools[c][b].add(q, s.words)
+				st.bucket = b
+			}
+			return
+		case placeOrigin:
+			return
+		case placeAwait:
+			if owner == st.owner {
+				return
+			}
+		}
+	}
+	s.leave(q)
+	s.enter(q, np, owner)
+}
+
+// classPeers are the peers of class c, in service order.
+func (s *Session) classPeers(c Class) []*peer {
+	if c == LAN {
+		return s.order[:s.nLAN]
+	}
+	return s.order[s.nLAN:]
+}
+
+// leave takes q out of its place.
+func (s *Session) leave(q int32) {
+	st := &s.pcs[q]
+	switch st.place {
+	case placeLAN, placeWAN:
+		c := LAN
+		if st.place == placeWAN {
+			c = WAN
+		}
+		s.pools[c][st.bucket].remove(q)
+		for _, p := range s.classPeers(c) {
+			if p.has(q) {
+				p.useful--
+			}
+		}
+	case placeOrigin:
+		s.origin.remove(q)
+	case placeAwait:
+		if o := s.slots[st.owner]; o != nil {
+			o.awaited--
+		}
+	}
+	st.place = placeNone
+}
+
+// enter puts q, out of any place, into place np.
+func (s *Session) enter(q int32, np uint8, owner uint16) {
+	st := &s.pcs[q]
+	st.place = np
+	switch np {
+	case placeLAN, placeWAN:
+		c, n := LAN, st.lan
+		if np == placeWAN {
+			c, n = WAN, st.wan
+		}
+		st.bucket = s.bucketOf(n)
+		s.pools[c][st.bucket].add(q, s.words)
+		for _, p := range s.classPeers(c) {
+			if p.has(q) {
+				p.useful++
+			}
+		}
+	case placeOrigin:
+		s.origin.add(q, s.words)
+	case placeAwait:
+		st.owner = owner
+		if o := s.slots[owner]; o != nil {
+			o.awaited++
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package sched
+
+// request is one outstanding request. The requests for a piece form a
+// chain from Session.head, newest first.
+type request struct {
+	q      int32
+	src    int32 // peer slot, -1 for the origin
+	next   int32 // the piece's next request, -1
+	issued int64
+	live   bool
+}
+
+// hold marks q held; its requests are cancelled, except the one with
+// index answered, which a block just answered.
+func (s *Session) hold(q int32, answered int32) {
+	st := &s.pcs[q]
+	if st.place == placeRequested {
+		for ri := s.head[q]; ri >= 0; {
+			next := s.reqs[ri].next
+			if ri != answered {
+				s.cancel(ri)
+			}
+			s.freeReq(ri)
+			ri = next
+		}
+		delete(s.head, q)
+		st.place = placeNone
+	} else {
+		s.leave(q)
+	}
+	st.place = placeHeld
+	s.held++
+}
+
+// find returns the request for q outstanding at p (nil: the origin), or -1.
+func (s *Session) find(q int32, p *peer) int32 {
+	if s.pcs[q].place != placeRequested {
+		return -1
+	}
+	src := int32(-1)
+	if p != nil {
+		src = int32(p.idx)
+	}
+	for ri := s.head[q]; ri >= 0; ri = s.reqs[ri].next {
+		if s.reqs[ri].src == src {
+			return ri
+		}
+	}
+	return -1
+}
+
+// issue asks src (nil: the origin) for q.
+func (s *Session) issue(q int32, p *peer) {
+	st := &s.pcs[q]
+	next := int32(-1)
+	if st.place == placeRequested {
+		next = s.head[q]
+	} else {
+		s.leave(q)
+		st.place = placeRequested
+	}
+	var ri int32
+	if k := len(s.freeReqs); k > 0 {
+		ri = s.freeReqs[k-1]
+		s.freeReqs = s.freeReqs[:k-1]
+	} else {
+		ri = int32(len(s.reqs))
+		s.reqs = append(s.reqs, request{})
+	}
+	r := request{q: q, src: -1, next: next, issued: s.tick, live: true}
+	c := Origin
+	if p != nil {
+		r.src = int32(p.idx)
+		c = p.class
+		p.out++
+	} else {
+		s.originOut++
+	}
+	s.reqs[ri] = r
+	s.head[q] = ri
+	s.out++
+	s.stats.Requested[c]++
+	s.acts.Request = append(s.acts.Request, s.request(r))
+}
+
+func (s *Session) request(r request) Request {
+	if r.src < 0 {
+		return Request{Piece: s.ord.pos(r.q), Class: Origin}
+	}
+	p := s.slots[r.src]
+	return Request{Piece: s.ord.pos(r.q), Source: p.id, Class: p.class}
+}
+
+func (s *Session) cancel(ri int32) {
+	s.cancels = append(s.cancels, s.request(s.reqs[ri]))
+	s.stats.Cancelled++
+}
+
+// freeReq forgets request ri (its piece's chain is the caller's).
+func (s *Session) freeReq(ri int32) {
+	r := &s.reqs[ri]
+	if r.src < 0 {
+		s.originOut--
+	} else {
+		s.slots[r.src].out--
+	}
+	s.out--
+	r.live = false
+	s.freeReqs = append(s.freeReqs, ri)
+}
+
+// release gives request ri up (with a cancel if asked); a piece with no
+// request left goes back where it belongs.
+func (s *Session) release(ri int32, cancel bool) {
+	r := s.reqs[ri]
+	if cancel {
+		s.cancel(ri)
+	}
+	if s.head[r.q] == ri {
+		if r.next >= 0 {
+			s.head[r.q] = r.next
+		} else {
+			delete(s.head, r.q)
+		}
+	} else {
+		for pi := s.head[r.q]; ; pi = s.reqs[pi].next {
+			if s.reqs[pi].next == ri {
+				s.reqs[pi].next = r.next
+				break
+			}
+		}
+	}
+	s.freeReq(ri)
+	if _, ok := s.head[r.q]; !ok {
+		s.pcs[r.q].place = placeNone
+		s.reconcile(r.q)
+	}
+}
