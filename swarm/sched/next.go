@@ -117,16 +117,14 @@ func (s *Session) pickDuplicate(p *peer) int32 {
 	return best
 }
 
-// bestClass reports whether class c is where q would be fetched from if it
-// were not outstanding.
+// bestClass reports whether class c, of a peer holding q, is where q would
+// be fetched from if it were not outstanding.
 func (s *Session) bestClass(q int32, c Class) bool {
-	st := &s.pcs[q]
-	switch {
-	case st.lan > 0:
+	if s.pcs[q].lan > 0 {
 		return c == LAN
-	case c != WAN || st.wan == 0:
-		return false
-	case s.cfg.NoSplit:
+	}
+	// A WAN peer holds it and no LAN peer does: is it ours to fetch?
+	if s.cfg.NoSplit {
 		return true
 	}
 	mine, _ := s.ownerOf(s.ord.pos(q))

@@ -34,7 +34,7 @@ func genConfig(t *rapid.T) Config {
 		Window:            rapid.IntRange(1, 3).Draw(t, "window"),
 		OriginWindow:      rapid.IntRange(1, 3).Draw(t, "originWindow"),
 		MaxOutstanding:    rapid.IntRange(0, 8).Draw(t, "max"),
-		EndgameThreshold:  rapid.IntRange(1, 6).Draw(t, "endgame"),
+		EndgameThreshold:  rapid.IntRange(1, 40).Draw(t, "endgame"),
 		EndgameDuplicates: rapid.IntRange(1, 3).Draw(t, "dups"),
 		NoEndgame:         rapid.Bool().Draw(t, "noEndgame"),
 		StallTicks:        rapid.IntRange(1, 4).Draw(t, "stall"),
