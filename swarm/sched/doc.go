@@ -56,8 +56,9 @@
 // A member that leaves (RemovePeer), stops wanting the release, or owes
 // this node pieces of its share and brings no new piece into the site for
 // [Config.ShareStallTicks], is left out and its share is divided again
-// among the rest; a member left out comes back when it brings in a piece
-// no LAN peer held. A piece some LAN peer holds is fetched from it,
+// among the rest; a member left out comes back when it brings into the
+// site a piece this node lacks and no LAN peer held. A piece some LAN peer
+// holds is fetched from it,
 // whoever owns it. So no piece is awaited forever. Members whose views of
 // the membership differ briefly may fetch a piece twice, never none: along
 // any chain of "that piece is yours" the weights grow, so it ends at a node

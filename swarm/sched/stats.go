@@ -10,7 +10,7 @@ type Stats struct {
 	Outstanding int // requests outstanding, the origin's included
 	Origin      int // requests outstanding at the origin
 	Awaiting    int // missing pieces left to a LAN wanter's share
-	Wanters     int // the split set: this node and the LAN wanters in it
+	Wanters     int // the split set: this node and the LAN wanters in it (0 with the split off)
 	Endgame     bool
 
 	Requested   [3]int // requests issued, by class
