@@ -60,11 +60,14 @@ type Announcement struct {
 
 // Gossip limits.
 const (
-	// MaxAnnouncementSize bounds one announcement; gossipsub refuses
-	// larger messages on the wire. An announcement carries signed
-	// metadata (timestamp, snapshot, targets, a new root), a few KiB
-	// to a few hundred KiB.
-	MaxAnnouncementSize = 1 << 20
+	// MaxAnnouncementSize bounds one announcement's data, as
+	// swarm/announce bounds an encoded announcement (the signed metadata:
+	// roots, timestamp, snapshot, targets).
+	MaxAnnouncementSize = 4 << 20
+	// maxGossipRPC is gossipsub's limit on one message on the wire: an
+	// announcement and its envelope (author, sequence number, signature,
+	// topic), with room for control messages.
+	maxGossipRPC = MaxAnnouncementSize + 64<<10
 	// ValidatorTimeout bounds one validator call: a full release
 	// verification from the message's own metadata.
 	ValidatorTimeout = 30 * time.Second
@@ -152,7 +155,7 @@ func (h *Host) gossipOptions(app func(peer.ID) float64) []pubsub.Option {
 			sum := sha256.Sum256(m.Data)
 			return string(sum[:])
 		}),
-		pubsub.WithMaxMessageSize(MaxAnnouncementSize),
+		pubsub.WithMaxMessageSize(maxGossipRPC),
 		// The publisher sends to every topic peer it knows, not only its
 		// mesh (which is empty until the first heartbeat after joining):
 		// announcements are rare and each one matters.

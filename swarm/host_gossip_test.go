@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/swarm/announce"
 )
 
 // recorder is a validator that rejects "forged..." and ignores "stale...",
@@ -210,5 +212,47 @@ func TestJoinReleasesRefuses(t *testing.T) {
 	}
 	if _, err := h.JoinReleases("stable", acceptAll); err != nil {
 		t.Errorf("rejoining after Close: %v", err)
+	}
+}
+
+// TestGossipFitsAnnouncements: the topic name and size limit agree with
+// the announcement format's.
+func TestGossipFitsAnnouncements(t *testing.T) {
+	if MaxAnnouncementSize < announce.MaxSize {
+		t.Errorf("gossip carries %d bytes, an announcement may have %d", MaxAnnouncementSize, announce.MaxSize)
+	}
+	if a, b := ReleasesTopic("plant-7", "stable"), announce.Topic("plant-7", "stable"); a != b {
+		t.Errorf("topic %s, announcements say %s", a, b)
+	}
+}
+
+// TestGossipLargeAnnouncement sends an announcement of the largest size
+// from one host to another.
+func TestGossipLargeAnnouncement(t *testing.T) {
+	a := newTestHost(t, nil)
+	b := newTestHost(t, func(c *HostConfig) { c.Bootstrap = a.Addrs() })
+	ra, err := a.JoinReleases("stable", acceptAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.JoinReleases("stable", acceptAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "topic peers known", func() bool { return slices.Contains(ra.Peers(), b.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	big := make([]byte, MaxAnnouncementSize)
+	big[0], big[len(big)-1] = 'x', 'y'
+	if err := ra.Publish(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-rb.Messages():
+		if len(m.Data) != len(big) || m.Data[len(big)-1] != 'y' {
+			t.Errorf("got %d bytes, want %d", len(m.Data), len(big))
+		}
+	case <-ctx.Done():
+		t.Fatal("the largest announcement did not arrive")
 	}
 }
