@@ -1,0 +1,400 @@
+// Package node is the shoal daemon: it wires the swarm's host (DHT, mDNS,
+// gossipsub), the store, the chunk exchange and the device's updater
+// together and serves a local HTTP API. config.go is its configuration
+// file, node.toml (docs/swarm.md, "Node configuration").
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/shoalnet/shoal/swarm"
+)
+
+// Config is a node's node.toml. Relative paths are relative to the
+// directory holding the file.
+type Config struct {
+	Node NodeConfig `toml:"node"`
+	// Device is the device this node updates; nil for a cache node (a
+	// site gateway), which keeps whole releases and serves them.
+	Device *DeviceConfig `toml:"device,omitempty"`
+
+	dir string         // directory of the config file
+	lan []netip.Prefix // Node.LANPrefixes, parsed
+	dht swarm.DHTMode
+}
+
+// NodeConfig is the [node] table: the node's place in the fleet's swarm.
+type NodeConfig struct {
+	// Fleet names the fleet; nodes of different fleets never see each
+	// other (letters, digits, '.', '_', '-'; at most 64).
+	Fleet string `toml:"fleet"`
+	// Store is the directory of the node's chunk and metadata store
+	// (default DefaultStore).
+	Store string `toml:"store,omitempty"`
+	// IdentityKey is the node's libp2p identity key, created on first
+	// start with mode 0600 (default: identity.key in Store).
+	IdentityKey string `toml:"identity_key,omitempty"`
+	// Listen are libp2p multiaddrs to listen on (default DefaultListen).
+	Listen []string `toml:"listen,omitempty"`
+	// Bootstrap are peers to dial at start, multiaddrs ending in
+	// /p2p/<peer id>.
+	Bootstrap []string `toml:"bootstrap,omitempty"`
+	// DHT is "server" (always-on nodes), "client" (small devices) or
+	// "auto" (server once reachable from outside). Default: server on a
+	// cache node, auto on a device.
+	DHT string `toml:"dht,omitempty"`
+	// MDNS turns LAN discovery by multicast DNS on or off (default on).
+	MDNS *bool `toml:"mdns,omitempty"`
+	// LANPrefixes: peers connected from these networks count as LAN
+	// peers, like those mDNS finds (CIDR, e.g. "192.168.1.0/24").
+	LANPrefixes []string `toml:"lan_prefixes,omitempty"`
+	// API is the HTTP API's listen address, host:port on loopback
+	// (default DefaultAPI): it has no authentication.
+	API string `toml:"api,omitempty"`
+	// Apply is "auto" (install an accepted release as soon as it is
+	// eligible) or "manual" (fetch it, install when `shoal update apply`
+	// asks). Default auto; a cache node installs nothing.
+	Apply string `toml:"apply,omitempty"`
+	// UploadRate and DownloadRate cap the node's chunk traffic so it never
+	// saturates its own link (bytes per second, or a string such as
+	// "20 MiB/s" or "100 Mbit/s"; 0 or absent: no cap).
+	UploadRate   Rate `toml:"upload_rate,omitempty"`
+	DownloadRate Rate `toml:"download_rate,omitempty"`
+}
+
+// DeviceConfig is the [device] table: the device a node updates.
+type DeviceConfig struct {
+	// Config is the device's shoal.toml (updater.LoadConfig reads it).
+	Config string `toml:"config"`
+}
+
+// Defaults of [node].
+const (
+	DefaultStore = "/var/lib/shoal/node"
+	DefaultAPI   = "127.0.0.1:4102"
+	// DefaultPort is the libp2p port of DefaultListen.
+	DefaultPort = 4101
+)
+
+// DefaultListen are the listen addresses of a node that names none: TCP
+// and QUIC on every IPv4 and IPv6 address, port DefaultPort.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/4101",
+	"/ip4/0.0.0.0/udp/4101/quic-v1",
+	"/ip6/::/tcp/4101",
+	"/ip6/::/udp/4101/quic-v1",
+}
+
+// Apply modes.
+const (
+	ApplyAuto   = "auto"
+	ApplyManual = "manual"
+)
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("node: bad configuration")
+
+// LoadConfig reads and checks a node config file. Unknown keys are errors
+// that name the key and its line, so a typo does not silently fall back
+// to a default.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and checks a node config, filling in defaults; dir
+// resolves relative paths.
+func ParseConfig(b []byte, dir string) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+			if line := keyLine(b, k.String()); line > 0 {
+				keys[i] += fmt.Sprintf(" (line %d)", line)
+			}
+		}
+		slices.Sort(keys)
+		return nil, fmt.Errorf("%w: unknown key %s", ErrConfig, strings.Join(keys, ", "))
+	}
+	c.dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	n := &c.Node
+	if n.Fleet == "" {
+		return bad("[node] fleet is required (the fleet's name)")
+	}
+	if err := swarm.CheckName("fleet", n.Fleet); err != nil {
+		return bad("[node] %v", err)
+	}
+	if n.Store == "" {
+		n.Store = DefaultStore
+	}
+	if n.IdentityKey == "" {
+		n.IdentityKey = filepath.Join(n.Store, "identity.key")
+	}
+	if len(n.Listen) == 0 {
+		n.Listen = slices.Clone(DefaultListen)
+	}
+	for i, a := range n.Listen {
+		if err := swarm.CheckListenAddr(a); err != nil {
+			return bad("[node] listen[%d]: %v", i, err)
+		}
+	}
+	for i, a := range n.Bootstrap {
+		if err := swarm.CheckPeerAddr(a); err != nil {
+			return bad("[node] bootstrap[%d]: %v", i, err)
+		}
+	}
+	if n.DHT == "" {
+		n.DHT = "auto"
+		if c.Device == nil {
+			n.DHT = "server" // a cache node is an always-on gateway
+		}
+	}
+	m, err := swarm.ParseDHTMode(n.DHT)
+	if err != nil {
+		return bad("[node] dht: %v", err)
+	}
+	c.dht = m
+	if n.MDNS == nil {
+		on := true
+		n.MDNS = &on
+	}
+	c.lan = nil
+	for i, s := range n.LANPrefixes {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return bad("[node] lan_prefixes[%d]: %q is not a CIDR prefix such as 192.168.1.0/24", i, s)
+		}
+		if p.Masked() != p {
+			return bad("[node] lan_prefixes[%d]: %q has host bits set (did you mean %s?)", i, s, p.Masked())
+		}
+		c.lan = append(c.lan, p)
+	}
+	if n.API == "" {
+		n.API = DefaultAPI
+	}
+	if err := checkAPI(n.API); err != nil {
+		return bad("[node] api: %v", err)
+	}
+	switch n.Apply {
+	case "":
+		n.Apply = ApplyAuto
+	case ApplyAuto, ApplyManual:
+	default:
+		return bad("[node] apply %q is not %q or %q", n.Apply, ApplyAuto, ApplyManual)
+	}
+	if c.Device != nil && c.Device.Config == "" {
+		return bad("[device] config is required (the device's shoal.toml); leave [device] out for a cache node")
+	}
+	return nil
+}
+
+// checkAPI accepts host:port with a loopback host: the API answers
+// anyone who reaches it.
+func checkAPI(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. %s", addr, DefaultAPI)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("%q: port %q is not 1..65535", addr, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: the HTTP API has no authentication and listens on loopback only (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
+}
+
+// Path resolves p relative to the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// CacheNode reports whether the node has no device: it keeps whole
+// releases and serves them (a site gateway).
+func (c *Config) CacheNode() bool { return c.Device == nil }
+
+// DevicePath is the device's shoal.toml, resolved; "" for a cache node.
+func (c *Config) DevicePath() string {
+	if c.Device == nil {
+		return ""
+	}
+	return c.Path(c.Device.Config)
+}
+
+// StoreDir is [node] store, resolved.
+func (c *Config) StoreDir() string { return c.Path(c.Node.Store) }
+
+// LANPrefixes are [node] lan_prefixes, parsed.
+func (c *Config) LANPrefixes() []netip.Prefix { return slices.Clone(c.lan) }
+
+// HostConfig is the swarm host's configuration from [node]. The caller
+// adds what is not in the file (a metrics registerer, a logger, an
+// application score).
+func (c *Config) HostConfig() swarm.HostConfig {
+	n := c.Node
+	return swarm.HostConfig{
+		Fleet:       n.Fleet,
+		KeyFile:     c.Path(n.IdentityKey),
+		Listen:      slices.Clone(n.Listen),
+		Bootstrap:   slices.Clone(n.Bootstrap),
+		DHT:         c.dht,
+		MDNS:        *n.MDNS,
+		LANPrefixes: c.LANPrefixes(),
+	}
+}
+
+// Rate is a transfer rate in bytes per second; 0 means no cap. In TOML it
+// is an integer (bytes per second) or a string: a number, a unit and an
+// optional "/s" — B, kB, MB, GB (powers of 1000), KiB, MiB, GiB (powers of
+// 1024), or kbit, Mbit, Gbit (bits, powers of 1000) — e.g. "20 MiB/s",
+// "100 Mbit/s"; "0" or "unlimited" is no cap.
+type Rate int64
+
+var rateUnits = map[string]float64{
+	"": 1, "B": 1,
+	"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	"kbit": 1e3 / 8, "Kbit": 1e3 / 8, "Mbit": 1e6 / 8, "Gbit": 1e9 / 8,
+}
+
+// ParseRate parses a rate as written in TOML strings.
+func ParseRate(s string) (Rate, error) {
+	t := strings.TrimSpace(s)
+	if t == "unlimited" {
+		return 0, nil
+	}
+	t = strings.TrimSuffix(t, "/s")
+	i := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	if i < 0 {
+		i = len(t)
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mul, ok := rateUnits[unit]
+	if !ok || num == "" {
+		return 0, fmt.Errorf("rate %q: want a number and a unit (B, kB, MB, GB, KiB, MiB, GiB, kbit, Mbit, Gbit) per second, e.g. \"20 MiB/s\"", s)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, fmt.Errorf("rate %q: %v", s, err)
+	}
+	r := v * mul
+	if r > math.MaxInt64/2 {
+		return 0, fmt.Errorf("rate %q is too large", s)
+	}
+	if r > 0 && r < 1 {
+		return 0, fmt.Errorf("rate %q is under one byte per second", s)
+	}
+	return Rate(r), nil
+}
+
+// UnmarshalTOML takes an integer (bytes per second) or a string.
+func (r *Rate) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("rate %d is negative", x)
+		}
+		*r = Rate(x)
+		return nil
+	case string:
+		p, err := ParseRate(x)
+		if err != nil {
+			return err
+		}
+		*r = p
+		return nil
+	}
+	return fmt.Errorf("rate %v: want an integer (bytes per second) or a string such as \"20 MiB/s\"", v)
+}
+
+// String writes the rate the way ParseRate reads it.
+func (r Rate) String() string {
+	switch {
+	case r == 0:
+		return "unlimited"
+	case r%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB/s", r>>20)
+	case r%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB/s", r>>10)
+	}
+	return fmt.Sprintf("%d B/s", int64(r))
+}
+
+// keyLine finds the line where key (dotted, as toml.Key.String writes it)
+// is set: a "name = value" line under the table that holds it, or the
+// table's own header. 0 when it cannot tell (quoted or inline keys).
+func keyLine(b []byte, key string) int {
+	table := ""
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for line := 1; sc.Scan(); line++ {
+		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "[") {
+			name := strings.TrimSpace(strings.Trim(l, "[]"))
+			if i := strings.Index(l, "#"); i >= 0 {
+				name = strings.TrimSpace(strings.Trim(strings.TrimSpace(l[:i]), "[]"))
+			}
+			table = name
+			if table == key {
+				return line
+			}
+			continue
+		}
+		name, _, ok := strings.Cut(l, "=")
+		if !ok || strings.HasPrefix(l, "#") {
+			continue
+		}
+		full := strings.TrimSpace(name)
+		if table != "" {
+			full = table + "." + full
+		}
+		if full == key {
+			return line
+		}
+	}
+	return 0
+}
