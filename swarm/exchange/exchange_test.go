@@ -1,0 +1,116 @@
+package exchange_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoalnet/shoal/swarm/exchange"
+	"github.com/shoalnet/shoal/swarm/sched"
+)
+
+// Three nodes on one LAN, one holding the whole release: the other two
+// complete from it (and from each other) without a byte from the origin.
+func TestThreeNodesFromHolder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rl := makeRelease(t, 4<<20, 1, smallParams)
+	org := newOrigin(rl)
+	s := newNode(t, "seed", exchange.Config{})
+	s.seed(rl)
+	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newNode(t, "a", exchange.Config{}), newNode(t, "b", exchange.Config{})
+	connect(s, a, sched.LAN)
+	connect(s, b, sched.LAN)
+	connect(a, b, sched.LAN)
+	cfg := exchange.DownloadConfig{Origin: org, TickPeriod: 10 * time.Millisecond}
+	da, dla := a.prepare(t, rl, cfg)
+	db, dlb := b.prepare(t, rl, cfg)
+	announced(t, a, rl.id, 2)
+	announced(t, b, rl.id, 2)
+
+	want := rl.unique()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = da.FetchAll(ctx, want, dla.deliver(rl)) }()
+	go func() { defer wg.Done(); errs[1] = db.FetchAll(ctx, want, dlb.deliver(rl)) }()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("download %d: %v", i, err)
+		}
+	}
+	dla.check(t, rl, want)
+	dlb.check(t, rl, want)
+	if got := org.bytes.Load(); got != 0 {
+		t.Errorf("origin served %d bytes, want 0", got)
+	}
+	for _, n := range []*node{a, b} {
+		if string(n.slot.b) != string(rl.data) {
+			t.Errorf("%s: slot differs from the release", n.id)
+		}
+	}
+	t.Logf("a: %+v", da.Stats().Chunks)
+	t.Logf("b: %+v", db.Stats().Chunks)
+	if st := s.e.Stats(); st.Misbehaved != 0 {
+		t.Errorf("seed disconnected %d peers", st.Misbehaved)
+	}
+}
+
+// Three nodes on one LAN and only the origin holds the release: with the
+// uplink split, the origin serves each chunk once and every node
+// completes.
+func TestLANSplitOriginOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rl := makeRelease(t, 4<<20, 2, smallParams)
+	org := newOrigin(rl)
+	nodes := []*node{newNode(t, "a", exchange.Config{}), newNode(t, "b", exchange.Config{}), newNode(t, "c", exchange.Config{})}
+	connect(nodes[0], nodes[1], sched.LAN)
+	connect(nodes[0], nodes[2], sched.LAN)
+	connect(nodes[1], nodes[2], sched.LAN)
+	cfg := exchange.DownloadConfig{Origin: org, TickPeriod: 10 * time.Millisecond,
+		Sched: sched.Config{StallTicks: 100000, ShareStallTicks: 100000}}
+	ds := make([]*exchange.Download, 3)
+	dls := make([]*delivery, 3)
+	for i, n := range nodes {
+		ds[i], dls[i] = n.prepare(t, rl, cfg)
+	}
+	for _, n := range nodes {
+		announced(t, n, rl.id, 2)
+	}
+	want := rl.unique()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = ds[i].FetchAll(ctx, want, dls[i].deliver(rl)) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("download %s: %v", nodes[i].id, err)
+		}
+	}
+	for i, n := range nodes {
+		dls[i].check(t, rl, want)
+		if string(n.slot.b) != string(rl.data) {
+			t.Errorf("%s: slot differs from the release", n.id)
+		}
+		t.Logf("%s: chunks by class %v", n.id, ds[i].Stats().Chunks)
+	}
+	org.mu.Lock()
+	defer org.mu.Unlock()
+	if len(org.count) != len(want) {
+		t.Errorf("origin served %d distinct chunks, want %d", len(org.count), len(want))
+	}
+	for p, c := range org.count {
+		if c != 1 {
+			t.Errorf("origin served %s %d times", p, c)
+		}
+	}
+}

@@ -1,0 +1,474 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/shoalnet/shoal/chunker/object"
+	"github.com/shoalnet/shoal/swarm/sched"
+	"github.com/shoalnet/shoal/swarm/wire"
+)
+
+// peer is one connection's state. The reader runs in Run's goroutine;
+// serve and write have a goroutine each.
+type peer struct {
+	e     *Engine
+	c     Conn
+	id    string
+	class sched.Class
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	once   sync.Once
+
+	// Under e.mu.
+	ready     bool
+	haves     map[cid.Cid]*peerHave // what the peer announced
+	haveBytes int
+
+	mu       sync.Mutex
+	ctrl     []wire.Message // control frames waiting for the writer
+	incoming map[wire.RequestID]*inWant
+	outgoing map[wire.RequestID]*outWant
+	nextReq  wire.RequestID
+
+	notify  chan struct{} // ctrl grew
+	wantsIn chan *inWant  // reader → server
+	answers chan answer   // server → writer
+}
+
+// peerHave is what a peer announced for one index.
+type peerHave struct {
+	n      int
+	bitmap []byte
+	count  int
+}
+
+// inWant is a Want the peer sent, not answered yet.
+type inWant struct {
+	req       wire.RequestID
+	id        cid.Cid
+	index     cid.Cid
+	pos       int
+	cancelled atomic.Bool
+}
+
+// outWant is a Want this node sent the peer, not answered yet.
+type outWant struct {
+	id        cid.Cid
+	d         *Download
+	piece     int
+	maxChunk  int
+	cancelled bool
+}
+
+// answer is the server's reply to one Want: a Block if obj is set, else
+// a DontHave.
+type answer struct {
+	req wire.RequestID
+	id  cid.Cid
+	obj []byte
+}
+
+func newPeer(e *Engine, c Conn) *peer {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &peer{
+		e: e, c: c, id: c.Peer(), class: c.Class(),
+		ctx: ctx, cancel: cancel,
+		haves:    map[cid.Cid]*peerHave{},
+		incoming: map[wire.RequestID]*inWant{},
+		outgoing: map[wire.RequestID]*outWant{},
+		notify:   make(chan struct{}, 1),
+		wantsIn:  make(chan *inWant, e.cfg.MaxPeerWants),
+		answers:  make(chan answer, 4),
+	}
+}
+
+// close ends the connection (once), which unblocks every goroutine of it.
+func (p *peer) close(cause error) {
+	p.once.Do(func() {
+		p.cancel(cause)
+		p.c.Close()
+	})
+}
+
+// misbehave disconnects the peer for what it sent, logs it and lowers its
+// score.
+func (p *peer) misbehave(format string, args ...any) error {
+	err := fmt.Errorf("%w: %s", ErrMisbehaved, fmt.Sprintf(format, args...))
+	p.once.Do(func() {
+		p.e.misbehaved.Add(1)
+		p.e.penalise(p.id)
+		p.e.log.Warn("exchange: disconnecting peer", "peer", p.id, "class", p.class.String(), "reason", err.Error())
+		if f := p.e.cfg.OnMisbehave; f != nil {
+			f(p.id, err)
+		}
+		p.cancel(err)
+		p.c.Close()
+	})
+	return err
+}
+
+// drop disconnects a peer the scheduler gave up on (stalls, dont-haves).
+func (p *peer) drop(reason string) {
+	p.once.Do(func() {
+		p.e.penalise(p.id)
+		p.e.log.Info("exchange: dropping peer", "peer", p.id, "class", p.class.String(), "reason", reason)
+		p.cancel(errors.New(reason))
+		p.c.Close()
+	})
+}
+
+// send queues control frames for the writer.
+func (p *peer) send(ms ...wire.Message) {
+	p.mu.Lock()
+	p.ctrl = append(p.ctrl, ms...)
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// sendHave queues a Have or HaveDelta (under e.mu).
+func (p *peer) sendHave(_ cid.Cid, m wire.Message) { p.send(m) }
+
+// want sends a Want for piece of d's index and records it.
+func (p *peer) want(d *Download, piece int) wire.RequestID {
+	id := d.ix.ID(piece)
+	p.mu.Lock()
+	for {
+		p.nextReq++
+		if p.outgoing[p.nextReq] == nil {
+			break
+		}
+	}
+	req := p.nextReq
+	p.outgoing[req] = &outWant{id: id, d: d, piece: piece, maxChunk: d.ix.Params.Max}
+	p.ctrl = append(p.ctrl, &wire.Want{Req: req, CID: id, Index: d.id, Position: piece})
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+	return req
+}
+
+// cancelWant sends a Cancel for req, if it is still unanswered; its
+// answer will be dropped (a Block is still verified).
+func (p *peer) cancelWant(req wire.RequestID) {
+	p.mu.Lock()
+	ow := p.outgoing[req]
+	if ow == nil || ow.cancelled {
+		p.mu.Unlock()
+		return
+	}
+	ow.cancelled = true
+	p.ctrl = append(p.ctrl, &wire.Cancel{Req: req})
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// stallWriter closes the connection when one write to it blocks longer
+// than the timeout (a peer that stopped reading).
+type stallWriter struct {
+	p       *peer
+	timeout time.Duration
+}
+
+func (w stallWriter) Write(b []byte) (int, error) {
+	t := time.AfterFunc(w.timeout, func() { w.p.close(fmt.Errorf("exchange: write to %s blocked for %v", w.p.id, w.timeout)) })
+	n, err := w.p.c.Write(b)
+	t.Stop()
+	return n, err
+}
+
+// run is the connection: handshake, then the reader loop, with the server
+// and the writer beside it.
+func (p *peer) run(ctx context.Context) error {
+	defer p.close(io.EOF)
+	stop := context.AfterFunc(ctx, func() { p.close(ctx.Err()) })
+	defer stop()
+
+	r := wire.NewReader(p.c, wire.FrameLimitFor(p.e.cfg.MaxChunk))
+	w := wire.NewWriter(stallWriter{p, p.e.cfg.WriteTimeout}, 0)
+	t := time.AfterFunc(p.e.cfg.HandshakeTimeout, func() { p.close(errors.New("handshake timed out")) })
+	_, err := wire.Handshake(r, w, 0)
+	t.Stop()
+	if err != nil {
+		return p.streamErr(err, "handshake")
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.serve() }()
+	go func() { defer wg.Done(); p.write(w) }()
+	defer wg.Wait()
+
+	p.e.mu.Lock()
+	p.ready = true
+	for _, sv := range p.e.served {
+		p.sendHave(sv.id, sv.have())
+	}
+	for _, d := range p.e.downloads {
+		d.post(event{kind: evAdd, p: p})
+	}
+	p.e.mu.Unlock()
+
+	for {
+		m, err := r.Read()
+		if err != nil {
+			return p.streamErr(err, "read")
+		}
+		if err := p.handle(m); err != nil {
+			return err
+		}
+	}
+}
+
+// streamErr sorts an error of the stream: a wire error is misbehaviour,
+// anything else (end of stream, reset, our own close) just ends it.
+func (p *peer) streamErr(err error, op string) error {
+	if cause := context.Cause(p.ctx); cause != nil {
+		if errors.Is(cause, ErrMisbehaved) {
+			return cause
+		}
+		return nil
+	}
+	if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrUnknownKind) || errors.Is(err, wire.ErrBadBlock) {
+		return p.misbehave("%s: %v", op, err)
+	}
+	return nil
+}
+
+// handle acts on one message from the peer.
+func (p *peer) handle(m wire.Message) error {
+	e := p.e
+	switch m := m.(type) {
+	case *wire.Hello:
+		return p.misbehave("a second hello")
+
+	case *wire.Have:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if sv := e.served[m.Index]; sv != nil {
+			if err := m.Check(len(sv.ix.Chunks)); err != nil {
+				return p.misbehave("%v", err)
+			}
+		}
+		h := p.haves[m.Index]
+		if h == nil {
+			if len(p.haves) >= e.cfg.MaxPeerIndexes {
+				return p.misbehave("have for a %dth index, limit %d", len(p.haves)+1, e.cfg.MaxPeerIndexes)
+			}
+			if p.haveBytes+len(m.Bitmap) > e.cfg.MaxPeerHaveBytes {
+				return p.misbehave("haves of more than %d bitmap bytes", e.cfg.MaxPeerHaveBytes)
+			}
+			h = &peerHave{}
+			p.haves[m.Index] = h
+		} else if h.n != m.Count {
+			return p.misbehave("have for %s of %d positions after one of %d", m.Index, m.Count, h.n)
+		}
+		p.haveBytes += len(m.Bitmap) - len(h.bitmap)
+		h.n = m.Count
+		h.bitmap = append(h.bitmap[:0], m.Bitmap...)
+		h.count = popcount(h.bitmap)
+		if d := e.downloads[m.Index]; d != nil {
+			d.post(event{kind: evBitmap, p: p, bitmap: append([]byte(nil), h.bitmap...), full: h.count == h.n})
+		}
+
+	case *wire.HaveDelta:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		h := p.haves[m.Index]
+		if h == nil {
+			return p.misbehave("have-delta for %s before a have", m.Index)
+		}
+		if err := m.Check(h.n); err != nil {
+			return p.misbehave("%v", err)
+		}
+		var added []int
+		for _, q := range m.Positions {
+			if h.bitmap[q/8]&(0x80>>(q%8)) == 0 {
+				h.bitmap[q/8] |= 0x80 >> (q % 8)
+				h.count++
+				added = append(added, int(q))
+			}
+		}
+		if d := e.downloads[m.Index]; d != nil && len(added) > 0 {
+			d.post(event{kind: evHas, p: p, positions: added, full: h.count == h.n})
+		}
+
+	case *wire.Want:
+		p.mu.Lock()
+		if len(p.incoming) >= e.cfg.MaxPeerWants {
+			p.mu.Unlock()
+			return p.misbehave("more than %d unanswered wants", e.cfg.MaxPeerWants)
+		}
+		if p.incoming[m.Req] != nil {
+			p.mu.Unlock()
+			return p.misbehave("want %d reuses the ID of an unanswered want", m.Req)
+		}
+		iw := &inWant{req: m.Req, id: m.CID, index: m.Index, pos: m.Position}
+		p.incoming[m.Req] = iw
+		p.mu.Unlock()
+		p.wantsIn <- iw // room for MaxPeerWants, which bounds incoming
+
+	case *wire.Cancel:
+		// A Cancel may cross the answer on the wire: one for a Want
+		// answered already is no error.
+		p.mu.Lock()
+		if iw := p.incoming[m.Req]; iw != nil {
+			iw.cancelled.Store(true)
+		}
+		p.mu.Unlock()
+
+	case *wire.Block:
+		ow, err := p.answered(m.Req, m.CID, "block")
+		if err != nil {
+			return err
+		}
+		data, err := wire.DecodeBlock(nil, m, ow.id, ow.maxChunk)
+		if err != nil {
+			if ow.d != nil {
+				ow.d.post(event{kind: evBad, p: p, req: m.Req, piece: ow.piece})
+			}
+			return p.misbehave("block for request %d (chunk %d of %s): %v", m.Req, ow.piece, ow.d.id, err)
+		}
+		if m.Object[0] == object.KindRaw {
+			data = append([]byte(nil), data...) // it aliases the Reader's buffer
+		}
+		ow.d.post(event{kind: evBlock, p: p, req: m.Req, piece: ow.piece, data: data})
+
+	case *wire.DontHave:
+		ow, err := p.answered(m.Req, m.CID, "dont-have")
+		if err != nil {
+			return err
+		}
+		if !ow.cancelled {
+			ow.d.post(event{kind: evDontHave, p: p, req: m.Req, piece: ow.piece})
+		}
+	}
+	return nil
+}
+
+// answered matches an answer to this node's unanswered Want and forgets
+// the Want; an answer that matches none is misbehaviour.
+func (p *peer) answered(req wire.RequestID, id cid.Cid, what string) (*outWant, error) {
+	p.mu.Lock()
+	ow := p.outgoing[req]
+	if ow != nil && ow.id.Equals(id) {
+		delete(p.outgoing, req)
+		p.mu.Unlock()
+		return ow, nil
+	}
+	p.mu.Unlock()
+	if ow == nil {
+		return nil, p.misbehave("unrequested %s: request %d names no unanswered want", what, req)
+	}
+	return nil, p.misbehave("unrequested %s: request %d is for %s, not %s", what, req, ow.id, id)
+}
+
+// serve answers the peer's Wants in order, from the Provider.
+func (p *peer) serve() {
+	for {
+		var iw *inWant
+		select {
+		case iw = <-p.wantsIn:
+		case <-p.ctx.Done():
+			return
+		}
+		a := answer{req: iw.req, id: iw.id}
+		if !iw.cancelled.Load() {
+			obj, err := p.e.provider.Object(p.ctx, iw.id, iw.index, iw.pos)
+			switch {
+			case err == nil && len(obj) > 0 && object.Known(obj[0]):
+				a.obj = obj
+			case err == nil:
+				p.e.log.Error("exchange: provider returned no valid object", "chunk", iw.id.String())
+			case !errors.Is(err, ErrNotHeld) && p.ctx.Err() == nil:
+				p.e.log.Warn("exchange: cannot serve chunk", "chunk", iw.id.String(), "peer", p.id, "err", err)
+			}
+		}
+		// The Want counts as answered from here: the peer cannot send
+		// another before it reads this answer, which is written later.
+		p.mu.Lock()
+		delete(p.incoming, iw.req)
+		p.mu.Unlock()
+		select {
+		case p.answers <- a:
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+// write sends control frames first, then answers, flushing when there is
+// nothing more to send right away.
+func (p *peer) write(w *wire.Writer) {
+	var batch []wire.Message
+	fail := func(err error) {
+		p.close(fmt.Errorf("exchange: write to %s: %w", p.id, err))
+	}
+	for {
+		p.mu.Lock()
+		batch, p.ctrl = p.ctrl, batch[:0]
+		p.mu.Unlock()
+		for i, m := range batch {
+			if err := w.Write(m); err != nil {
+				fail(err)
+				return
+			}
+			batch[i] = nil
+		}
+		var a answer
+		select {
+		case a = <-p.answers:
+		default:
+			if err := w.Flush(); err != nil {
+				fail(err)
+				return
+			}
+			select {
+			case <-p.notify:
+				continue
+			case a = <-p.answers:
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		if err := p.writeAnswer(w, a); err != nil {
+			fail(err)
+			return
+		}
+	}
+}
+
+func (p *peer) writeAnswer(w *wire.Writer, a answer) error {
+	if a.obj != nil {
+		if err := p.e.limit.take(p.ctx, len(a.obj)); err != nil {
+			return err
+		}
+		err := w.Write(&wire.Block{Req: a.req, CID: a.id, Object: a.obj})
+		if err == nil {
+			p.e.servedBlocks.Add(1)
+			p.e.servedBytes.Add(int64(len(a.obj)))
+			return nil
+		}
+		if !errors.Is(err, wire.ErrFrameTooLarge) && !errors.Is(err, wire.ErrMalformed) && !errors.Is(err, wire.ErrUnknownKind) {
+			return err
+		}
+		// Above the peer's frame limit: it cannot take this block.
+	}
+	return w.Write(&wire.DontHave{Req: a.req, CID: a.id})
+}
