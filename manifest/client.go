@@ -108,6 +108,11 @@ type ClientConfig struct {
 	Rollout func(r *Release, d Device) error
 	// Witness, if set, checks each targets metadata before it is trusted.
 	Witness TargetsWitness
+	// VerifyEvery makes the client verify every file a mirror serves
+	// instead of reusing a remembered copy the newer metadata pins: a
+	// gossip validator must vouch for the exact bytes it relays, or an
+	// honest node would pass on a forged file and be penalised for it.
+	VerifyEvery bool
 }
 
 // Client verifies releases the way a device does before installing.
@@ -557,7 +562,12 @@ func (c *Client) walk(ctx context.Context, f fetch.Fetcher, st *trustedState, ro
 		if !errors.Is(err, &metadata.ErrEqualVersionNumber{}) || tm.Timestamp == nil {
 			return nil, classify(tsPath, err)
 		}
-		// Same version as remembered: keep the remembered bytes.
+		// Same version as remembered: keep the remembered bytes. When
+		// every served byte must verify, the served file must be that one:
+		// two different timestamps of one version are never honest.
+		if c.cfg.VerifyEvery && !bytes.Equal(b, localTS) {
+			return nil, fmt.Errorf("%s: %w: differs from the trusted timestamp of the same version %d", tsPath, ErrMixAndMatch, tm.Timestamp.Signed.Version)
+		}
 		ch.timestamp = localTS
 		if tm.Timestamp.Signed.IsExpired(tm.RefTime) {
 			return nil, classify(tsPath, &metadata.ErrExpiredMetadata{Msg: "timestamp.json is expired"})
@@ -575,10 +585,12 @@ func (c *Client) walk(ctx context.Context, f fetch.Fetcher, st *trustedState, ro
 		// timestamp pins. One the timestamp supersedes (or expired) stays
 		// loaded, so the new one cannot roll back what it lists.
 		_, err := tm.UpdateSnapshot(localSnap, true)
-		if err == nil {
+		if err == nil && !c.cfg.VerifyEvery {
 			ch.snapshot = localSnap
-		} else if err := rememberedErr(c, stateFiles.snapshot, metadata.SNAPSHOT, tm, st.snap, err); err != nil {
-			return nil, err
+		} else if err != nil {
+			if err := rememberedErr(c, stateFiles.snapshot, metadata.SNAPSHOT, tm, st.snap, err); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if ch.snapshot == nil {
@@ -610,7 +622,7 @@ func (c *Client) walk(ctx context.Context, f fetch.Fetcher, st *trustedState, ro
 		return nil, fmt.Errorf("%w: %s: %w: a signature by a trusted targets key does not verify", ErrBadState, stateName(c.cfg.State, stateFiles.targets), ErrThreshold)
 	}
 	tb := st.targets
-	if tb == nil || len(tmeta.Hashes) == 0 || tmeta.VerifyLengthHashes(tb) != nil {
+	if tb == nil || len(tmeta.Hashes) == 0 || tmeta.VerifyLengthHashes(tb) != nil || c.cfg.VerifyEvery {
 		if tb, err = f.Fetch(ctx, tPath, bound(tmeta.Length, lim.Metadata)); err != nil {
 			return nil, err
 		}

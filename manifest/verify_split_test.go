@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -68,5 +69,41 @@ func TestVerifyMetadataThenIndexes(t *testing.T) {
 	}
 	if err := c.FetchIndexes(ctx, &Verified{Release: v.Release}, fetch.Dir(f.repo)); err == nil || !strings.Contains(err.Error(), "verified by this package") {
 		t.Fatalf("a Verified made by hand: %v", err)
+	}
+}
+
+// TestVerifyEvery: a client that remembers the current targets would not
+// even read a forged copy served later; with VerifyEvery (a gossip
+// validator vouching for the bytes it relays) every served file must
+// verify itself.
+func TestVerifyEvery(t *testing.T) {
+	f := newFixture(t, nil)
+	f.publish("stable", 1, 1, nil)
+	ctx := context.Background()
+	meta := metadataOnly(t, f.repo)
+	forged := fetch.Mem{}
+	for p, b := range meta {
+		forged[p] = b
+		if strings.HasSuffix(p, ".targets.json") {
+			forged[p] = bytes.Replace(b, []byte(`"stable"`), []byte(`"stablE"`), 1)
+		}
+	}
+	root, _ := os.ReadFile(filepath.Join(f.keys.Dir(), "roots", "1.root.json"))
+	for _, every := range []bool{false, true} {
+		state := &MemState{}
+		c, err := NewClient(ClientConfig{TrustedRoot: root, State: state, Now: clock(0), VerifyEvery: every})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.VerifyMetadata(ctx, stableDevice, []fetch.Fetcher{meta}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.VerifyMetadata(ctx, stableDevice, []fetch.Fetcher{forged})
+		if every && !errors.Is(err, ErrMixAndMatch) {
+			t.Fatalf("VerifyEvery took a forged targets file: %v", err)
+		}
+		if !every && err != nil {
+			t.Fatalf("without VerifyEvery the remembered copy is used: %v", err)
+		}
 	}
 }

@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/swarm"
+	"github.com/shoalnet/shoal/swarm/announce"
+)
+
+// Verdict is what the validator concluded about one announcement, for the
+// node's loop and its metrics.
+type Verdict struct {
+	From     peer.ID
+	Result   swarm.ValidationResult
+	Verified *manifest.Verified // set when Result is Accept
+	Err      error              // why, when not accepted
+}
+
+// validator checks release announcements of one fleet channel before
+// gossipsub delivers or relays them: the strict decoder, then the full
+// verification a device runs (TUF chain from the node's trusted state,
+// expiry, rollback, channel, hardware, architecture, rollout through the
+// client's Rollout, the transparency log when the client's witness
+// requires it). It has its own manifest.Client with its own remembered
+// state: gossipsub runs validators concurrently, and a device's audit log
+// must not grow with every junk message.
+type validator struct {
+	fleet, channel string
+	client         *manifest.Client
+	self           func() manifest.Device
+	log            *slog.Logger
+
+	// A Client's verifications must not overlap: each reads and then
+	// replaces the remembered state.
+	mu sync.Mutex
+	// accepted receives each accepted announcement's verification.
+	accepted func(Verdict)
+}
+
+// newValidator builds the validator of fleet's channel from the node's
+// trust (its root, log witness and own remembered state). rollout, if
+// set, is the device's rollout check.
+func newValidator(fleet, channel string, trust *manifest.Trust, now func() time.Time, self func() manifest.Device,
+	rollout func(*manifest.Release, manifest.Device) error, log *slog.Logger, accepted func(Verdict)) (*validator, error) {
+	cfg := trust.ClientConfig()
+	cfg.VerifyEvery = true // it vouches for the bytes it relays
+	cfg.Now, cfg.Rollout = now, rollout
+	c, err := manifest.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &validator{fleet: fleet, channel: channel, client: c, self: self, log: log, accepted: accepted}, nil
+}
+
+// Validate implements swarm.Validator. Malformed, forged or foreign
+// announcements are rejected (the sender is penalised); stale, replayed or
+// valid-but-not-for-us ones are ignored (an honest peer may be behind).
+func (v *validator) Validate(ctx context.Context, from peer.ID, data []byte) swarm.ValidationResult {
+	verdict := v.check(ctx, from, data)
+	switch verdict.Result {
+	case swarm.Accept:
+		if v.accepted != nil {
+			v.accepted(verdict)
+		}
+	default:
+		v.log.Info("announcement dropped", "from", from, "channel", v.channel, "result", verdict.Result.String(), "reason", verdict.Err)
+	}
+	return verdict.Result
+}
+
+func (v *validator) check(ctx context.Context, from peer.ID, data []byte) Verdict {
+	out := Verdict{From: from, Result: swarm.Reject}
+	a, err := announce.Decode(data)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	if a.Fleet != v.fleet || a.Channel != v.channel {
+		out.Err = fmt.Errorf("announcement for %s/%s on the topic of %s/%s", a.Fleet, a.Channel, v.fleet, v.channel)
+		return out
+	}
+	v.mu.Lock()
+	verified, err := v.client.VerifyMetadata(ctx, v.self(), []fetch.Fetcher{a.Fetcher()})
+	v.mu.Unlock()
+	if err != nil {
+		out.Err = err
+		out.Result = classify(err)
+		return out
+	}
+	out.Result, out.Verified = swarm.Accept, verified
+	return out
+}
+
+// classify maps a verification failure to what gossipsub does with the
+// message: Reject for what no honest publisher sends (bad signatures,
+// malformed or mismatched metadata, damaged limits), Ignore for what an
+// honest but late or differently-targeted peer may relay (older versions,
+// expired metadata, a release for other hardware or not in our rollout),
+// and for failures of our own (interrupted, damaged local state).
+func classify(err error) swarm.ValidationResult {
+	switch {
+	case errors.Is(err, manifest.ErrBadState), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return swarm.Ignore
+	case errors.Is(err, manifest.ErrThreshold), errors.Is(err, manifest.ErrBadMetadata),
+		errors.Is(err, manifest.ErrMixAndMatch), errors.Is(err, manifest.ErrTooLarge),
+		errors.Is(err, fetch.ErrNotFound):
+		return swarm.Reject
+	}
+	return swarm.Ignore
+}
