@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/swarm"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// Device is the device this node updates; nil for a cache node (a
 	// site gateway), which keeps whole releases and serves them.
 	Device *DeviceConfig `toml:"device,omitempty"`
+	// Trust is what a cache node trusts (a device node trusts what its
+	// device's [trust] says).
+	Trust *TrustConfig `toml:"trust,omitempty"`
 
 	dir string         // directory of the config file
 	lan []netip.Prefix // Node.LANPrefixes, parsed
@@ -73,6 +77,20 @@ type NodeConfig struct {
 	// "20 MiB/s" or "100 Mbit/s"; 0 or absent: no cap).
 	UploadRate   Rate `toml:"upload_rate,omitempty"`
 	DownloadRate Rate `toml:"download_rate,omitempty"`
+	// Origin are repositories (http(s) URLs or directories) the node reads
+	// indexes from, and chunks no peer has; none for a site with no
+	// route to the origin (its peers then serve everything).
+	Origin []string `toml:"origin,omitempty"`
+	// Channels a cache node follows and keeps (a device node follows its
+	// device's channel).
+	Channels []string `toml:"channels,omitempty"`
+}
+
+// TrustConfig is a cache node's [trust] table, as a device's.
+type TrustConfig struct {
+	Root       string `toml:"root"`
+	LogKey     string `toml:"log_key,omitempty"`
+	RequireLog bool   `toml:"require_log,omitempty"`
 }
 
 // DeviceConfig is the [device] table: the device a node updates.
@@ -223,7 +241,37 @@ func (c *Config) validate() error {
 	if c.Device != nil && c.Device.Config == "" {
 		return bad("[device] config is required (the device's shoal.toml); leave [device] out for a cache node")
 	}
+	for i, o := range n.Origin {
+		if o == "" {
+			return bad("[node] origin[%d] is empty", i)
+		}
+	}
+	for i, ch := range n.Channels {
+		if err := swarm.CheckName("channel", ch); err != nil {
+			return bad("[node] channels[%d]: %v", i, err)
+		}
+	}
+	if c.Device == nil {
+		switch {
+		case c.Trust == nil || c.Trust.Root == "":
+			return bad("a cache node needs [trust] root (the fleet's root.json)")
+		case len(n.Channels) == 0:
+			return bad("a cache node needs [node] channels (the channels it keeps)")
+		case c.Trust.RequireLog && c.Trust.LogKey == "":
+			return bad("[trust] require_log needs log_key")
+		}
+	} else if c.Trust != nil {
+		return bad("[trust] belongs in the device's config (%s); a node with [device] trusts what it says", c.Device.Config)
+	}
 	return nil
+}
+
+// TrustOptions is a cache node's [trust], paths resolved.
+func (c *Config) TrustOptions() manifest.TrustOptions {
+	if c.Trust == nil {
+		return manifest.TrustOptions{}
+	}
+	return manifest.TrustOptions{Root: c.Path(c.Trust.Root), LogKey: c.Path(c.Trust.LogKey), RequireLog: c.Trust.RequireLog}
 }
 
 // checkAPI accepts host:port with a loopback host: the API answers

@@ -13,8 +13,11 @@ import (
 	"github.com/shoalnet/shoal/swarm"
 )
 
+// cacheNode is the smallest cache node config.
+const cacheNode = "[node]\nfleet = \"acme\"\nchannels = [\"stable\"]\n[trust]\nroot = \"root.json\"\n"
+
 func TestConfigDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte("[node]\nfleet = \"acme\"\n"), "/etc/shoal")
+	c, err := ParseConfig([]byte(cacheNode), "/etc/shoal")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +139,7 @@ func TestParseRate(t *testing.T) {
 
 func TestLoadConfigNamesFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "node.toml")
-	os.WriteFile(p, []byte("[node]\nfleet = \"acme\"\nstore = \"store\"\n"), 0o644)
+	os.WriteFile(p, []byte("[node]\nfleet = \"acme\"\nstore = \"store\"\nchannels = [\"stable\"]\n[trust]\nroot = \"root.json\"\n"), 0o644)
 	c, err := LoadConfig(p)
 	if err != nil {
 		t.Fatal(err)
