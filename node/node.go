@@ -1,0 +1,592 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/bundle"
+	"github.com/shoalnet/shoal/store"
+	"github.com/shoalnet/shoal/swarm"
+	"github.com/shoalnet/shoal/swarm/announce"
+	"github.com/shoalnet/shoal/swarm/exchange"
+	"github.com/shoalnet/shoal/swarm/sched"
+	"github.com/shoalnet/shoal/swarm/wire"
+	"github.com/shoalnet/shoal/updater"
+	"github.com/shoalnet/shoal/updater/state"
+)
+
+// Node is a running shoal daemon: a swarm host, the chunk exchange, the
+// store, and (unless it is a cache node) the device it updates. Make one
+// with New, drive it with Run, and Close it.
+type Node struct {
+	cfg      *Config
+	log      *slog.Logger
+	host     *swarm.Host
+	db       *store.DB
+	engine   *exchange.Engine
+	provs    *exchange.Providers
+	origin   fetch.Fetcher // nil: no route to the origin
+	trust    *manifest.Trust
+	channels []string
+	topics   []*swarm.Releases
+	now      func() time.Time
+
+	// dev is driven by Run's goroutine only (updater.Device is not safe
+	// for concurrent use); devMu guards the reads the API makes.
+	dev   *updater.Device
+	devMu sync.Mutex
+
+	accepted    chan Verdict
+	running     *exchange.SlotProvider
+	runningSlot *updater.RunningSlot
+
+	smu       sync.Mutex
+	stats     []exchange.DownloadStats       // finished downloads
+	transfers map[cid.Cid]*exchange.Download // in progress, for status
+	held      map[string]cid.Cid             // channel/version/artifact → index, complete
+	lastErr   string
+}
+
+// Option configures New.
+type Option func(*Node)
+
+// WithLogger sets the node's logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
+
+// WithOrigin replaces the origin [node] origin names (tests count what
+// it serves).
+func WithOrigin(f fetch.Fetcher) Option { return func(n *Node) { n.origin = f } }
+
+// WithClock sets the clock for metadata expiry.
+func WithClock(now func() time.Time) Option { return func(n *Node) { n.now = now } }
+
+// New starts a node from its config: it opens the store and, for a device
+// node, the device (taking its lock, as every command that changes a
+// device does), loads the trust, starts the swarm host, joins the release
+// topics and serves what the node holds. Run then drives it.
+func New(ctx context.Context, cfg *Config, opts ...Option) (n *Node, err error) {
+	n = &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16),
+		transfers: map[cid.Cid]*exchange.Download{}, held: map[string]cid.Cid{}}
+	for _, o := range opts {
+		o(n)
+	}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	sdir := cfg.StoreDir()
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		return nil, fmt.Errorf("node store: %w", err)
+	}
+	if n.db, err = store.Open(filepath.Join(sdir, "chunks")); err != nil {
+		return nil, err
+	}
+	var topts manifest.TrustOptions
+	if cfg.CacheNode() {
+		topts = cfg.TrustOptions()
+		n.channels = cfg.Node.Channels
+	} else {
+		dcfg, err := updater.LoadConfig(cfg.DevicePath())
+		if err != nil {
+			return nil, err
+		}
+		if n.dev, err = updater.Open(ctx, dcfg, updater.WithLock("shoal node run", updater.DefaultLockWait)); err != nil {
+			return nil, err
+		}
+		topts = dcfg.TrustOptions()
+		n.channels = []string{dcfg.Device.Channel}
+	}
+	// The validator remembers what it trusts apart from the device: it
+	// checks every announcement, and the device only what it installs.
+	topts.StateDir = filepath.Join(sdir, "trust")
+	if n.trust, err = topts.Load(); err != nil {
+		return nil, err
+	}
+	if n.origin == nil && len(cfg.Node.Origin) > 0 {
+		if n.origin, err = fetch.New(cfg.Path(cfg.Node.Origin[0])); err != nil {
+			return nil, fmt.Errorf("[node] origin: %w", err)
+		}
+	}
+	hc := cfg.HostConfig()
+	hc.Logger = n.log
+	if n.host, err = swarm.NewHost(ctx, hc); err != nil {
+		return nil, err
+	}
+	n.provs = exchange.NewProviders(exchange.StoreProvider{Source: n.db})
+	n.engine = exchange.New(n.host.ID().String(), n.provs, exchange.Config{
+		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), MaxChunk: chunker.MaxChunkCeil,
+	})
+	n.host.Libp2p().SetStreamHandler(wire.ProtocolID, func(s network.Stream) {
+		n.engine.Add(n.conn(s))
+	})
+	n.host.Libp2p().Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { go n.dial(ctx, c.RemotePeer()) },
+	})
+	for _, p := range n.host.Libp2p().Network().Peers() {
+		go n.dial(ctx, p)
+	}
+	if err := n.serveRunning(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.servePins(ctx); err != nil {
+		return nil, err
+	}
+	for _, ch := range n.channels {
+		v, err := newValidator(cfg.Node.Fleet, ch, n.trust, n.now, n.self, n.rolloutCheck(), n.log, n.accept)
+		if err != nil {
+			return nil, err
+		}
+		t, err := n.host.JoinReleases(ch, v.Validate)
+		if err != nil {
+			return nil, err
+		}
+		n.topics = append(n.topics, t)
+	}
+	return n, nil
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Addrs are the node's listen addresses with its peer ID, for bootstrap
+// lists.
+func (n *Node) Addrs() []string { return n.host.Addrs() }
+
+// Host is the node's swarm host.
+func (n *Node) Host() *swarm.Host { return n.host }
+
+// Close stops the node: the exchange, the host, the device's lock, the
+// store.
+func (n *Node) Close() error {
+	var errs []error
+	for _, t := range n.topics {
+		errs = append(errs, t.Close())
+	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close())
+	}
+	if n.host != nil {
+		errs = append(errs, n.host.Close())
+	}
+	if n.running != nil {
+		n.provs.Remove(n.running)
+		errs = append(errs, n.runningSlot.Close())
+	}
+	if n.dev != nil {
+		errs = append(errs, n.dev.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// self is the device as the validator judges releases for it; a cache
+// node judges as a device of no particular hardware that runs nothing.
+func (n *Node) self() manifest.Device {
+	if n.dev == nil {
+		return manifest.Device{ID: n.host.ID().String(), Channel: n.channels[0]}
+	}
+	n.devMu.Lock()
+	defer n.devMu.Unlock()
+	return n.dev.Self()
+}
+
+// rolloutCheck is the device's rollout check; a cache node keeps every
+// release, whoever it is for.
+func (n *Node) rolloutCheck() func(*manifest.Release, manifest.Device) error {
+	if n.dev == nil {
+		return nil
+	}
+	return updater.RolloutCheck(n.dev.Config.Device.Labels)
+}
+
+func (n *Node) accept(v Verdict) {
+	select {
+	case n.accepted <- v:
+	default:
+		// Run is busy with a release; a newer announcement will come.
+		n.log.Info("announcement accepted but the node is busy; dropped until it is announced again", "from", v.From)
+	}
+}
+
+// Announce publishes the announcement of the repository f serves on the
+// topic of each channel the node follows.
+func (n *Node) Announce(ctx context.Context, f fetch.Fetcher) error {
+	for i, ch := range n.channels {
+		a, err := announce.Collect(ctx, f, n.cfg.Node.Fleet, ch)
+		if err != nil {
+			return err
+		}
+		b, err := a.Encode()
+		if err != nil {
+			return err
+		}
+		if err := n.topics[i].Publish(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run drives the node until ctx ends: it takes each accepted release
+// (fetching and installing it on a device node with apply = "auto",
+// keeping it on a cache node), ticks the device's state machine, and
+// provides what the node holds on the DHT.
+func (n *Node) Run(ctx context.Context) error {
+	tick := time.NewTicker(updater.TickPeriod)
+	defer tick.Stop()
+	reprovide := time.NewTimer(0)
+	defer reprovide.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case v := <-n.accepted:
+			if err := n.take(ctx, v); err != nil {
+				n.smu.Lock()
+				n.lastErr = err.Error()
+				n.smu.Unlock()
+				n.log.Error("release not taken", "err", err)
+			}
+		case <-tick.C:
+			if n.dev != nil {
+				n.devMu.Lock()
+				reboot, err := n.dev.Tick(ctx)
+				n.devMu.Unlock()
+				if err != nil {
+					n.log.Error("tick", "err", err)
+				}
+				if reboot {
+					n.log.Warn("the trial release failed its health deadline; the device must reboot")
+				}
+			}
+		case <-reprovide.C:
+			n.provideAll(ctx)
+			reprovide.Reset(swarm.ReprovideInterval)
+		}
+	}
+}
+
+// take acts on an accepted release: completes its verification with the
+// indexes, then keeps it (cache node) or installs it (device node).
+func (n *Node) take(ctx context.Context, v Verdict) error {
+	rel := v.Verified.Release
+	if n.dev != nil {
+		n.devMu.Lock()
+		installed := n.dev.State().Installed
+		n.devMu.Unlock()
+		if rel.Version <= installed {
+			return nil
+		}
+		if n.cfg.Node.Apply == ApplyManual {
+			n.log.Info("release accepted; waiting for `shoal update apply`", "channel", rel.Channel, "version", rel.Version)
+			return nil
+		}
+	}
+	if n.origin == nil {
+		return fmt.Errorf("release %s/%d: no [node] origin to read its indexes from (fetching indexes from peers is not built yet)", rel.Channel, rel.Version)
+	}
+	c, err := manifest.NewClient(n.trust.ClientConfig())
+	if err != nil {
+		return err
+	}
+	if err := c.FetchIndexes(ctx, v.Verified, n.origin); err != nil {
+		return err
+	}
+	if n.dev == nil {
+		return n.keep(ctx, v.Verified)
+	}
+	return n.install(ctx, v.Verified)
+}
+
+// downloadConfig is the exchange configuration of one release download.
+func (n *Node) downloadConfig() exchange.DownloadConfig {
+	return exchange.DownloadConfig{
+		Origin: n.origin,
+		IsBadChunk: func(err error) bool {
+			return errors.Is(err, updater.ErrBadChunk) || errors.Is(err, exchange.ErrBadChunk)
+		},
+	}
+}
+
+// install fetches the release through the swarm into the device's
+// inactive slot and lets the updater verify and flip it. While it runs,
+// the positions already written and verified are served to peers from the
+// slot being filled.
+func (n *Node) install(ctx context.Context, v *manifest.Verified) error {
+	n.devMu.Lock()
+	defer n.devMu.Unlock()
+	ix, art, err := pickIndex(v, n.dev.Config.Slots.Artifact)
+	if err != nil {
+		return err
+	}
+	dl, err := n.engine.NewDownload(ctx, ix, n.downloadConfig())
+	if err != nil {
+		return err
+	}
+	n.track(ix.CID(), dl)
+	defer n.track(ix.CID(), nil)
+	target := n.dev.Config.SlotPath(state.Other(n.dev.State().Active))
+	f, err := os.Open(target)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	filling := exchange.NewSlotProvider(f, ix, n.engine.Held(ix.CID()))
+	n.provs.Add(filling)
+	defer n.provs.Remove(filling)
+	res, err := n.dev.Offer(ctx, v, dl, updater.OfferOptions{SourceName: "swarm", Placed: dl.Placed})
+	if err != nil {
+		return err
+	}
+	n.log.Info("release installed", "channel", res.Channel, "version", res.Version, "slot", res.Slot,
+		"state", res.State, "reboot", res.Reboot, "artifact", art)
+	n.setHeld(v.Release, art, ix.CID())
+	return n.host.ProvideRelease(ctx, ix.CID())
+}
+
+// keep fetches every artifact of the release into the store and pins it:
+// what a cache node does.
+func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
+	rel := v.Release
+	for i, a := range rel.Artifacts {
+		ix := v.Indexes[i]
+		id := ix.CID()
+		dl, err := n.engine.NewDownload(ctx, ix, n.downloadConfig())
+		if err != nil {
+			return err
+		}
+		n.track(id, dl)
+		err = n.fetchIntoStore(ctx, ix, dl)
+		n.track(id, nil)
+		if err != nil {
+			return fmt.Errorf("release %s/%d artifact %s: %w", rel.Channel, rel.Version, a.Name, err)
+		}
+		if _, err := n.db.PutIndex(ctx, ix); err != nil {
+			return err
+		}
+		if err := n.db.Pin(ctx, fmt.Sprintf("%s/%d/%s", rel.Channel, rel.Version, a.Name), id); err != nil {
+			return err
+		}
+		n.setHeld(rel, a.Name, id)
+		if err := n.host.ProvideRelease(ctx, id); err != nil {
+			n.log.Warn("provide", "index", id, "err", err)
+		}
+	}
+	n.log.Info("release kept", "channel", rel.Channel, "version", rel.Version)
+	return nil
+}
+
+// fetchIntoStore fetches the chunks of ix the store lacks into it.
+func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download) error {
+	where := map[cid.Cid][]int{}
+	var have []int
+	var want []cid.Cid
+	for i := range ix.Chunks {
+		id := ix.ID(i)
+		if _, seen := where[id]; !seen {
+			ok, err := n.db.Has(ctx, id)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				want = append(want, id)
+			}
+		}
+		where[id] = append(where[id], i)
+	}
+	for id, pos := range where {
+		if !containsCID(want, id) {
+			have = append(have, pos...)
+		}
+	}
+	dl.Placed(have)
+	if len(want) == 0 {
+		return nil
+	}
+	return dl.FetchAll(ctx, want, func(id cid.Cid, data []byte) error {
+		pos := where[id]
+		e := ix.Chunks[pos[0]]
+		if len(data) != int(e.Size) || ix.Hash.Sum(data) != e.Digest {
+			return fmt.Errorf("%w: %s", exchange.ErrBadChunk, id)
+		}
+		if err := n.db.Put(ctx, id, data); err != nil {
+			return err
+		}
+		dl.Placed(pos)
+		return nil
+	})
+}
+
+func containsCID(s []cid.Cid, id cid.Cid) bool {
+	for _, x := range s {
+		if x.Equals(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveRunning serves a device's running slot with the index it was
+// verified against.
+func (n *Node) serveRunning(ctx context.Context) error {
+	if n.dev != nil {
+		rs, err := n.dev.Running()
+		switch {
+		case errors.Is(err, updater.ErrNothingInstalled):
+		case err != nil:
+			return err
+		default:
+			n.runningSlot = rs
+			n.running = exchange.NewSlotProvider(rs, rs.Index, nil)
+			n.provs.Add(n.running)
+			if _, err := n.engine.Serve(ctx, rs.Index); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// servePins serves the releases pinned in the store: those a cache node
+// kept, and bundles imported into the node's store.
+func (n *Node) servePins(ctx context.Context) error {
+	pins, err := n.db.Pins(ctx)
+	if err != nil {
+		return err
+	}
+	for name, id := range pins {
+		ix, err := n.db.GetIndex(ctx, id)
+		if err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+		if _, err := n.engine.Serve(ctx, ix); err != nil {
+			return err
+		}
+		n.smu.Lock()
+		n.held[name] = id
+		n.smu.Unlock()
+	}
+	return nil
+}
+
+func (n *Node) provideAll(ctx context.Context) {
+	n.smu.Lock()
+	ids := make([]cid.Cid, 0, len(n.held))
+	for _, id := range n.held {
+		ids = append(ids, id)
+	}
+	n.smu.Unlock()
+	if n.running != nil {
+		ids = append(ids, n.running.Index())
+	}
+	for _, id := range ids {
+		if err := n.host.ProvideRelease(ctx, id); err != nil && ctx.Err() == nil {
+			n.log.Debug("provide", "index", id, "err", err)
+		}
+	}
+}
+
+func (n *Node) track(id cid.Cid, dl *exchange.Download) {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	if dl == nil {
+		if d := n.transfers[id]; d != nil {
+			n.stats = append(n.stats, d.Stats())
+		}
+		delete(n.transfers, id)
+		return
+	}
+	n.transfers[id] = dl
+}
+
+func (n *Node) setHeld(r *manifest.Release, artifact string, id cid.Cid) {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	n.held[fmt.Sprintf("%s/%d/%s", r.Channel, r.Version, artifact)] = id
+}
+
+// pickIndex is the artifact of v that goes into the slots.
+func pickIndex(v *manifest.Verified, want string) (*chunker.Index, string, error) {
+	arts := v.Release.Artifacts
+	for i, a := range arts {
+		if a.Slot == want || (a.Slot == "" && a.Name == want) || len(arts) == 1 {
+			return v.Indexes[i], a.Name, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%w: release %s/%d has no artifact for slot %q", updater.ErrNoArtifact, v.Release.Channel, v.Release.Version, want)
+}
+
+// dial opens the exchange stream to p. Of two peers, the one with the
+// smaller ID opens it, so each pair has one stream.
+func (n *Node) dial(ctx context.Context, p peer.ID) {
+	if n.host.ID().String() >= p.String() {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := n.host.Libp2p().NewStream(sctx, p, wire.ProtocolID)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Debug("exchange stream", "peer", p, "err", err)
+		}
+		return
+	}
+	n.engine.Add(n.conn(s))
+}
+
+// streamConn adapts a libp2p stream to exchange.Conn.
+type streamConn struct {
+	network.Stream
+	class sched.Class
+}
+
+func (s streamConn) Peer() string       { return s.Conn().RemotePeer().String() }
+func (s streamConn) Class() sched.Class { return s.class }
+
+// Close resets the stream, which unblocks a read or write in progress on
+// either side (a plain Close may leave a read waiting).
+func (s streamConn) Close() error { return s.Reset() }
+
+func (n *Node) conn(s network.Stream) exchange.Conn {
+	class := sched.WAN
+	if n.host.Class(s.Conn().RemotePeer()) == swarm.LAN {
+		class = sched.LAN
+	}
+	return streamConn{Stream: s, class: class}
+}
+
+// ImportBundle is bundle import into the node's store (a remote site
+// seeded from a USB stick): verified from the node's trust first, then
+// served.
+func (n *Node) ImportBundle(ctx context.Context, path string) (*bundle.ImportResult, error) {
+	r, err := bundle.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	v, err := r.Verify(ctx, bundle.VerifyOptions{Root: n.trust.Root, LogKeys: n.trust.LogKeys, RequireLog: n.trust.Witness != nil})
+	if err != nil {
+		return nil, err
+	}
+	res, err := bundle.Import(ctx, r, v, n.db, nil)
+	if err != nil {
+		return nil, err
+	}
+	return res, n.servePins(ctx)
+}
