@@ -54,8 +54,9 @@ type Node struct {
 	runningSlot *updater.RunningSlot
 
 	smu       sync.Mutex
-	stats     []exchange.DownloadStats       // finished downloads
+	finished  []finishedTransfer             // the last downloads, for status
 	transfers map[cid.Cid]*exchange.Download // in progress, for status
+	devStatus *updater.Status                // as of Run's last look
 	held      map[string]cid.Cid             // channel/version/artifact → index, complete
 	lastErr   string
 }
@@ -248,6 +249,7 @@ func (n *Node) Announce(ctx context.Context, f fetch.Fetcher) error {
 // keeping it on a cache node), ticks the device's state machine, and
 // provides what the node holds on the DHT.
 func (n *Node) Run(ctx context.Context) error {
+	n.refreshStatus(ctx)
 	tick := time.NewTicker(updater.TickPeriod)
 	defer tick.Stop()
 	reprovide := time.NewTimer(0)
@@ -263,6 +265,7 @@ func (n *Node) Run(ctx context.Context) error {
 				n.smu.Unlock()
 				n.log.Error("release not taken", "err", err)
 			}
+			n.refreshStatus(ctx)
 		case <-tick.C:
 			if n.dev != nil {
 				n.devMu.Lock()
@@ -274,6 +277,7 @@ func (n *Node) Run(ctx context.Context) error {
 				if reboot {
 					n.log.Warn("the trial release failed its health deadline; the device must reboot")
 				}
+				n.refreshStatus(ctx)
 			}
 		case <-reprovide.C:
 			n.provideAll(ctx)
@@ -507,7 +511,10 @@ func (n *Node) track(id cid.Cid, dl *exchange.Download) {
 	defer n.smu.Unlock()
 	if dl == nil {
 		if d := n.transfers[id]; d != nil {
-			n.stats = append(n.stats, d.Stats())
+			n.finished = append(n.finished, finishedTransfer{id.String(), d.Stats()})
+			if len(n.finished) > maxFinished {
+				n.finished = n.finished[1:]
+			}
 		}
 		delete(n.transfers, id)
 		return
@@ -520,6 +527,17 @@ func (n *Node) setHeld(r *manifest.Release, artifact string, id cid.Cid) {
 	defer n.smu.Unlock()
 	n.held[fmt.Sprintf("%s/%d/%s", r.Channel, r.Version, artifact)] = id
 }
+
+// finishedTransfer is a download's final counters.
+type finishedTransfer struct {
+	index string
+	stats exchange.DownloadStats
+}
+
+// maxFinished bounds the finished downloads the status keeps.
+const maxFinished = 16
+
+type exchangeStats = exchange.DownloadStats
 
 // pickIndex is the artifact of v that goes into the slots.
 func pickIndex(v *manifest.Verified, want string) (*chunker.Index, string, error) {

@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,9 +189,10 @@ func TestSiteFetchesFromOriginOnce(t *testing.T) {
 	unique := len(origin.chunks)
 	t.Logf("origin served %d chunk objects for %d unique chunks (each at most %d times)", total, unique, most)
 	for i, n := range all {
-		n.smu.Lock()
-		t.Logf("node %d: %+v", i, n.stats)
-		n.smu.Unlock()
+		st := n.Status()
+		for _, tr := range st.Transfers {
+			t.Logf("node %d: %d/%d chunks, by source %v, %d bad", i, tr.Held, tr.Total, tr.Chunks, tr.BadBlocks)
+		}
 	}
 	// Without the split each of the three nodes would fetch everything
 	// (3x). Nodes that join the split while another already has the same
@@ -196,6 +200,27 @@ func TestSiteFetchesFromOriginOnce(t *testing.T) {
 	// (issue 9 tunes this; docs/swarm.md).
 	if total*2 > unique*3 {
 		t.Errorf("the origin served %d chunk objects for %d chunks: the uplink split does not hold", total, unique)
+	}
+	// The API tells the same story.
+	srv := httptest.NewServer(devs[0].Handler())
+	st, err := ReadStatus(ctx, strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CacheNode || len(st.Peers) == 0 || st.Updater == nil || st.Updater.State != "tentative" || len(st.Releases) != 1 || len(st.Transfers) != 1 || st.Transfers[0].Held != st.Transfers[0].Total {
+		t.Fatalf("status: %+v", st)
+	}
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	srv.Close()
+	for _, want := range []string{`shoal_received_bytes_total{index="`, `source="lan"`, `shoal_updater_phase{channel="stable",phase="tentative",version="1"} 1`, `shoal_peers{class="lan"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
+		}
 	}
 	// Each device reboots into the new slot and commits it.
 	stop()

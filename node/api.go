@@ -1,0 +1,284 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/swarm"
+	"github.com/shoalnet/shoal/swarm/sched"
+	"github.com/shoalnet/shoal/updater"
+)
+
+// Status is what GET /status returns (and `shoal node status --json`
+// prints).
+type Status struct {
+	PeerID    string           `json:"peer_id"`
+	Addrs     []string         `json:"addrs"`
+	Fleet     string           `json:"fleet"`
+	Channels  []string         `json:"channels"`
+	CacheNode bool             `json:"cache_node"`
+	Peers     []PeerStatus     `json:"peers"`
+	Releases  []ReleaseHeld    `json:"releases"`
+	Transfers []TransferStatus `json:"transfers"`
+	Served    ServedStatus     `json:"served"`
+	// Updater is the device's update state; absent on a cache node.
+	Updater   *updater.Status `json:"updater,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
+}
+
+// PeerStatus is one connected peer.
+type PeerStatus struct {
+	ID    string `json:"id"`
+	Class string `json:"class"` // "lan" or "wan"
+	Addr  string `json:"addr"`
+}
+
+// ReleaseHeld is a release the node holds whole: installed in a slot or
+// kept in its store.
+type ReleaseHeld struct {
+	Name  string `json:"name"` // CHANNEL/VERSION/ARTIFACT
+	Index string `json:"index"`
+}
+
+// TransferStatus is a release download, in progress or finished.
+type TransferStatus struct {
+	Index     string           `json:"index"`
+	Done      bool             `json:"done"`
+	Chunks    map[string]int   `json:"chunks"` // by source class: lan, wan, origin
+	Bytes     map[string]int64 `json:"bytes"`
+	BadBlocks int              `json:"bad_blocks"`
+	Held      int              `json:"held"`
+	Total     int              `json:"total"`
+}
+
+// ServedStatus counts what the node served its peers.
+type ServedStatus struct {
+	Blocks     int64 `json:"blocks"`
+	Bytes      int64 `json:"bytes"`
+	Misbehaved int64 `json:"misbehaved_peers"`
+}
+
+var classNames = [3]string{sched.LAN: "lan", sched.WAN: "wan", sched.Origin: "origin"}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	s := Status{PeerID: n.host.ID().String(), Addrs: n.host.Addrs(), Fleet: n.cfg.Node.Fleet,
+		Channels: n.channels, CacheNode: n.dev == nil, Peers: []PeerStatus{}, Releases: []ReleaseHeld{}, Transfers: []TransferStatus{}}
+	for _, p := range n.host.Peers() {
+		c := "wan"
+		if p.Class == swarm.LAN {
+			c = "lan"
+		}
+		s.Peers = append(s.Peers, PeerStatus{ID: p.ID.String(), Class: c, Addr: p.Addr})
+	}
+	st := n.engine.Stats()
+	s.Served = ServedStatus{Blocks: st.ServedBlocks, Bytes: st.ServedBytes, Misbehaved: st.Misbehaved}
+	n.smu.Lock()
+	for name, id := range n.held {
+		s.Releases = append(s.Releases, ReleaseHeld{Name: name, Index: id.String()})
+	}
+	for id, dl := range n.transfers {
+		s.Transfers = append(s.Transfers, transferStatus(id.String(), false, dl.Stats()))
+	}
+	for _, f := range n.finished {
+		s.Transfers = append(s.Transfers, transferStatus(f.index, true, f.stats))
+	}
+	s.LastError = n.lastErr
+	s.Updater = n.devStatus
+	n.smu.Unlock()
+	sort.Slice(s.Releases, func(i, j int) bool { return s.Releases[i].Name < s.Releases[j].Name })
+	return s
+}
+
+func transferStatus(index string, done bool, st exchangeStats) TransferStatus {
+	t := TransferStatus{Index: index, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{},
+		BadBlocks: st.BadBlocks, Held: st.Sched.Held, Total: st.Sched.Pieces}
+	for c, name := range classNames {
+		t.Chunks[name] = st.Chunks[c]
+		t.Bytes[name] = st.Bytes[c]
+	}
+	return t
+}
+
+// refreshStatus snapshots the device's status for the API (Run's
+// goroutine owns the device).
+func (n *Node) refreshStatus(ctx context.Context) {
+	if n.dev == nil {
+		return
+	}
+	n.devMu.Lock()
+	st, err := n.dev.Status(ctx)
+	n.devMu.Unlock()
+	if err != nil {
+		return
+	}
+	n.smu.Lock()
+	n.devStatus = st
+	n.smu.Unlock()
+}
+
+// Handler is the node's HTTP API: GET /status (JSON), GET /metrics
+// (Prometheus), POST /announce (announce the repository of the form or
+// JSON field "repo", or the node's origin).
+func (n *Node) Handler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{n})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(n.Status())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /announce", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Repo string `json:"repo"`
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err == nil && len(body) > 0 {
+			err = json.Unmarshal(body, &req)
+		}
+		if err != nil {
+			http.Error(w, "body: want {\"repo\": \"DIR or URL\"}", http.StatusBadRequest)
+			return
+		}
+		f := n.origin
+		if req.Repo != "" {
+			if f, err = fetch.New(req.Repo); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if f == nil {
+			http.Error(w, "no repository given and no [node] origin", http.StatusBadRequest)
+			return
+		}
+		if err := n.Announce(r.Context(), f); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// ServeAPI serves Handler on [node] api until ctx ends.
+func (n *Node) ServeAPI(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.Node.API)
+	if err != nil {
+		return fmt.Errorf("[node] api: %w", err)
+	}
+	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// collector computes the node's metrics at scrape time from the counters
+// the exchange and the downloads keep, so nothing is counted twice.
+type collector struct{ n *Node }
+
+var (
+	mReceived   = prometheus.NewDesc("shoal_received_bytes_total", "Chunk bytes received, by source class (lan, wan, origin).", []string{"source", "index"}, nil)
+	mChunks     = prometheus.NewDesc("shoal_chunks_verified_total", "Chunks received and verified against their IDs, by source class.", []string{"source", "index"}, nil)
+	mBad        = prometheus.NewDesc("shoal_bad_blocks_total", "Blocks refused because they did not verify.", []string{"index"}, nil)
+	mServed     = prometheus.NewDesc("shoal_served_bytes_total", "Chunk object bytes served to peers.", nil, nil)
+	mMisbehaved = prometheus.NewDesc("shoal_misbehaving_peers_total", "Peers disconnected for breaking the protocol.", nil, nil)
+	mPeers      = prometheus.NewDesc("shoal_peers", "Connected peers, by class.", []string{"class"}, nil)
+	mPhase      = prometheus.NewDesc("shoal_updater_phase", "1 for the updater's current phase.", []string{"phase", "channel", "version"}, nil)
+)
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mReceived, mChunks, mBad, mServed, mMisbehaved, mPeers, mPhase} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.n.Status()
+	for _, t := range s.Transfers {
+		for _, name := range classNames {
+			ch <- prometheus.MustNewConstMetric(mReceived, prometheus.CounterValue, float64(t.Bytes[name]), name, t.Index)
+			ch <- prometheus.MustNewConstMetric(mChunks, prometheus.CounterValue, float64(t.Chunks[name]), name, t.Index)
+		}
+		ch <- prometheus.MustNewConstMetric(mBad, prometheus.CounterValue, float64(t.BadBlocks), t.Index)
+	}
+	ch <- prometheus.MustNewConstMetric(mServed, prometheus.CounterValue, float64(s.Served.Bytes))
+	ch <- prometheus.MustNewConstMetric(mMisbehaved, prometheus.CounterValue, float64(s.Served.Misbehaved))
+	peers := map[string]int{"lan": 0, "wan": 0}
+	for _, p := range s.Peers {
+		peers[p.Class]++
+	}
+	for class, k := range peers {
+		ch <- prometheus.MustNewConstMetric(mPeers, prometheus.GaugeValue, float64(k), class)
+	}
+	if u := s.Updater; u != nil {
+		v := u.ActiveVersion
+		if u.StagedVersion != 0 {
+			v = u.StagedVersion
+		}
+		ch <- prometheus.MustNewConstMetric(mPhase, prometheus.GaugeValue, 1, u.State, u.Channel, strconv.FormatUint(v, 10))
+	}
+}
+
+// ReadStatus asks the node whose API listens at addr for its status.
+func ReadStatus(ctx context.Context, addr string) (*Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node API at %s: %w (is `shoal node run` running?)", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("node API at %s: %s", addr, resp.Status)
+	}
+	var s Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("node API at %s: %w", addr, err)
+	}
+	return &s, nil
+}
+
+// RequestAnnounce asks the node at addr to announce repo ("" for its
+// origin).
+func RequestAnnounce(ctx context.Context, addr, repo string) error {
+	b, _ := json.Marshal(map[string]string{"repo": repo})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/announce", strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("node API at %s: %w (is `shoal node run` running?)", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("node API at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
