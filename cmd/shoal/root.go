@@ -35,6 +35,7 @@ with each other.`,
 		newUpdateCmd(),
 		newBundleCmd(),
 		newLogCmd(),
+		newNodeCmd(),
 	)
 	return root
 }
