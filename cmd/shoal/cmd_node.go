@@ -57,16 +57,24 @@ func newNodeRunCmd() *cobra.Command {
 			}
 			defer n.Close()
 			log.Info("node started", "peer_id", n.ID().String(), "addrs", n.Addrs(), "api", cfg.Node.API, "cache_node", cfg.CacheNode())
+			// The API failing (its port taken) stops the node.
+			ctx, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
 			errc := make(chan error, 1)
-			go func() { errc <- n.ServeAPI(ctx) }()
+			go func() {
+				err := n.ServeAPI(ctx)
+				if err != nil {
+					cancel(err)
+				}
+				errc <- err
+			}()
 			if err := n.Run(ctx); err != nil {
 				return err
 			}
-			log.Info("node stopping")
-			if err := <-errc; err != nil {
-				return err
-			}
-			return context.Cause(ctx)
+			// SIGINT or SIGTERM: a graceful stop is a success. Transfers
+			// resume at the next start from what the slot holds.
+			log.Info("node stopping", "cause", context.Cause(ctx))
+			return <-errc
 		},
 	}
 	c.Flags().StringVar(&cfgPath, "config", "", "node config (node.toml)")
