@@ -30,6 +30,7 @@ type release struct {
 	ix   *chunker.Index
 	id   cid.Cid
 	off  []int64
+	pos  map[cid.Cid][]int // positions of each chunk
 }
 
 var smallParams = chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
@@ -53,7 +54,11 @@ func makeRelease(t testing.TB, size int, seed uint64, params chunker.Params) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &release{data: data, ix: ix, id: ix.CID(), off: ix.Offsets()}
+	rl := &release{data: data, ix: ix, id: ix.CID(), off: ix.Offsets(), pos: map[cid.Cid][]int{}}
+	for i := range ix.Chunks {
+		rl.pos[ix.ID(i)] = append(rl.pos[ix.ID(i)], i)
+	}
+	return rl
 }
 
 func (rl *release) chunk(i int) []byte { return rl.data[rl.off[i]:rl.off[i+1]] }
@@ -200,10 +205,7 @@ func (dl *delivery) deliver(rl *release) func(cid.Cid, []byte) error {
 			}
 		}
 		found := false
-		for i := range rl.ix.Chunks {
-			if !rl.ix.ID(i).Equals(id) {
-				continue
-			}
+		for _, i := range rl.pos[id] {
 			found = true
 			if !bytes.Equal(data, rl.chunk(i)) {
 				dl.mu.Lock()

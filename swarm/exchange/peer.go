@@ -213,7 +213,10 @@ func (p *peer) run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); p.serve() }()
 	go func() { defer wg.Done(); p.write(w) }()
-	defer wg.Wait()
+	defer func() {
+		p.close(io.EOF) // ends the server and the writer
+		wg.Wait()
+	}()
 
 	p.e.mu.Lock()
 	p.ready = true
