@@ -291,3 +291,22 @@ func TestStreamEndIsNoFault(t *testing.T) {
 	}
 	_ = io.EOF
 }
+
+// A first frame that is not a Hello fails the handshake: misbehaviour.
+func TestFirstFrameNotHello(t *testing.T) {
+	s := newNode(t, "server", exchange.Config{})
+	mine, theirs := exchange.Pipe("eve", "server", sched.LAN)
+	done := make(chan error, 1)
+	go func() { done <- s.e.Run(context.Background(), theirs) }()
+	go io.Copy(io.Discard, mine)
+	w := wire.NewWriter(mine, 0)
+	w.Write(&wire.Cancel{Req: 1})
+	w.Flush()
+	if err := <-done; !errors.Is(err, exchange.ErrMisbehaved) {
+		t.Fatalf("Run = %v, want ErrMisbehaved", err)
+	}
+	mine.Close()
+	if logs := s.log.String(); !containsAll(logs, "peer=eve", "handshake", "not hello") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
