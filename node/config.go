@@ -314,6 +314,19 @@ func (c *Config) DevicePath() string {
 	return c.Path(c.Device.Config)
 }
 
+// Origins are [node] origin: URLs as given, directories resolved.
+func (c *Config) Origins() []string {
+	out := make([]string, len(c.Node.Origin))
+	for i, o := range c.Node.Origin {
+		if strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://") {
+			out[i] = o
+		} else {
+			out[i] = c.Path(o)
+		}
+	}
+	return out
+}
+
 // StoreDir is [node] store, resolved.
 func (c *Config) StoreDir() string { return c.Path(c.Node.Store) }
 

@@ -207,3 +207,17 @@ config = "/etc/shoal/shoal.toml"
 	// key: /var/lib/shoal/node/identity.key
 	// lan: [192.168.1.0/24]
 }
+
+func TestOrigins(t *testing.T) {
+	c, err := ParseConfig([]byte(cacheNode+"[node]\n"), "/etc/shoal")
+	if err == nil {
+		t.Fatal("a second [node] table parsed")
+	}
+	c, err = ParseConfig([]byte("[node]\nfleet = \"acme\"\nchannels = [\"stable\"]\norigin = [\"https://updates.example/repo/\", \"mirror\"]\n[trust]\nroot = \"root.json\"\n"), "/etc/shoal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Origins(); len(o) != 2 || o[0] != "https://updates.example/repo/" || o[1] != "/etc/shoal/mirror" {
+		t.Fatalf("origins %v", o)
+	}
+}

@@ -78,8 +78,8 @@ func WithClock(now func() time.Time) Option { return func(n *Node) { n.now = now
 // node, the device (taking its lock, as every command that changes a
 // device does), loads the trust, starts the swarm host, joins the release
 // topics and serves what the node holds. Run then drives it.
-func New(ctx context.Context, cfg *Config, opts ...Option) (n *Node, err error) {
-	n = &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16),
+func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) {
+	n := &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16),
 		transfers: map[cid.Cid]*exchange.Download{}, held: map[string]cid.Cid{}}
 	for _, o := range opts {
 		o(n)
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (n *Node, err error) 
 		return nil, err
 	}
 	if n.origin == nil && len(cfg.Node.Origin) > 0 {
-		if n.origin, err = fetch.New(cfg.Path(cfg.Node.Origin[0])); err != nil {
+		if n.origin, err = fetch.New(cfg.Origins()[0]); err != nil {
 			return nil, fmt.Errorf("[node] origin: %w", err)
 		}
 	}
