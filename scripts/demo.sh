@@ -22,7 +22,11 @@ expect_fail() {
 }
 
 SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; }
+NODE_PIDS=()
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 step "1. Make a v1 image and a v2 with a few changed regions ($((SIZE >> 20)) MiB each)"
@@ -82,5 +86,65 @@ run "$SHOAL" update apply --config $CFG --source http://127.0.0.1:$PORT/ --retry
 run "$SHOAL" device reboot --config $CFG
 run "$SHOAL" update boot-check --config $CFG
 run "$SHOAL" update status --config $CFG --json
+
+step "10. The swarm: a site gateway and two devices on loopback; v2 announced once"
+# A site gateway (a cache node) and two devices, all on one LAN (127.0.0.0/8
+# counts as the LAN here): the site's nodes divide the chunks among them, each
+# fetches its share from the origin once, and the rest crosses the LAN.
+api() { echo "127.0.0.1:$((PORT + $1))"; }
+node_status() { "$SHOAL" node status --api "$(api "$1")" --json 2>/dev/null || true; }
+wait_for() { # wait_for NODE PATTERN WHAT
+  for _ in $(seq 600); do node_status "$1" | grep -q "$2" && return 0; sleep 0.1; done
+  echo "demo: timed out waiting for $3" >&2; exit 1
+}
+cat >gateway.toml <<TOML
+[node]
+fleet = "demo"
+store = "gateway-store"
+listen = ["/ip4/127.0.0.1/tcp/0"]
+mdns = false
+lan_prefixes = ["127.0.0.0/8"]
+api = "$(api 1)"
+origin = ["http://127.0.0.1:$PORT/"]
+channels = ["stable"]
+[trust]
+root = "keys/root.json"
+TOML
+"$SHOAL" node run --config gateway.toml --log-level warn 2>gateway.log &
+NODE_PIDS+=($!)
+wait_for 1 '"addrs": \[' "the gateway to start"
+GATEWAY=$(node_status 1 | grep -o '/ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*' | head -1)
+echo "gateway: $GATEWAY"
+for i in 2 3; do
+  run "$SHOAL" device init "swarm-dev$i" --slot-size 320M --root keys/root.json --channel stable >/dev/null
+  cat >"dev$i.toml" <<TOML
+[node]
+fleet = "demo"
+store = "dev$i-store"
+listen = ["/ip4/127.0.0.1/tcp/0"]
+bootstrap = ["$GATEWAY"]
+mdns = false
+lan_prefixes = ["127.0.0.0/8"]
+api = "$(api $i)"
+origin = ["http://127.0.0.1:$PORT/"]
+[device]
+config = "swarm-dev$i/shoal.toml"
+TOML
+  "$SHOAL" node run --config "dev$i.toml" --log-level warn 2>"dev$i.log" &
+  NODE_PIDS+=($!)
+done
+wait_for 2 '"class": "lan"' "device 2 to meet the gateway"
+wait_for 3 '"class": "lan"' "device 3 to meet the gateway"
+sleep 1.5   # the gossip mesh forms at its first heartbeat
+run "$SHOAL" node announce --api "$(api 1)" --repo "http://127.0.0.1:$PORT/"
+wait_for 2 '"state": "tentative"' "device 2 to install v2"
+wait_for 3 '"state": "tentative"' "device 3 to install v2"
+for i in 1 2 3; do run "$SHOAL" node status --api "$(api $i)"; done
+for p in "${NODE_PIDS[@]}"; do kill -TERM "$p"; wait "$p"; done
+NODE_PIDS=()
+for i in 2 3; do
+  run "$SHOAL" device reboot --config "swarm-dev$i/shoal.toml"
+  run "$SHOAL" update boot-check --config "swarm-dev$i/shoal.toml"
+done
 
 printf '\ndemo finished: everything is in %s\n' "$OUT"

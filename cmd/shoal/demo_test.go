@@ -34,7 +34,7 @@ func TestDemoScript(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"rejected, as it must be", "slot B is healthy: committed", "rolled back (health check failed", "audit log verifies", "slot A is healthy: committed", "demo finished"} {
+	for _, want := range []string{"rejected, as it must be", "slot B is healthy: committed", "rolled back (health check failed", "audit log verifies", "slot A is healthy: committed", "from LAN", "update boot-check --config swarm-dev3/shoal.toml\nslot B is healthy: committed", "demo finished"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
