@@ -58,6 +58,10 @@ type Config struct {
 	// 30 s). Either ends the connection.
 	HandshakeTimeout time.Duration
 	WriteTimeout     time.Duration
+	// ObjectTimeout bounds the wait for one peer's answer to a Want of
+	// FetchObject (default 30 s: an index of 16 MiB at 5 Mbit/s); then
+	// the Want is cancelled and the next peer asked.
+	ObjectTimeout time.Duration
 	// OnMisbehave, if set, hears each peer disconnected for misbehaviour
 	// (the node lowers its libp2p score). It must not block.
 	OnMisbehave func(peer string, err error)
@@ -85,6 +89,9 @@ func (c *Config) fill() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.ObjectTimeout <= 0 {
+		c.ObjectTimeout = 30 * time.Second
 	}
 }
 

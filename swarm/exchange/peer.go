@@ -60,13 +60,30 @@ type inWant struct {
 	cancelled atomic.Bool
 }
 
-// outWant is a Want this node sent the peer, not answered yet.
+// outWant is a Want this node sent the peer, not answered yet: for a
+// chunk of a Download (d set), or for one object of FetchObject (obj set).
 type outWant struct {
 	id        cid.Cid
 	d         *Download
 	piece     int
 	maxChunk  int
 	cancelled bool
+	obj       chan objResult // FetchObject's, buffered: gets the one answer
+}
+
+// objResult is the answer to a FetchObject Want: verified bytes, or an
+// error (ErrNotHeld for a DontHave, ErrMisbehaved for a bad block).
+type objResult struct {
+	data []byte
+	err  error
+}
+
+// what names the Want's object in log lines and errors.
+func (ow *outWant) what() string {
+	if ow.d == nil {
+		return "object " + ow.id.String()
+	}
+	return fmt.Sprintf("chunk %d of %s", ow.piece, ow.d.id)
 }
 
 // answer is the server's reply to one Want: a Block if obj is set, else
@@ -142,8 +159,33 @@ func (p *peer) sendHave(_ cid.Cid, m wire.Message) { p.send(m) }
 
 // want sends a Want for piece of d's index and records it.
 func (p *peer) want(d *Download, piece int) wire.RequestID {
-	id := d.ix.ID(piece)
 	p.mu.Lock()
+	req := p.request(&outWant{id: d.ix.ID(piece), d: d, piece: piece, maxChunk: d.ix.Params.Max}, d.id, piece)
+	p.mu.Unlock()
+	p.wake()
+	return req
+}
+
+// wantObject sends a Want for object id with no context (FetchObject),
+// bounding the object by maxSize, unless the peer has Config.MaxPeerWants
+// of this node's Wants unanswered already (a peer's limit, which this
+// node assumes is its own): then it sends nothing and returns false.
+func (p *peer) wantObject(id cid.Cid, maxSize int) (wire.RequestID, <-chan objResult, bool) {
+	ch := make(chan objResult, 1)
+	p.mu.Lock()
+	if len(p.outgoing) >= p.e.cfg.MaxPeerWants {
+		p.mu.Unlock()
+		return 0, nil, false
+	}
+	req := p.request(&outWant{id: id, maxChunk: maxSize, obj: ch}, cid.Undef, 0)
+	p.mu.Unlock()
+	p.wake()
+	return req, ch, true
+}
+
+// request records ow under a request ID no unanswered Want of ours uses
+// and queues its Want (under p.mu).
+func (p *peer) request(ow *outWant, index cid.Cid, pos int) wire.RequestID {
 	for {
 		p.nextReq++
 		if p.outgoing[p.nextReq] == nil {
@@ -151,14 +193,17 @@ func (p *peer) want(d *Download, piece int) wire.RequestID {
 		}
 	}
 	req := p.nextReq
-	p.outgoing[req] = &outWant{id: id, d: d, piece: piece, maxChunk: d.ix.Params.Max}
-	p.ctrl = append(p.ctrl, &wire.Want{Req: req, CID: id, Index: d.id, Position: piece})
-	p.mu.Unlock()
+	p.outgoing[req] = ow
+	p.ctrl = append(p.ctrl, &wire.Want{Req: req, CID: ow.id, Index: index, Position: pos})
+	return req
+}
+
+// wake tells the writer that control frames wait.
+func (p *peer) wake() {
 	select {
 	case p.notify <- struct{}{}:
 	default:
 	}
-	return req
 }
 
 // cancelWant sends a Cancel for req, if it is still unanswered; its
@@ -173,10 +218,7 @@ func (p *peer) cancelWant(req wire.RequestID) {
 	ow.cancelled = true
 	p.ctrl = append(p.ctrl, &wire.Cancel{Req: req})
 	p.mu.Unlock()
-	select {
-	case p.notify <- struct{}{}:
-	default:
-	}
+	p.wake()
 }
 
 // stallWriter closes the connection when one write to it blocks longer
@@ -346,10 +388,18 @@ func (p *peer) handle(m wire.Message) error {
 			if ow.d != nil {
 				ow.d.post(event{kind: evBad, p: p, req: m.Req, piece: ow.piece})
 			}
-			return p.misbehave("block for request %d (chunk %d of %s): %v", m.Req, ow.piece, ow.d.id, err)
+			err = p.misbehave("block for request %d (%s): %v", m.Req, ow.what(), err)
+			if ow.obj != nil {
+				ow.obj <- objResult{err: err}
+			}
+			return err
 		}
 		if m.Object[0] == object.KindRaw {
 			data = append([]byte(nil), data...) // it aliases the Reader's buffer
+		}
+		if ow.obj != nil {
+			ow.obj <- objResult{data: data}
+			return nil
 		}
 		ow.d.post(event{kind: evBlock, p: p, req: m.Req, piece: ow.piece, data: data})
 
@@ -358,7 +408,10 @@ func (p *peer) handle(m wire.Message) error {
 		if err != nil {
 			return err
 		}
-		if !ow.cancelled {
+		switch {
+		case ow.obj != nil:
+			ow.obj <- objResult{err: fmt.Errorf("%s: %w", ow.what(), ErrNotHeld)}
+		case !ow.cancelled:
 			ow.d.post(event{kind: evDontHave, p: p, req: m.Req, piece: ow.piece})
 		}
 	}
@@ -393,14 +446,14 @@ func (p *peer) serve() {
 		}
 		a := answer{req: iw.req, id: iw.id}
 		if !iw.cancelled.Load() {
-			obj, err := p.e.provider.Object(p.ctx, iw.id, iw.index, iw.pos)
+			obj, err := p.e.object(p.ctx, iw)
 			switch {
 			case err == nil && len(obj) > 0 && object.Known(obj[0]):
 				a.obj = obj
 			case err == nil:
-				p.e.log.Error("exchange: provider returned no valid object", "chunk", iw.id.String())
+				p.e.log.Error("exchange: provider returned no valid object", "object", iw.id.String())
 			case !errors.Is(err, ErrNotHeld) && p.ctx.Err() == nil:
-				p.e.log.Warn("exchange: cannot serve chunk", "chunk", iw.id.String(), "peer", p.id, "err", err)
+				p.e.log.Warn("exchange: cannot serve object", "object", iw.id.String(), "peer", p.id, "err", err)
 			}
 		}
 		// The Want counts as answered from here: the peer cannot send

@@ -18,14 +18,15 @@ import (
 // answers the Want with DontHave; it is not an error of the peer.
 var ErrNotHeld = errors.New("exchange: object not held")
 
-// Provider is what a node serves: the stored objects of chunks, and which
-// positions of a release index it holds. The node implements it over its
+// Provider is what a node serves: the stored objects of chunks (and of
+// indexes, which are content-addressed the same way), and which positions
+// of a release index it holds. The node implements it over its
 // running slot, the slot being filled, its badger store and bundles
 // ([SlotProvider], [StoreProvider], combined by [Providers]).
 //
 // Contract: Object returns the stored object of chunk id (chunker/object:
 // a kind byte, then the payload), which decodes to exactly the chunk's
-// bytes; an implementation that reads storage that can rot hashes what it
+// bytes — or, for the ID of an index it holds, to the encoded index; an implementation that reads storage that can rot hashes what it
 // read and returns an error rather than bad bytes. index and pos are the
 // requester's hint (cid.Undef and 0 when there is none): where it met the
 // chunk, which an implementation may use to find it but must not trust.
@@ -134,21 +135,42 @@ func (sp *SlotProvider) Holding(ctx context.Context, ix *chunker.Index) ([]byte,
 
 // StoreProvider serves chunks held in a chunk store (the badger store, a
 // bundle imported into it, memory): Get by ID, encoded as a stored object.
+// With Indexes set it serves the indexes held there too.
 type StoreProvider struct {
 	Source store.Source
+	// Indexes, if set, is asked for an ID the Source does not hold: an
+	// index it holds is served as the object of its encoding (store.DB:
+	// the releases a cache node kept, bundles imported).
+	Indexes IndexStore
 	// Raw: as SlotProvider.Raw.
 	Raw bool
 }
 
+// IndexStore holds release indexes by their ID (store.DB). GetIndex of an
+// index not held returns an error wrapping store.ErrNoIndex.
+type IndexStore interface {
+	GetIndex(ctx context.Context, id cid.Cid) (*chunker.Index, error)
+}
+
 var _ Provider = StoreProvider{}
 
-// Object gets the chunk from the store and encodes it.
+// Object gets the chunk (or, with Indexes, the index) from the store and
+// encodes it.
 func (sp StoreProvider) Object(ctx context.Context, id cid.Cid, _ cid.Cid, _ int) ([]byte, error) {
 	b, err := sp.Source.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound) && sp.Indexes != nil:
+		ix, err := sp.Indexes.GetIndex(ctx, id)
+		if errors.Is(err, store.ErrNoIndex) {
+			return nil, fmt.Errorf("object %s: %w", id, ErrNotHeld)
+		}
+		if err != nil {
+			return nil, err
+		}
+		b = ix.Encode()
+	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrNotHeld)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	if sp.Raw {
