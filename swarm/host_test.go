@@ -81,8 +81,10 @@ func TestHostsConnectViaBootstrap(t *testing.T) {
 	a := newTestHost(t, nil)
 	b := newTestHost(t, func(c *HostConfig) { c.Bootstrap = a.Addrs() })
 	c := newTestHost(t, func(c *HostConfig) { c.Bootstrap = a.Addrs() })
+	// Both ends must see each connection: a's side of an inbound one is
+	// registered a moment after the dialer's.
 	eventually(t, 10*time.Second, "b and c connected to a", func() bool {
-		return b.Connected(a.ID()) && c.Connected(a.ID())
+		return b.Connected(a.ID()) && c.Connected(a.ID()) && a.Connected(b.ID()) && a.Connected(c.ID())
 	})
 	got := map[peer.ID]Class{}
 	for _, p := range a.Peers() {
