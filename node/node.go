@@ -127,7 +127,10 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 	if n.host, err = swarm.NewHost(ctx, hc); err != nil {
 		return nil, err
 	}
-	n.provs = exchange.NewProviders(exchange.StoreProvider{Source: n.db})
+	n.provs = exchange.NewProviders(exchange.StoreProvider{Source: n.db, Indexes: n.db})
+	// MaxChunk at the ceiling makes the frame limit the largest wire
+	// allows (16 MiB + 1 KiB): chunks of any index, and indexes of up to
+	// 16 MiB (466,032 chunks) from peers (exchange.Engine.MaxObject).
 	n.engine = exchange.New(n.host.ID().String(), n.provs, exchange.Config{
 		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), MaxChunk: chunker.MaxChunkCeil,
 	})
@@ -302,14 +305,17 @@ func (n *Node) take(ctx context.Context, v Verdict) error {
 			return nil
 		}
 	}
-	if n.origin == nil {
-		return fmt.Errorf("release %s/%d: no [node] origin to read its indexes from (fetching indexes from peers is not built yet)", rel.Channel, rel.Version)
-	}
 	c, err := manifest.NewClient(n.trust.ClientConfig())
 	if err != nil {
 		return err
 	}
-	if err := c.FetchIndexes(ctx, v.Verified, n.origin); err != nil {
+	// Indexes from the peers first (those that announced them: the site's
+	// cache node), then the origin, if the node has a route to it.
+	mirrors := []fetch.Fetcher{exchange.PeerFetcher{Engine: n.engine}}
+	if n.origin != nil {
+		mirrors = append(mirrors, n.origin)
+	}
+	if err := c.FetchIndexes(ctx, v.Verified, mirrors...); err != nil {
 		return err
 	}
 	if n.dev == nil {

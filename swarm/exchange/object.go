@@ -48,7 +48,9 @@ func (e *Engine) object(ctx context.Context, iw *inWant) ([]byte, error) {
 
 // FetchObject fetches one object by its ID from the connected peers,
 // outside any Download: a release's index, which a node with no route to
-// the origin gets from the peers that announced it. It asks one peer at a
+// the origin gets from the peers that announced it. An object the node
+// serves itself (an index it announces or its Provider holds: a bundle
+// imported) is returned without asking anyone. It asks one peer at a
 // time — those that sent a Have for id first (they serve the index), LAN
 // before WAN, then the others — and waits Config.ObjectTimeout for each
 // answer (then cancels the Want and moves on). A DontHave moves on; a
@@ -73,6 +75,12 @@ func (e *Engine) FetchObject(ctx context.Context, id cid.Cid, max int) ([]byte, 
 	if max > e.MaxObject() {
 		return nil, fmt.Errorf("%w: %s of up to %d bytes, limit %d (Config.MaxChunk %d)", ErrObjectTooLarge, id, max, e.MaxObject(), e.cfg.MaxChunk)
 	}
+	if data := e.local(ctx, id); data != nil {
+		if len(data) > max {
+			return nil, fmt.Errorf("exchange: object %s: %w: %d bytes, bound %d", id, fetch.ErrTooLarge, len(data), max)
+		}
+		return data, nil
+	}
 	peers := e.objectPeers(id)
 	var none, failed, busy int
 	for _, p := range peers {
@@ -95,6 +103,27 @@ func (e *Engine) FetchObject(ctx context.Context, id cid.Cid, max int) ([]byte, 
 	}
 	return nil, fmt.Errorf("exchange: object %s: %w at any of %d peers (%d do not hold it, %d failed or timed out, %d busy)",
 		id, fetch.ErrNotFound, len(peers), none, failed, busy)
+}
+
+// local is the object id as this node would serve it, checked against
+// id; nil when the node does not hold it.
+func (e *Engine) local(ctx context.Context, id cid.Cid) []byte {
+	e.mu.Lock()
+	sv := e.served[id]
+	e.mu.Unlock()
+	if sv != nil {
+		return sv.ix.Encode()
+	}
+	obj, err := e.provider.Object(ctx, id, cid.Undef, 0)
+	if err != nil {
+		return nil
+	}
+	data, err := object.Decode(nil, id, obj, e.MaxObject())
+	if err != nil {
+		e.log.Warn("exchange: the node's own object does not verify", "object", id.String(), "err", err)
+		return nil
+	}
+	return data
 }
 
 // objectPeers lists the ready peers in the order FetchObject asks them.

@@ -78,6 +78,9 @@ func TestFetchIndexServed(t *testing.T) {
 	if err != nil || !bytes.Equal(got, enc) {
 		t.Fatalf("FetchObject: %d bytes, %v", len(got), err)
 	}
+	if got, err := s.e.FetchObject(ctx, rl.id, len(enc)); err != nil || !bytes.Equal(got, enc) {
+		t.Fatalf("FetchObject of an index the node serves: %d bytes, %v", len(got), err)
+	}
 	pf := exchange.PeerFetcher{Engine: d.e}
 	got, err = pf.Fetch(ctx, manifest.IndexPath(rl.id), int64(len(enc)))
 	if err != nil || !bytes.Equal(got, enc) {
@@ -122,6 +125,12 @@ func TestFetchIndexFromStore(t *testing.T) {
 	got, err := d.e.FetchObject(ctx, rl.id, len(enc))
 	if err != nil || !bytes.Equal(got, enc) {
 		t.Fatalf("FetchObject: %d bytes, %v", len(got), err)
+	}
+	// The cache node holds it itself: no peer is asked (it has one, which
+	// does not hold the index).
+	got, err = s.e.FetchObject(ctx, rl.id, len(enc))
+	if err != nil || !bytes.Equal(got, enc) {
+		t.Fatalf("FetchObject of its own index: %d bytes, %v", len(got), err)
 	}
 	// Without Indexes the store serves chunks only.
 	s2 := newNode(t, "cache2", exchange.Config{})
