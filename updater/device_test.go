@@ -138,7 +138,9 @@ func open(t *testing.T, cfg *updater.Config) *updater.Device {
 		t.Cleanup(func() {
 			openMu.Lock()
 			defer openMu.Unlock()
-			opened[t].Close()
+			if d := opened[t]; d != nil {
+				d.Close()
+			}
 			delete(opened, t)
 		})
 	}
@@ -536,9 +538,9 @@ func TestDeviceConcurrentApplies(t *testing.T) {
 				errs <- err
 				return
 			}
-			defer d.Close()
 			f, _ := fetch.New(w.repo)
 			_, err = d.Apply(ctx, updater.ApplyOptions{Mirrors: []fetch.Fetcher{f}})
+			d.Close() // before reporting: the test opens the device next
 			errs <- err
 		}()
 	}
