@@ -27,6 +27,16 @@
 // block with wire.DecodeBlock against the CID it asked for before deliver
 // sees it, and announces delivered positions so the site spreads them.
 //
+// Indexes are content-addressed like chunks (chunker.Index.CID is the raw
+// ID of the encoding), so they move on the same messages: the engine
+// answers a Want for an index it announces with the encoded index, and
+// [StoreProvider] serves the store's. [Engine.FetchObject] fetches one
+// object from the peers outside any Download (those that announced it
+// first, one at a time, each answer verified), up to [Engine.MaxObject];
+// [PeerFetcher] offers it as a fetch.Fetcher of "index/<cid>" for
+// manifest.Client.FetchIndexes, so a node with no route to the origin gets
+// a release's indexes from its peers.
+//
 // # Session rules
 //
 // What a peer sends is outside bytes. The engine disconnects a peer, logs
