@@ -88,9 +88,9 @@ run "$SHOAL" update boot-check --config $CFG
 run "$SHOAL" update status --config $CFG --json
 
 step "10. The swarm: a site gateway and two devices on loopback; v2 announced once"
-# A site gateway (a cache node) and two devices, all on one LAN (127.0.0.0/8
-# counts as the LAN here): the site's nodes divide the chunks among them, each
-# fetches its share from the origin once, and the rest crosses the LAN.
+# A site gateway (a cache node) reaches the origin; the two devices reach only
+# the gateway (no [node] origin), which feeds them the index and every chunk
+# over the LAN (127.0.0.0/8 counts as the LAN here).
 api() { echo "127.0.0.1:$((PORT + $1))"; }
 node_status() { "$SHOAL" node status --api "$(api "$1")" --json 2>/dev/null || true; }
 wait_for() { # wait_for NODE PATTERN WHAT
@@ -126,7 +126,6 @@ bootstrap = ["$GATEWAY"]
 mdns = false
 lan_prefixes = ["127.0.0.0/8"]
 api = "$(api $i)"
-origin = ["http://127.0.0.1:$PORT/"]
 [device]
 config = "swarm-dev$i/shoal.toml"
 TOML
