@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 	// allows (16 MiB + 1 KiB): chunks of any index, and indexes of up to
 	// 16 MiB (466,032 chunks) from peers (exchange.Engine.MaxObject).
 	n.engine = exchange.New(n.host.ID().String(), n.provs, exchange.Config{
-		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), MaxChunk: chunker.MaxChunkCeil,
+		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), DownloadRate: int64(cfg.Node.DownloadRate), MaxChunk: chunker.MaxChunkCeil,
 	})
 	n.host.Libp2p().SetStreamHandler(wire.ProtocolID, func(s network.Stream) {
 		n.engine.Add(n.conn(s))

@@ -611,6 +611,9 @@ func (r *fetchRun) startOrigin(piece int) {
 		defer r.wg.Done()
 		defer cancel()
 		data, err := manifest.FetchChunk(ctx, d.cfg.Origin, id, d.ix.Params.Max)
+		if err == nil {
+			err = d.e.down.take(ctx, len(data))
+		}
 		d.post(event{kind: evOrigin, piece: piece, data: data, err: err, or: or})
 	}()
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// UploadRate caps the bytes of blocks this node serves per second, over
 	// all peers (0: no cap).
 	UploadRate int64
+	// DownloadRate caps the bytes of blocks this node takes in per second,
+	// from peers and the origin together (0: no cap): a block's reader
+	// waits before it reads on, so the sender's stream backs up.
+	DownloadRate int64
 	// HandshakeTimeout bounds the wait for a peer's Hello (default 10 s);
 	// WriteTimeout bounds one write to a peer that does not read (default
 	// 30 s). Either ends the connection.
@@ -104,7 +108,8 @@ type Engine struct {
 	provider Provider
 	cfg      Config
 	log      *slog.Logger
-	limit    *bucket
+	limit    *bucket // uploads
+	down     *bucket // downloads
 
 	mu        sync.Mutex
 	closed    bool
@@ -139,6 +144,7 @@ func New(self string, provider Provider, cfg Config) *Engine {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		limit:     newBucket(cfg.UploadRate, wire.FrameLimitFor(cfg.MaxChunk)),
+		down:      newBucket(cfg.DownloadRate, wire.FrameLimitFor(cfg.MaxChunk)),
 		peers:     map[string]*peer{},
 		served:    map[cid.Cid]*served{},
 		downloads: map[cid.Cid]*Download{},

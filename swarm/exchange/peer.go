@@ -383,6 +383,9 @@ func (p *peer) handle(m wire.Message) error {
 		if err != nil {
 			return err
 		}
+		if err := p.e.down.take(p.ctx, len(m.Object)); err != nil {
+			return err
+		}
 		data, err := wire.DecodeBlock(nil, m, ow.id, ow.maxChunk)
 		if err != nil {
 			if ow.d != nil {

@@ -247,3 +247,31 @@ func TestUploadRate(t *testing.T) {
 		t.Errorf("4 MiB served in %v under a 2 MiB/s cap", el)
 	}
 }
+
+func TestDownloadRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rl := makeRelease(t, 4<<20, 11, smallParams)
+	s := newNode(t, "seed", exchange.Config{})
+	sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
+	sp.Raw = true
+	s.prov.Add(sp)
+	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
+		t.Fatal(err)
+	}
+	v := newNode(t, "v", exchange.Config{DownloadRate: 2 << 20})
+	connect(v, s, sched.LAN)
+	d, dl := v.prepare(t, rl, exchange.DownloadConfig{TickPeriod: 50 * time.Millisecond})
+	announced(t, v, rl.id, 1)
+	start := time.Now()
+	if err := d.FetchAll(ctx, rl.unique(), dl.deliver(rl)); err != nil {
+		t.Fatal(err)
+	}
+	// 4 MiB at 2 MiB/s, less a burst of about 1 MiB: at least 1.3 s.
+	if el := time.Since(start); el < 1300*time.Millisecond {
+		t.Errorf("4 MiB taken in %v under a 2 MiB/s cap", el)
+	}
+}
