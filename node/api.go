@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,8 +36,11 @@ type Status struct {
 	Transfers []TransferStatus `json:"transfers"`
 	Served    ServedStatus     `json:"served"`
 	// Updater is the device's update state; absent on a cache node.
-	Updater   *updater.Status `json:"updater,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	Updater *updater.Status `json:"updater,omitempty"`
+	// Pending is the release a node with apply = "manual" fetched and
+	// waits to install (CHANNEL/VERSION).
+	Pending   string `json:"pending,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // PeerStatus is one connected peer.
@@ -98,6 +102,9 @@ func (n *Node) Status() Status {
 	}
 	s.LastError = n.lastErr
 	s.Updater = n.devStatus
+	if n.pending != nil {
+		s.Pending = fmt.Sprintf("%s/%d", n.pending.Release.Channel, n.pending.Release.Version)
+	}
 	n.smu.Unlock()
 	sort.Slice(s.Releases, func(i, j int) bool { return s.Releases[i].Name < s.Releases[j].Name })
 	return s
@@ -144,6 +151,42 @@ func (n *Node) Handler() http.Handler {
 		enc.Encode(n.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			RetryFailed bool `json:"retry_failed"`
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
+		if err == nil && len(body) > 0 {
+			err = json.Unmarshal(body, &req)
+		}
+		if err != nil {
+			http.Error(w, "body: want {\"retry_failed\": false}", http.StatusBadRequest)
+			return
+		}
+		reply := make(chan applyReply, 1)
+		select {
+		case n.applyReq <- applyRequest{retryFailed: req.RetryFailed, reply: reply}:
+		case <-r.Context().Done():
+			return
+		}
+		var a applyReply
+		select {
+		case a = <-reply:
+		case <-r.Context().Done():
+			return // the install goes on; apply again to see where it stands
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if a.err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(a.err, ErrNothingPending) {
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
+			json.NewEncoder(w).Encode(map[string]string{"error": a.err.Error()})
+			return
+		}
+		json.NewEncoder(w).Encode(a.res)
+	})
 	mux.HandleFunc("POST /announce", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Repo string `json:"repo"`
@@ -183,6 +226,15 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 		return fmt.Errorf("[node] api: %w", err)
 	}
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if n.dev != nil {
+		// `shoal update apply` finds the node holding the device's lock here.
+		p := APIFile(n.dev.Config)
+		if err := os.WriteFile(p, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			ln.Close()
+			return fmt.Errorf("record the API address: %w", err)
+		}
+		defer os.Remove(p)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -261,6 +313,39 @@ func ReadStatus(ctx context.Context, addr string) (*Status, error) {
 		return nil, fmt.Errorf("node API at %s: %w", addr, err)
 	}
 	return &s, nil
+}
+
+// RequestApply asks the node at addr (apply = "manual") to install the
+// release it fetched.
+func RequestApply(ctx context.Context, addr string, retryFailed bool) (*updater.ApplyResult, error) {
+	b, _ := json.Marshal(map[string]bool{"retry_failed": retryFailed})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/apply", strings.NewReader(string(b)))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node API at %s: %w (is `shoal node run` running?)", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusConflict {
+				return nil, fmt.Errorf("%w (node at %s)", ErrNothingPending, addr)
+			}
+			return nil, fmt.Errorf("node at %s: %s", addr, e.Error)
+		}
+		return nil, fmt.Errorf("node API at %s: %s", addr, resp.Status)
+	}
+	var res updater.ApplyResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("node API at %s: %w", addr, err)
+	}
+	return &res, nil
 }
 
 // RequestAnnounce asks the node at addr to announce repo ("" for its

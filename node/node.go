@@ -42,6 +42,7 @@ type Node struct {
 	trust    *manifest.Trust
 	channels []string
 	topics   []*swarm.Releases
+	vals     []*validator // one per channel, as topics
 	now      func() time.Time
 
 	// dev is driven by Run's goroutine only (updater.Device is not safe
@@ -50,6 +51,8 @@ type Node struct {
 	devMu sync.Mutex
 
 	accepted    chan Verdict
+	applyReq    chan applyRequest
+	pending     *manifest.Verified // fetched, waiting for `shoal update apply` (apply = "manual")
 	running     *exchange.SlotProvider
 	runningSlot *updater.RunningSlot
 
@@ -79,7 +82,7 @@ func WithClock(now func() time.Time) Option { return func(n *Node) { n.now = now
 // device does), loads the trust, starts the swarm host, joins the release
 // topics and serves what the node holds. Run then drives it.
 func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) {
-	n := &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16),
+	n := &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16), applyReq: make(chan applyRequest),
 		transfers: map[cid.Cid]*exchange.Download{}, held: map[string]cid.Cid{}}
 	for _, o := range opts {
 		o(n)
@@ -159,6 +162,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 			return nil, err
 		}
 		n.topics = append(n.topics, t)
+		n.vals = append(n.vals, v)
 	}
 	return n, nil
 }
@@ -282,6 +286,10 @@ func (n *Node) Run(ctx context.Context) error {
 				}
 				n.refreshStatus(ctx)
 			}
+		case req := <-n.applyReq:
+			res, err := n.applyPending(ctx, req.retryFailed)
+			req.reply <- applyReply{res, err}
+			n.refreshStatus(ctx)
 		case <-reprovide.C:
 			n.provideAll(ctx)
 			reprovide.Reset(swarm.ReprovideInterval)
@@ -298,10 +306,6 @@ func (n *Node) take(ctx context.Context, v Verdict) error {
 		installed := n.dev.State().Installed
 		n.devMu.Unlock()
 		if rel.Version <= installed {
-			return nil
-		}
-		if n.cfg.Node.Apply == ApplyManual {
-			n.log.Info("release accepted; waiting for `shoal update apply`", "channel", rel.Channel, "version", rel.Version)
 			return nil
 		}
 	}
@@ -321,7 +325,63 @@ func (n *Node) take(ctx context.Context, v Verdict) error {
 	if n.dev == nil {
 		return n.keep(ctx, v.Verified)
 	}
+	if n.cfg.Node.Apply == ApplyManual {
+		// Fetch it now (the site gets it meanwhile); install it when
+		// `shoal update apply` asks.
+		if err := n.keep(ctx, v.Verified); err != nil {
+			return err
+		}
+		n.smu.Lock()
+		n.pending = v.Verified
+		n.smu.Unlock()
+		n.log.Info("release fetched; `shoal update apply` installs it", "channel", rel.Channel, "version", rel.Version)
+		return nil
+	}
 	return n.install(ctx, v.Verified)
+}
+
+// applyRequest is `shoal update apply` asking a node with apply =
+// "manual" to install the release it fetched.
+type applyRequest struct {
+	retryFailed bool
+	reply       chan applyReply
+}
+
+type applyReply struct {
+	res *updater.ApplyResult
+	err error
+}
+
+// ErrNothingPending: a manual node has no fetched release to install.
+var ErrNothingPending = errors.New("node: no fetched release is waiting to be installed")
+
+// applyPending installs the release a manual node fetched, from its store.
+func (n *Node) applyPending(ctx context.Context, retry bool) (*updater.ApplyResult, error) {
+	if n.dev == nil {
+		return nil, errors.New("node: a cache node has no device to install into")
+	}
+	n.smu.Lock()
+	v := n.pending
+	n.smu.Unlock()
+	if v == nil {
+		return nil, ErrNothingPending
+	}
+	n.devMu.Lock()
+	defer n.devMu.Unlock()
+	res, err := n.dev.Offer(ctx, v, n.db, updater.OfferOptions{SourceName: "the node's store", RetryFailed: retry})
+	if err == nil {
+		n.smu.Lock()
+		n.pending = nil
+		n.smu.Unlock()
+	}
+	return res, err
+}
+
+// APIFile is where a node records its API address in its device's state
+// directory, so `shoal update apply` finds the node that holds the
+// device's lock.
+func APIFile(device *updater.Config) string {
+	return filepath.Join(device.Path(device.State), "node-api")
 }
 
 // downloadConfig is the exchange configuration of one release download.

@@ -65,7 +65,14 @@ func waitStatus(t *testing.T, ctx context.Context, api, what string, ok func(*no
 // node that bootstraps from it, both with the origin — one `shoal node
 // announce`: the device installs the release, shuts down cleanly on
 // SIGTERM, and commits after its reboot.
-func TestNodeCLI(t *testing.T) {
+func TestNodeCLI(t *testing.T) { nodeCLI(t, false) }
+
+// TestNodeManualApply: with apply = "manual" the device node fetches the
+// release and waits; `shoal update apply` without --source asks it to
+// install.
+func TestNodeManualApply(t *testing.T) { nodeCLI(t, true) }
+
+func nodeCLI(t *testing.T, manual bool) {
 	if testing.Short() {
 		t.Skip("starts daemons")
 	}
@@ -114,13 +121,26 @@ mdns = false
 lan_prefixes = ["127.0.0.0/8"]
 api = %q
 origin = [%q]
+apply = %q
 [device]
 config = %q
-`, st.Addrs[0], devAPI, repo, filepath.Join(dev, "shoal.toml"))), 0o644)
+`, st.Addrs[0], devAPI, repo, map[bool]string{false: "auto", true: "manual"}[manual], filepath.Join(dev, "shoal.toml"))), 0o644)
 	device, devLog := startNode(t, devCfg)
 	waitStatus(t, ctx, devAPI, "the device node to see the cache node", func(s *node.Status) bool { return len(s.Peers) == 1 && s.Peers[0].Class == "lan" })
 	time.Sleep(1500 * time.Millisecond) // the gossip mesh forms at the first heartbeat
 	run("node", "announce", "--api", cacheAPI, "--repo", repo)
+	if manual {
+		waitStatus(t, ctx, devAPI, "the device node to fetch v1", func(s *node.Status) bool { return s.Pending == "stable/1" })
+		if s, _ := node.ReadStatus(ctx, devAPI); s.Updater.State != "idle" {
+			t.Fatalf("a manual node installed by itself: %+v", s.Updater)
+		}
+		if out := run("update", "apply", "--config", filepath.Join(dev, "shoal.toml")); !strings.Contains(out, "the node installed stable v1 into slot B") {
+			t.Fatalf("update apply through the node: %s", out)
+		}
+		if _, errs, code := runCLI(t, "update", "apply", "--config", filepath.Join(dev, "shoal.toml")); code == 0 || !strings.Contains(errs, "no fetched release") {
+			t.Fatalf("a second apply through the node: %d %s", code, errs)
+		}
+	}
 	s := waitStatus(t, ctx, devAPI, "the device to install v1", func(s *node.Status) bool {
 		return s.Updater != nil && s.Updater.State == "tentative"
 	})

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,6 +14,7 @@ import (
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/internal/progress"
 	"github.com/shoalnet/shoal/manifest/bundle"
+	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/updater"
 )
 
@@ -81,11 +85,14 @@ tells the bootloader to try the new slot. Interrupted, it resumes from what the
 slot already holds.`,
 		Example: `  shoal update apply --config /etc/shoal/shoal.toml --source https://updates.example/repo
   shoal update apply --config dev/shoal.toml --source ./repo --json
-  shoal update apply --config dev/shoal.toml --source release-42.tar   # offline bundle`,
+  shoal update apply --config dev/shoal.toml --source release-42.tar   # offline bundle
+  shoal update apply --config /etc/shoal/shoal.toml   # a node (apply = "manual") fetched it: install now`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if source == "" {
-				return usageError{fmt.Errorf("--source is required")}
+				// A node with apply = "manual" holds the device and has
+				// fetched the release: ask it to install.
+				return applyThroughNode(cmd, asJSON, retry)
 			}
 			d, err := openDevice(cmd, "", false)
 			if err != nil {
@@ -146,7 +153,7 @@ slot already holds.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&source, "source", "", "repository directory, HTTP origin URL, or bundle file")
+	f.StringVar(&source, "source", "", "repository directory, HTTP origin URL, or bundle file (none: ask the device's running node)")
 	f.StringVar(&channel, "channel", "", "override the device's channel")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	f.BoolVar(&reboot, "reboot", false, "run [boot] reboot_command after a successful flip")
@@ -332,4 +339,39 @@ func rebootIf(cmd *cobra.Command, d *updater.Device, do bool) error {
 		return nil
 	}
 	return d.RebootCommand(cmd.Context())
+}
+
+// applyThroughNode asks the node that runs this device (it holds the
+// device's lock and recorded its API address in the state directory) to
+// install the release it fetched.
+func applyThroughNode(cmd *cobra.Command, asJSON, retry bool) error {
+	cfgPath, _ := cmd.Flags().GetString("config")
+	cfg, err := updater.LoadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(node.APIFile(cfg))
+	if errors.Is(err, fs.ErrNotExist) {
+		return usageError{fmt.Errorf("--source is required (no shoal node runs this device)")}
+	}
+	if err != nil {
+		return err
+	}
+	res, err := node.RequestApply(cmd.Context(), strings.TrimSpace(string(b)), retry)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), res)
+	}
+	w := cmd.OutOrStdout()
+	if res.UpToDate {
+		fmt.Fprintf(w, "up to date: %s v%d is installed\n", res.Channel, res.Version)
+		return nil
+	}
+	s := res.Stats
+	fmt.Fprintf(w, "the node installed %s v%d into slot %s: %s copied locally, %s from its store, %s already in place\n",
+		res.Channel, res.Version, res.Slot, humanBytes(s.LocalBytes), humanBytes(s.FetchedBytes), humanBytes(s.InPlaceBytes))
+	fmt.Fprintf(w, "slot %s verified against the signed Merkle root; bootloader will try it next boot (%s)\n", res.Slot, res.State)
+	return nil
 }

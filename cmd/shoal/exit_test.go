@@ -141,3 +141,13 @@ func TestApplyTimeoutOnSlowOrigin(t *testing.T) {
 		t.Fatalf("apply against a trickling origin: exit %d %s", code, errs)
 	}
 }
+
+// TestApplyWithoutSourceOrNode: no --source and no node for the device.
+func TestApplyWithoutSourceOrNode(t *testing.T) {
+	keys, _, _ := publishTwo(t)
+	cfg := initDevice(t, keys)
+	_, errs, code := runCLI(t, "update", "apply", "--config", cfg)
+	if code != exitUsage || !strings.Contains(errs, "--source is required (no shoal node runs this device)") {
+		t.Fatalf("apply without a source: %d %s", code, errs)
+	}
+}
