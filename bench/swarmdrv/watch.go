@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"time"
+
+	"github.com/shoalnet/shoal/node"
+)
+
+// watchResult is what watch prints: unix times (0: not seen).
+type watchResult struct {
+	TransferStart float64 `json:"transfer_start"`
+	FirstHeld     float64 `json:"first_held"`
+	Flip          float64 `json:"flip"`
+	Chunks        int     `json:"chunks"`
+	BytesBySource map[string]int64
+	LastError     string `json:"last_error,omitempty"`
+}
+
+// runWatch polls a node's status until its updater is tentative (or
+// -until-held: until its first chunk is held).
+func runWatch(args []string) error {
+	fs := flag.NewFlagSet("watch", flag.ExitOnError)
+	api := fs.String("api", "", "the node's API address")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	untilHeld := fs.Bool("until-held", false, "stop once the first chunk is held")
+	fs.Parse(args)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var r watchResult
+	tk := time.NewTicker(5 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		st, err := node.ReadStatus(ctx, *api)
+		t := time.Now()
+		if err == nil {
+			for _, tr := range st.Transfers {
+				if r.TransferStart == 0 {
+					r.TransferStart = unix(t)
+				}
+				if tr.Held > 0 && r.FirstHeld == 0 {
+					r.FirstHeld = unix(t)
+				}
+				r.Chunks, r.BytesBySource = tr.Total, tr.Bytes
+			}
+			r.LastError = st.LastError
+			if st.Updater != nil && st.Updater.State == "tentative" {
+				r.Flip = unix(t)
+			}
+			if r.Flip != 0 || (*untilHeld && r.FirstHeld != 0) {
+				return json.NewEncoder(os.Stdout).Encode(r)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			json.NewEncoder(os.Stdout).Encode(r)
+			return ctx.Err()
+		case <-tk.C:
+		}
+	}
+}
