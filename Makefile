@@ -5,7 +5,8 @@ PREFIX  ?= /usr/local
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 10s
 
-.PHONY: build test bench lint fuzz demo install clean bench-compare bench-dedup bench-apply bench-publish
+.PHONY: build test bench lint fuzz demo install clean bench-compare bench-dedup bench-apply bench-publish \
+	bench-swarm-loopback bench-swarm-serve bench-swarm-latency
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shoal
@@ -28,6 +29,14 @@ bench-apply: build
 	bench/apply.sh
 bench-publish: build
 	bench/publish.sh
+# Swarm (issue 8): daemons on loopback; no extra tools needed.
+# SWARM_SIZE, SWARM_RUNS, SWARM_N override the scripts' defaults.
+bench-swarm-loopback: build
+	SHOAL=$(BIN) bench/swarm-loopback.sh "$(SWARM_SIZE)" "$(SWARM_RUNS)"
+bench-swarm-serve: build
+	SHOAL=$(BIN) bench/swarm-serve.sh "$(SWARM_N)" "$(SWARM_SIZE)"
+bench-swarm-latency: build
+	SHOAL=$(BIN) bench/swarm-latency.sh "$(SWARM_RUNS)" "$(SWARM_SIZE)"
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
