@@ -368,10 +368,15 @@ func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker
 func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, chunks ChunkSource, o OfferOptions) (InstallStats, error) {
 	target := d.Config.SlotPath(slot)
 	idxPath := d.slotIndexPath(slot)
-	// Chunks already in place (an interrupted install of this or an
-	// earlier index, or a retry of a release that rolled back) are kept:
-	// the slot is hashed first, so nothing verified is fetched twice.
-	if old, err := d.fs.ReadFile(idxPath); err != nil || string(old) != string(ix.Encode()) {
+	// When the slot was being filled with this very index (an interrupted
+	// install, or a retry of a release that rolled back), the chunks in
+	// place are kept: the slot is hashed first, so nothing verified is
+	// fetched twice. A fresh install skips that scan: hashing a slot full
+	// of another release's bytes costs a full read and finds little, as
+	// content-defined chunks rarely sit at the same offsets twice.
+	old, err := d.fs.ReadFile(idxPath)
+	resume := err == nil && bytes.Equal(old, ix.Encode())
+	if !resume {
 		// Record what the slot is about to hold before writing it, so an
 		// interrupted install resumes instead of starting over.
 		if err := fsys.WriteFileAtomic(d.fs, idxPath, ix.Encode(), 0o644); err != nil {
@@ -392,7 +397,7 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 	if err != nil {
 		return InstallStats{}, err
 	}
-	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: true,
+	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: resume,
 		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers, Placed: o.Placed}
 	active := state.Other(slot)
 	if aix, err := d.readSlotIndex(active); err == nil {
