@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -44,6 +45,16 @@ type validator struct {
 	mu sync.Mutex
 	// accepted receives each accepted announcement's verification.
 	accepted func(Verdict)
+
+	// verdicts counts the validator's results, indexed by
+	// swarm.ValidationResult (Accept, Reject, Ignore).
+	verdicts [3]atomic.Int64
+}
+
+// counts is how many announcements the validator accepted, rejected and
+// ignored since it started.
+func (v *validator) counts() (accepted, rejected, ignored int64) {
+	return v.verdicts[swarm.Accept].Load(), v.verdicts[swarm.Reject].Load(), v.verdicts[swarm.Ignore].Load()
 }
 
 // newValidator builds the validator of fleet's channel from the node's
@@ -66,6 +77,9 @@ func newValidator(fleet, channel string, trust *manifest.Trust, now func() time.
 // valid-but-not-for-us ones are ignored (an honest peer may be behind).
 func (v *validator) Validate(ctx context.Context, from peer.ID, data []byte) swarm.ValidationResult {
 	verdict := v.check(ctx, from, data)
+	if r := verdict.Result; r >= 0 && int(r) < len(v.verdicts) {
+		v.verdicts[r].Add(1)
+	}
 	switch verdict.Result {
 	case swarm.Accept:
 		if v.accepted != nil {
