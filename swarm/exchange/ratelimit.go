@@ -18,11 +18,18 @@ type bucket struct {
 	now    func() time.Time
 }
 
-func newBucket(rate int64, burst int) *bucket {
+// newBucket returns a bucket of rate bytes per second, or nil for no cap.
+// Its burst is half a second's worth (at least 64 KiB), never more than
+// maxBurst: sized by the frame limit instead, a node allowed 16 MiB frames
+// would pass a small release at full speed. A block larger than the
+// balance still goes through (the balance goes negative and the next
+// waits), so the burst need not hold a whole frame.
+func newBucket(rate int64, maxBurst int) *bucket {
 	if rate <= 0 {
 		return nil
 	}
-	return &bucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst), now: time.Now}
+	burst := min(float64(maxBurst), max(float64(rate)/2, 64<<10))
+	return &bucket{rate: float64(rate), burst: burst, tokens: burst, now: time.Now}
 }
 
 // take waits until n bytes may be sent; a nil bucket never waits.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/store"
 	"github.com/shoalnet/shoal/swarm/exchange"
 	"github.com/shoalnet/shoal/swarm/sched"
@@ -273,5 +274,36 @@ func TestDownloadRate(t *testing.T) {
 	// 4 MiB at 2 MiB/s, less a burst of about 1 MiB: at least 1.3 s.
 	if el := time.Since(start); el < 1300*time.Millisecond {
 		t.Errorf("4 MiB taken in %v under a 2 MiB/s cap", el)
+	}
+}
+
+// A node that allows the largest frames still caps a small transfer: the
+// burst is half a second of the rate, not a frame.
+func TestRateCapWithLargeFrames(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rl := makeRelease(t, 2<<20, 12, smallParams)
+	s := newNode(t, "seed", exchange.Config{MaxChunk: chunker.MaxChunkCeil, UploadRate: 1 << 20})
+	sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
+	sp.Raw = true
+	s.prov.Add(sp)
+	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
+		t.Fatal(err)
+	}
+	v := newNode(t, "v", exchange.Config{MaxChunk: chunker.MaxChunkCeil})
+	connect(v, s, sched.LAN)
+	d, dl := v.prepare(t, rl, exchange.DownloadConfig{TickPeriod: 50 * time.Millisecond})
+	announced(t, v, rl.id, 1)
+	start := time.Now()
+	if err := d.FetchAll(ctx, rl.unique(), dl.deliver(rl)); err != nil {
+		t.Fatal(err)
+	}
+	// About 1.75 MiB of unique chunks at 1 MiB/s with a burst of 512 KiB:
+	// at least 1.1 s (a 16 MiB burst would let it all through at once).
+	if el := time.Since(start); el < 1100*time.Millisecond {
+		t.Errorf("2 MiB served in %v under a 1 MiB/s cap", el)
 	}
 }
