@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/internal/atomicfile"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/bundle"
 	"github.com/shoalnet/shoal/store"
@@ -224,11 +225,42 @@ func (n *Node) rolloutCheck() func(*manifest.Release, manifest.Device) error {
 }
 
 func (n *Node) accept(v Verdict) {
+	// Keep the newest accepted announcement of the channel: after a
+	// restart the node checks it again and resumes what it was doing.
+	if err := atomicfile.WriteFile(n.lastAnnouncement(v.Channel), v.Data, 0o600); err != nil {
+		n.log.Warn("remember the announcement", "err", err)
+	}
 	select {
 	case n.accepted <- v:
 	default:
 		// Run is busy with a release; a newer announcement will come.
 		n.log.Info("announcement accepted but the node is busy; dropped until it is announced again", "from", v.From)
+	}
+}
+
+func (n *Node) lastAnnouncement(channel string) string {
+	return filepath.Join(n.cfg.StoreDir(), "announcement-"+channel+".json")
+}
+
+// resume checks the last announcement accepted on each channel again, as
+// if it had just arrived: an install a stop interrupted resumes from what
+// the slot holds, a manual node knows again what it fetched, and a
+// release already installed or kept costs a look.
+func (n *Node) resume(ctx context.Context) {
+	for _, v := range n.vals {
+		data, err := os.ReadFile(n.lastAnnouncement(v.channel))
+		if err != nil {
+			continue
+		}
+		verdict := v.check(ctx, "", data)
+		if verdict.Result != swarm.Accept {
+			n.log.Info("the last announcement no longer holds", "channel", v.channel, "reason", verdict.Err)
+			continue
+		}
+		select {
+		case n.accepted <- verdict:
+		default:
+		}
 	}
 }
 
@@ -257,22 +289,43 @@ func (n *Node) Announce(ctx context.Context, f fetch.Fetcher) error {
 // provides what the node holds on the DHT.
 func (n *Node) Run(ctx context.Context) error {
 	n.refreshStatus(ctx)
+	n.resume(ctx)
 	tick := time.NewTicker(updater.TickPeriod)
 	defer tick.Stop()
 	reprovide := time.NewTimer(0)
 	defer reprovide.Stop()
+	var retry *Verdict
+	retryTimer := time.NewTimer(retryPeriod)
+	retryTimer.Stop()
+	defer retryTimer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case v := <-n.accepted:
+			retry = nil
 			if err := n.take(ctx, v); err != nil {
 				n.smu.Lock()
 				n.lastErr = err.Error()
 				n.smu.Unlock()
 				n.log.Error("release not taken", "err", err)
+				if retryable(err) && ctx.Err() == nil {
+					// No source had it yet (no peer connected, the origin
+					// down): try again while it is the newest release.
+					retry = &v
+					retryTimer.Reset(retryPeriod)
+				}
 			}
 			n.refreshStatus(ctx)
+		case <-retryTimer.C:
+			if retry != nil {
+				v := *retry
+				retry = nil
+				select {
+				case n.accepted <- v:
+				default:
+				}
+			}
 		case <-tick.C:
 			if n.dev != nil {
 				n.devMu.Lock()
@@ -295,6 +348,23 @@ func (n *Node) Run(ctx context.Context) error {
 			reprovide.Reset(swarm.ReprovideInterval)
 		}
 	}
+}
+
+// retryPeriod is how long the node waits before it tries a release again
+// that no source could serve.
+const retryPeriod = 3 * time.Second
+
+// retryable tells failures to get a release that may pass later (no peer
+// or origin had an index or chunk yet, a transfer stalled, a timeout) from
+// verdicts on the release or the device, which would only repeat.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, updater.ErrRefused), errors.Is(err, updater.ErrBusy), errors.Is(err, updater.ErrNotEligible),
+		errors.Is(err, updater.ErrNoArtifact), errors.Is(err, updater.ErrSlotTooSmall), errors.Is(err, updater.ErrConfig),
+		errors.Is(err, manifest.ErrIndexHash), errors.Is(err, manifest.ErrMerkleRoot), errors.Is(err, manifest.ErrBadMetadata):
+		return false
+	}
+	return true
 }
 
 // take acts on an accepted release: completes its verification with the
@@ -622,16 +692,40 @@ func (n *Node) dial(ctx context.Context, p peer.ID) {
 	if n.host.ID().String() >= p.String() {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	s, err := n.host.Libp2p().NewStream(sctx, p, wire.ProtocolID)
-	if err != nil {
-		if ctx.Err() == nil {
-			n.log.Debug("exchange stream", "peer", p, "err", err)
+	// A stream may fail to open over a connection that is going away (a
+	// peer that restarted under the same ID): try again while the peer
+	// is connected and the exchange does not run with it yet.
+	for attempt := 1; attempt <= 5; attempt++ {
+		if n.exchanging(p) || !n.host.Connected(p) {
+			return
 		}
-		return
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := n.host.Libp2p().NewStream(sctx, p, wire.ProtocolID)
+		cancel()
+		if err == nil {
+			n.engine.Add(n.conn(s))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Debug("exchange stream", "peer", p, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
 	}
-	n.engine.Add(n.conn(s))
+}
+
+// exchanging reports whether the exchange runs a connection with p.
+func (n *Node) exchanging(p peer.ID) bool {
+	for _, pi := range n.engine.Peers() {
+		if pi.ID == p.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // streamConn adapts a libp2p stream to exchange.Conn.

@@ -24,6 +24,11 @@ type Verdict struct {
 	Result   swarm.ValidationResult
 	Verified *manifest.Verified // set when Result is Accept
 	Err      error              // why, when not accepted
+	// Channel and Data are the topic's channel and the announcement's
+	// bytes, which the node keeps to pick an interrupted install up again
+	// after a restart.
+	Channel string
+	Data    []byte
 }
 
 // validator checks release announcements of one fleet channel before
@@ -111,6 +116,7 @@ func (v *validator) check(ctx context.Context, from peer.ID, data []byte) Verdic
 		return out
 	}
 	out.Result, out.Verified = swarm.Accept, verified
+	out.Channel, out.Data = v.channel, data
 	return out
 }
 
