@@ -304,7 +304,11 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		case v := <-n.accepted:
 			retry = nil
-			if err := n.take(ctx, v); err != nil {
+			err := n.take(ctx, v)
+			n.smu.Lock()
+			n.lastErr = "" // a verdict on the newest release replaces an older failure
+			n.smu.Unlock()
+			if err != nil {
 				n.smu.Lock()
 				n.lastErr = err.Error()
 				n.smu.Unlock()
