@@ -5,8 +5,6 @@
 package node
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -18,8 +16,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/shoalnet/shoal/internal/tomlstrict"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/swarm"
 )
@@ -144,21 +141,10 @@ func LoadConfig(path string) (*Config, error) {
 // resolves relative paths.
 func ParseConfig(b []byte, dir string) (*Config, error) {
 	var c Config
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
+	if err := tomlstrict.Decode(b, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-			if line := keyLine(b, k.String()); line > 0 {
-				keys[i] += fmt.Sprintf(" (line %d)", line)
-			}
-		}
-		slices.Sort(keys)
-		return nil, fmt.Errorf("%w: unknown key %s", ErrConfig, strings.Join(keys, ", "))
-	}
+	var err error
 	c.dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -424,38 +410,4 @@ func (r Rate) String() string {
 		return fmt.Sprintf("%d KiB/s", r>>10)
 	}
 	return fmt.Sprintf("%d B/s", int64(r))
-}
-
-// keyLine finds the line where key (dotted, as toml.Key.String writes it)
-// is set: a "name = value" line under the table that holds it, or the
-// table's own header. 0 when it cannot tell (quoted or inline keys).
-func keyLine(b []byte, key string) int {
-	table := ""
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for line := 1; sc.Scan(); line++ {
-		l := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(l, "[") {
-			name := strings.TrimSpace(strings.Trim(l, "[]"))
-			if i := strings.Index(l, "#"); i >= 0 {
-				name = strings.TrimSpace(strings.Trim(strings.TrimSpace(l[:i]), "[]"))
-			}
-			table = name
-			if table == key {
-				return line
-			}
-			continue
-		}
-		name, _, ok := strings.Cut(l, "=")
-		if !ok || strings.HasPrefix(l, "#") {
-			continue
-		}
-		full := strings.TrimSpace(name)
-		if table != "" {
-			full = table + "." + full
-		}
-		if full == key {
-			return line
-		}
-	}
-	return 0
 }

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/shoalnet/shoal/internal/tomlstrict"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/boot"
 )
@@ -135,17 +134,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses a config; dir resolves relative paths.
 func ParseConfig(b []byte, dir string) (*Config, error) {
 	var c Config
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
+	if err := tomlstrict.Decode(b, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		sort.Strings(keys)
-		return nil, fmt.Errorf("%w: unknown key %s", ErrConfig, strings.Join(keys, ", "))
 	}
 	c.dir, _ = filepath.Abs(dir)
 	if err := c.validate(); err != nil {
