@@ -52,6 +52,8 @@ type Node struct {
 	devMu sync.Mutex
 
 	accepted    chan Verdict
+	closeOnce   sync.Once
+	closeErr    error
 	applyReq    chan applyRequest
 	pending     *manifest.Verified // fetched, waiting for `shoal update apply` (apply = "manual")
 	running     *exchange.SlotProvider
@@ -179,8 +181,13 @@ func (n *Node) Addrs() []string { return n.host.Addrs() }
 func (n *Node) Host() *swarm.Host { return n.host }
 
 // Close stops the node: the exchange, the host, the device's lock, the
-// store.
+// store. Calling it again does nothing.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	var errs []error
 	for _, t := range n.topics {
 		errs = append(errs, t.Close())
