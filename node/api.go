@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/swarm"
+	"github.com/shoalnet/shoal/swarm/exchange"
 	"github.com/shoalnet/shoal/swarm/sched"
 	"github.com/shoalnet/shoal/updater"
 )
@@ -110,7 +111,7 @@ func (n *Node) Status() Status {
 	return s
 }
 
-func transferStatus(index string, done bool, st exchangeStats) TransferStatus {
+func transferStatus(index string, done bool, st exchange.DownloadStats) TransferStatus {
 	t := TransferStatus{Index: index, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{},
 		BadBlocks: st.BadBlocks, Held: st.Sched.Held, Total: st.Sched.Pieces}
 	for c, name := range classNames {

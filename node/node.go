@@ -482,10 +482,11 @@ func (n *Node) downloadConfig() exchange.DownloadConfig {
 func (n *Node) install(ctx context.Context, v *manifest.Verified) error {
 	n.devMu.Lock()
 	defer n.devMu.Unlock()
-	ix, art, err := pickIndex(v, n.dev.Config.Slots.Artifact)
+	a, ix, err := updater.PickArtifact(v, n.dev.Config.Slots.Artifact)
 	if err != nil {
 		return err
 	}
+	art := a.Name
 	dl, err := n.engine.NewDownload(ctx, ix, n.downloadConfig())
 	if err != nil {
 		return err
@@ -545,9 +546,12 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 
 // fetchIntoStore fetches the chunks of ix the store lacks into it.
 func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download) error {
+	// Every position of each distinct chunk, and whether the store has it:
+	// one lookup per chunk, not per position.
 	where := map[cid.Cid][]int{}
 	var have []int
 	var want []cid.Cid
+	held := map[cid.Cid]bool{}
 	for i := range ix.Chunks {
 		id := ix.ID(i)
 		if _, seen := where[id]; !seen {
@@ -555,15 +559,14 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 			if err != nil {
 				return err
 			}
+			held[id] = ok
 			if !ok {
 				want = append(want, id)
 			}
 		}
 		where[id] = append(where[id], i)
-	}
-	for id, pos := range where {
-		if !containsCID(want, id) {
-			have = append(have, pos...)
+		if held[id] {
+			have = append(have, i)
 		}
 	}
 	dl.Placed(have)
@@ -582,15 +585,6 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 		dl.Placed(pos)
 		return nil
 	})
-}
-
-func containsCID(s []cid.Cid, id cid.Cid) bool {
-	for _, x := range s {
-		if x.Equals(id) {
-			return true
-		}
-	}
-	return false
 }
 
 // serveRunning serves a device's running slot with the index it was
@@ -683,19 +677,6 @@ type finishedTransfer struct {
 
 // maxFinished bounds the finished downloads the status keeps.
 const maxFinished = 16
-
-type exchangeStats = exchange.DownloadStats
-
-// pickIndex is the artifact of v that goes into the slots.
-func pickIndex(v *manifest.Verified, want string) (*chunker.Index, string, error) {
-	arts := v.Release.Artifacts
-	for i, a := range arts {
-		if a.Slot == want || (a.Slot == "" && a.Name == want) || len(arts) == 1 {
-			return v.Indexes[i], a.Name, nil
-		}
-	}
-	return nil, "", fmt.Errorf("%w: release %s/%d has no artifact for slot %q", updater.ErrNoArtifact, v.Release.Channel, v.Release.Version, want)
-}
 
 // dial opens the exchange stream to p. Of two peers, the one with the
 // smaller ID opens it, so each pair has one stream.

@@ -185,7 +185,7 @@ func (d *Device) offer(ctx context.Context, v *manifest.Verified, chunks ChunkSo
 		res.UpToDate, res.State = true, st.Phase.String()
 		return res, nil
 	}
-	art, ix, err := d.pickArtifact(v)
+	art, ix, err := PickArtifact(v, d.Config.Slots.Artifact)
 	if err != nil {
 		return nil, err
 	}

@@ -349,9 +349,11 @@ func (d *Device) record(verdict, slot, reason string) {
 	_, _ = d.audit.Append(audit.Entry{Verdict: verdict, Version: v, Slot: slot, Reason: reason})
 }
 
-func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker.Index, error) {
+// PickArtifact is the artifact of a verified release that goes into
+// slots configured for want ([slots] artifact): the one whose slot field
+// is want, else whose name is, else the only one; with its index.
+func PickArtifact(v *manifest.Verified, want string) (manifest.Artifact, *chunker.Index, error) {
 	arts := v.Release.Artifacts
-	want := d.Config.Slots.Artifact
 	for i, a := range arts {
 		if a.Slot == want || (a.Slot == "" && a.Name == want) || len(arts) == 1 {
 			return a, v.Indexes[i], nil
@@ -361,7 +363,7 @@ func (d *Device) pickArtifact(v *manifest.Verified) (manifest.Artifact, *chunker
 	for i, a := range arts {
 		names[i] = a.Name + " (slot " + a.Slot + ")"
 	}
-	return manifest.Artifact{}, nil, fmt.Errorf("%w: want slot %q, release v%d has %v", ErrNoArtifact, want, v.Release.Version, names)
+	return manifest.Artifact{}, nil, fmt.Errorf("%w: want slot %q, release %s/%d has %v", ErrNoArtifact, want, v.Release.Channel, v.Release.Version, names)
 }
 
 // install writes ix into slot, copying what the active slot holds.
