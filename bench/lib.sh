@@ -87,3 +87,16 @@ mirror_url() {
 		done
 	} | head -n1
 }
+
+# swarm_workdir NAME: make $W (BENCH_DIR/NAME), build shoal (unless SHOAL
+# is set) and bench/swarmdrv into it; SHOAL becomes an absolute path.
+swarm_workdir() {
+	W=${BENCH_DIR:-/tmp/shoal-bench}/$1
+	mkdir -p "$W"
+	if [ -z "${SHOAL:-}" ]; then
+		SHOAL=$PWD/bin/shoal
+		go build -o "$SHOAL" ./cmd/shoal
+	fi
+	SHOAL=$(realpath "$SHOAL")
+	go build -o "$W/swarmdrv" ./bench/swarmdrv
+}

@@ -30,15 +30,7 @@ cd "$(dirname "$0")/.."
 main() {
 	RUNS=${1:-5}
 	SIZE=$(numfmt --from=iec "${2:-256M}")
-	D=${BENCH_DIR:-/tmp/shoal-bench}
-	W=$D/swarm-latency
-	mkdir -p "$W"
-	if [ -z "${SHOAL:-}" ]; then
-		SHOAL=$PWD/bin/shoal
-		go build -o "$SHOAL" ./cmd/shoal
-	fi
-	SHOAL=$(realpath "$SHOAL")
-	go build -o "$W/swarmdrv" ./bench/swarmdrv
+	swarm_workdir swarm-latency
 	PIDS=()
 	trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 	cd "$W"

@@ -28,16 +28,8 @@ cd "$(dirname "$0")/.."
 main() {
 	SIZE=$(numfmt --from=iec "${1:-1G}")
 	RUNS=${2:-3}
-	D=${BENCH_DIR:-/tmp/shoal-bench}
-	W=$D/swarm-loopback
-	mkdir -p "$W"
-	if [ -z "${SHOAL:-}" ]; then
-		SHOAL=$PWD/bin/shoal
-		go build -o "$SHOAL" ./cmd/shoal
-	fi
-	SHOAL=$(realpath "$SHOAL")
+	swarm_workdir swarm-loopback
 	go build -o "$W/tcpcopy" ./bench/tcpcopy
-	go build -o "$W/swarmdrv" ./bench/swarmdrv
 	NODE_PIDS=()
 	trap 'for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 	cd "$W"

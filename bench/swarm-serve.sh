@@ -29,15 +29,7 @@ cd "$(dirname "$0")/.."
 main() {
 	N=${1:-50}
 	SIZE=$(numfmt --from=iec "${2:-256M}")
-	D=${BENCH_DIR:-/tmp/shoal-bench}
-	W=$D/swarm-serve
-	mkdir -p "$W"
-	if [ -z "${SHOAL:-}" ]; then
-		SHOAL=$PWD/bin/shoal
-		go build -o "$SHOAL" ./cmd/shoal
-	fi
-	SHOAL=$(realpath "$SHOAL")
-	go build -o "$W/swarmdrv" ./bench/swarmdrv
+	swarm_workdir swarm-serve
 	SPID=
 	trap '[ -z "$SPID" ] || kill "$SPID" 2>/dev/null || true' EXIT
 	cd "$W"
