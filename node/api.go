@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/internal/atomicfile"
 	"github.com/shoalnet/shoal/swarm"
 	"github.com/shoalnet/shoal/swarm/exchange"
 	"github.com/shoalnet/shoal/swarm/sched"
@@ -227,10 +228,16 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 		return fmt.Errorf("[node] api: %w", err)
 	}
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// `shoal node status --config` finds the API in the store (the only
+	// place that knows the port when [node] api asks for port 0), and
+	// `shoal update apply` finds the node holding the device's lock in the
+	// device's state directory.
+	files := []string{n.cfg.APIFile()}
 	if n.dev != nil {
-		// `shoal update apply` finds the node holding the device's lock here.
-		p := APIFile(n.dev.Config)
-		if err := os.WriteFile(p, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		files = append(files, APIFile(n.dev.Config))
+	}
+	for _, p := range files {
+		if err := atomicfile.WriteFile(p, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
 			ln.Close()
 			return fmt.Errorf("record the API address: %w", err)
 		}

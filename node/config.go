@@ -7,6 +7,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"net/netip"
@@ -63,7 +64,8 @@ type NodeConfig struct {
 	// peers, like those mDNS finds (CIDR, e.g. "192.168.1.0/24").
 	LANPrefixes []string `toml:"lan_prefixes,omitempty"`
 	// API is the HTTP API's listen address, host:port on loopback
-	// (default DefaultAPI): it has no authentication.
+	// (default DefaultAPI): it has no authentication. Port 0 picks a free
+	// port, recorded in the store directory (Config.APIFile).
 	API string `toml:"api,omitempty"`
 	// Apply is "auto" (install an accepted release as soon as it is
 	// eligible) or "manual" (fetch it, install when `shoal update apply`
@@ -267,8 +269,8 @@ func checkAPI(addr string) error {
 	if err != nil {
 		return fmt.Errorf("%q: want host:port, e.g. %s", addr, DefaultAPI)
 	}
-	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
-		return fmt.Errorf("%q: port %q is not 1..65535", addr, port)
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not 0..65535", addr, port)
 	}
 	if host == "localhost" {
 		return nil
@@ -278,6 +280,28 @@ func checkAPI(addr string) error {
 		return fmt.Errorf("%q: the HTTP API has no authentication and listens on loopback only (127.0.0.1, ::1 or localhost)", addr)
 	}
 	return nil
+}
+
+// APIFile is where a running node records the address its API listens on:
+// with port 0 in [node] api only this file knows it.
+func (c *Config) APIFile() string {
+	return filepath.Join(c.StoreDir(), "api")
+}
+
+// APIAddr is the address of the node's API: [node] api, or with port 0
+// the address the running node recorded in APIFile.
+func (c *Config) APIAddr() (string, error) {
+	if _, port, _ := net.SplitHostPort(c.Node.API); port != "0" {
+		return c.Node.API, nil
+	}
+	b, err := os.ReadFile(c.APIFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("[node] api %s picks a free port and %s does not exist: is the node running?", c.Node.API, c.APIFile())
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Path resolves p relative to the config file's directory.

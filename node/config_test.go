@@ -97,7 +97,7 @@ func TestConfigRefused(t *testing.T) {
 		{"api not loopback", "[node]\nfleet = \"a\"\napi = \"0.0.0.0:4102\"\n", "loopback only"},
 		{"api name", "[node]\nfleet = \"a\"\napi = \"example.com:4102\"\n", "loopback only"},
 		{"api no port", "[node]\nfleet = \"a\"\napi = \"127.0.0.1\"\n", "want host:port"},
-		{"api port", "[node]\nfleet = \"a\"\napi = \"127.0.0.1:70000\"\n", "not 1..65535"},
+		{"api port", "[node]\nfleet = \"a\"\napi = \"127.0.0.1:70000\"\n", "not 0..65535"},
 		{"apply", "[node]\nfleet = \"a\"\napply = \"sometimes\"\n", `apply "sometimes"`},
 		{"device without config", "[node]\nfleet = \"a\"\n[device]\n", "[device] config is required"},
 		{"negative rate", "[node]\nfleet = \"a\"\nupload_rate = -1\n", "negative"},

@@ -91,8 +91,10 @@ step "10. The swarm: a site gateway and two devices on loopback; v2 announced on
 # A site gateway (a cache node) reaches the origin; the two devices reach only
 # the gateway (no [node] origin), which feeds them the index and every chunk
 # over the LAN (127.0.0.0/8 counts as the LAN here).
-api() { echo "127.0.0.1:$((PORT + $1))"; }
-node_status() { "$SHOAL" node status --api "$(api "$1")" --json 2>/dev/null || true; }
+# Each node's API takes a free port (api port 0) and records it in the node's
+# store, where `node status --config` finds it.
+conf() { if [ "$1" = 1 ]; then echo gateway.toml; else echo "dev$1.toml"; fi; }
+node_status() { "$SHOAL" node status --config "$(conf "$1")" --json 2>/dev/null || true; }
 wait_for() { # wait_for NODE PATTERN WHAT
   for _ in $(seq 600); do node_status "$1" | grep -q "$2" && return 0; sleep 0.1; done
   echo "demo: timed out waiting for $3" >&2; exit 1
@@ -104,7 +106,7 @@ store = "gateway-store"
 listen = ["/ip4/127.0.0.1/tcp/0"]
 mdns = false
 lan_prefixes = ["127.0.0.0/8"]
-api = "$(api 1)"
+api = "127.0.0.1:0"
 origin = ["http://127.0.0.1:$PORT/"]
 channels = ["stable"]
 [trust]
@@ -125,7 +127,7 @@ listen = ["/ip4/127.0.0.1/tcp/0"]
 bootstrap = ["$GATEWAY"]
 mdns = false
 lan_prefixes = ["127.0.0.0/8"]
-api = "$(api $i)"
+api = "127.0.0.1:0"
 [device]
 config = "swarm-dev$i/shoal.toml"
 TOML
@@ -135,10 +137,10 @@ done
 wait_for 2 '"class": "lan"' "device 2 to meet the gateway"
 wait_for 3 '"class": "lan"' "device 3 to meet the gateway"
 sleep 1.5   # the gossip mesh forms at its first heartbeat
-run "$SHOAL" node announce --api "$(api 1)" --repo "http://127.0.0.1:$PORT/"
+run "$SHOAL" node announce --config gateway.toml --repo "http://127.0.0.1:$PORT/"
 wait_for 2 '"state": "tentative"' "device 2 to install v2"
 wait_for 3 '"state": "tentative"' "device 3 to install v2"
-for i in 1 2 3; do run "$SHOAL" node status --api "$(api $i)"; done
+for i in 1 2 3; do run "$SHOAL" node status --config "$(conf $i)"; done
 for p in "${NODE_PIDS[@]}"; do kill -TERM "$p"; wait "$p"; done
 NODE_PIDS=()
 for i in 2 3; do

@@ -94,7 +94,7 @@ func nodeAPI(api, cfgPath string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return cfg.Node.API, nil
+	return cfg.APIAddr()
 }
 
 func newNodeStatusCmd() *cobra.Command {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,15 +15,26 @@ import (
 	"github.com/shoalnet/shoal/node"
 )
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
+// waitAPI returns the API address a node started with api port 0 recorded
+// in its store. (Picking a free port in the test instead races with the
+// nodes' own libp2p listeners, which also take free ports.)
+func waitAPI(t *testing.T, ctx context.Context, cfgPath string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg, err := node.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for {
+		addr, err := cfg.APIAddr()
+		if err == nil {
+			return addr
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the node of %s never recorded its API address: %v", cfgPath, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // startNode runs `shoal node run` as a process of its own.
@@ -95,7 +105,6 @@ func nodeCLI(t *testing.T, manual bool) {
 	dev := filepath.Join(dir, "dev")
 	run("device", "init", dev, "--slot-size", "4M", "--root", filepath.Join(keys, "root.json"), "--channel", "stable")
 
-	cacheAPI, devAPI := freeAddr(t), freeAddr(t)
 	cacheCfg := filepath.Join(dir, "cache.toml")
 	os.WriteFile(cacheCfg, []byte(fmt.Sprintf(`[node]
 fleet = "cli-test"
@@ -103,13 +112,14 @@ store = "cache-store"
 listen = ["/ip4/127.0.0.1/tcp/0"]
 mdns = false
 lan_prefixes = ["127.0.0.0/8"]
-api = %q
+api = "127.0.0.1:0"
 origin = [%q]
 channels = ["stable"]
 [trust]
 root = %q
-`, cacheAPI, repo, filepath.Join(keys, "root.json"))), 0o644)
+`, repo, filepath.Join(keys, "root.json"))), 0o644)
 	cache, cacheLog := startNode(t, cacheCfg)
+	cacheAPI := waitAPI(t, ctx, cacheCfg)
 	st := waitStatus(t, ctx, cacheAPI, "the cache node's API", func(s *node.Status) bool { return len(s.Addrs) > 0 })
 	devCfg := filepath.Join(dir, "dev.toml")
 	os.WriteFile(devCfg, []byte(fmt.Sprintf(`[node]
@@ -119,13 +129,14 @@ listen = ["/ip4/127.0.0.1/tcp/0"]
 bootstrap = [%q]
 mdns = false
 lan_prefixes = ["127.0.0.0/8"]
-api = %q
+api = "127.0.0.1:0"
 origin = [%q]
 apply = %q
 [device]
 config = %q
-`, st.Addrs[0], devAPI, repo, map[bool]string{false: "auto", true: "manual"}[manual], filepath.Join(dev, "shoal.toml"))), 0o644)
+`, st.Addrs[0], repo, map[bool]string{false: "auto", true: "manual"}[manual], filepath.Join(dev, "shoal.toml"))), 0o644)
 	device, devLog := startNode(t, devCfg)
+	devAPI := waitAPI(t, ctx, devCfg)
 	waitStatus(t, ctx, devAPI, "the device node to see the cache node", func(s *node.Status) bool { return len(s.Peers) == 1 && s.Peers[0].Class == "lan" })
 	time.Sleep(1500 * time.Millisecond) // the gossip mesh forms at the first heartbeat
 	run("node", "announce", "--api", cacheAPI, "--repo", repo)
