@@ -119,7 +119,7 @@ one_run() {
 	PIDS+=($!)
 	wait_status 127.0.0.1:18722 '"class": "lan"' "the device node to meet the gateway"
 	sleep 1.5 # the gossip mesh forms at its first heartbeat
-	"$W/swarmdrv" watch -api 127.0.0.1:18722 -until-held -timeout 2m >watch.json &
+	"$W/swarmdrv" watch -api 127.0.0.1:18722 -until-held -every 5ms -timeout 2m >watch.json &
 	local wpid=$!
 	local t0 t1
 	t0=$(now)

@@ -18,7 +18,9 @@
 # must commit, and the slot must equal the image byte for byte (untimed).
 #
 # SIZE: bytes, or with a suffix numfmt --from=iec reads (512M, 1G).
-# Env: BENCH_DIR (/tmp/shoal-bench), SHOAL (built into bin/shoal unless set).
+# Env: BENCH_DIR (/tmp/shoal-bench), SHOAL (built into bin/shoal unless set),
+# BENCH_PROFILE=1 (each node writes a CPU profile, holder.prof and dev.prof
+# in the work directory).
 # Last line: one JSON object: bytes, swarm_seconds, tcp_seconds, ratio (TCP
 # time over swarm time; target >= 0.70), and more.
 set -euo pipefail
@@ -128,7 +130,7 @@ swarm_run() {
 	rm -rf holder/store/trust dev devstore dev.log holder.log
 	"$SHOAL" device init dev --slot-size $((SIZE + (64 << 20))) --root keys/root.json --channel stable >/dev/null
 	sync
-	"$SHOAL" node run --config holder.toml --log-level info 2>holder.log &
+	"$SHOAL" node run --config holder.toml --log-level info ${BENCH_PROFILE:+--cpu-profile holder.prof} 2>holder.log &
 	local hpid=$!
 	NODE_PIDS+=("$hpid")
 	wait_status 127.0.0.1:18701 '"addrs": \[' "the holder to start"
@@ -147,7 +149,7 @@ swarm_run() {
 		[device]
 		config = "dev/shoal.toml"
 	TOML
-	"$SHOAL" node run --config dev.toml --log-level info 2>dev.log &
+	"$SHOAL" node run --config dev.toml --log-level info ${BENCH_PROFILE:+--cpu-profile dev.prof} 2>dev.log &
 	local dpid=$!
 	NODE_PIDS+=("$dpid")
 	wait_status 127.0.0.1:18702 '"class": "lan"' "the device node to meet the holder"

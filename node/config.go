@@ -76,6 +76,11 @@ type NodeConfig struct {
 	// "20 MiB/s" or "100 Mbit/s"; 0 or absent: no cap).
 	UploadRate   Rate `toml:"upload_rate,omitempty"`
 	DownloadRate Rate `toml:"download_rate,omitempty"`
+	// Window is how many chunk requests the node keeps outstanding at one
+	// peer (default DefaultWindow, at most MaxWindow). Deeper windows keep
+	// a fast link busy while each chunk is served and written; a peer
+	// that stalls has its window halved for a while.
+	Window int `toml:"window,omitempty"`
 	// Origin are repositories (http(s) URLs or directories) the node reads
 	// indexes from, and chunks no peer has; none for a site with no
 	// route to the origin (its peers then serve everything).
@@ -101,7 +106,13 @@ type DeviceConfig struct {
 // Defaults of [node].
 const (
 	DefaultStore = "/var/lib/shoal/node"
-	DefaultAPI   = "127.0.0.1:4102"
+	// DefaultWindow: on loopback, 32 outstanding requests moved a release
+	// 30% faster than 8 (docs/benchmarks.md, "Swarm").
+	DefaultWindow = 32
+	// MaxWindow stays well below what a serving peer tolerates
+	// (exchange.Config.MaxPeerWants, 256) with the index requests beside.
+	MaxWindow  = 128
+	DefaultAPI = "127.0.0.1:4102"
 	// DefaultPort is the libp2p port of DefaultListen.
 	DefaultPort = 4101
 )
@@ -218,6 +229,12 @@ func (c *Config) validate() error {
 	}
 	if err := checkAPI(n.API); err != nil {
 		return bad("[node] api: %v", err)
+	}
+	switch {
+	case n.Window == 0:
+		n.Window = DefaultWindow
+	case n.Window < 0 || n.Window > MaxWindow:
+		return bad("[node] window %d is not 1..%d", n.Window, MaxWindow)
 	}
 	switch n.Apply {
 	case "":

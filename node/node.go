@@ -65,6 +65,8 @@ type Node struct {
 	devStatus *updater.Status                // as of Run's last look
 	held      map[string]cid.Cid             // channel/version/artifact → index, complete
 	lastErr   string
+
+	frameTimeout time.Duration
 }
 
 // Option configures New.
@@ -79,6 +81,10 @@ func WithOrigin(f fetch.Fetcher) Option { return func(n *Node) { n.origin = f } 
 
 // WithClock sets the clock for metadata expiry.
 func WithClock(now func() time.Time) Option { return func(n *Node) { n.now = now } }
+
+// WithFrameTimeout sets how long a frame from a peer may take beyond its
+// length at the minimum rate (exchange.Config.FrameTimeout; default 30 s).
+func WithFrameTimeout(d time.Duration) Option { return func(n *Node) { n.frameTimeout = d } }
 
 // New starts a node from its config: it opens the store and, for a device
 // node, the device (taking its lock, as every command that changes a
@@ -139,6 +145,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 	// 16 MiB (466,032 chunks) from peers (exchange.Engine.MaxObject).
 	n.engine = exchange.New(n.host.ID().String(), n.provs, exchange.Config{
 		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), DownloadRate: int64(cfg.Node.DownloadRate), MaxChunk: chunker.MaxChunkCeil,
+		FrameTimeout: n.frameTimeout,
 	})
 	n.host.Libp2p().SetStreamHandler(wire.ProtocolID, func(s network.Stream) {
 		n.engine.Add(n.conn(s))
@@ -468,7 +475,11 @@ func APIFile(device *updater.Config) string {
 // downloadConfig is the exchange configuration of one release download.
 func (n *Node) downloadConfig() exchange.DownloadConfig {
 	return exchange.DownloadConfig{
+		Sched:  sched.Config{Window: n.cfg.Node.Window},
 		Origin: n.origin,
+		// Both delivers (the updater's installer, fetchIntoStore) hash
+		// every chunk before they use it.
+		DeliverChecks: true,
 		IsBadChunk: func(err error) bool {
 			return errors.Is(err, updater.ErrBadChunk) || errors.Is(err, exchange.ErrBadChunk)
 		},

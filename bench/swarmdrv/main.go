@@ -5,8 +5,8 @@
 //	    an HTTP origin serving a repository directory that appends
 //	    "unix_seconds kind path" to FILE for the first request of each
 //	    kind (metadata, index, chunks) and counts chunk requests
-//	swarmdrv watch -api ADDR [-timeout D]
-//	    polls a node's /status every 5 ms and prints, as one JSON object,
+//	swarmdrv watch -api ADDR [-timeout D] [-every D]
+//	    polls a node's /status every 20 ms (-every) and prints, as one JSON object,
 //	    when a transfer first appears, when its first chunk is held, and
 //	    when the updater reaches "tentative" (the flip)
 //	swarmdrv fleet -n N -bootstrap MADDR -announce-api ADDR -repo DIR -root FILE -dir DIR -slot BYTES

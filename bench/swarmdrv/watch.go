@@ -27,11 +27,12 @@ func runWatch(args []string) error {
 	api := fs.String("api", "", "the node's API address")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	untilHeld := fs.Bool("until-held", false, "stop once the first chunk is held")
+	every := fs.Duration("every", 20*time.Millisecond, "poll period (each poll costs the node CPU: 5 ms took 3% of a 1 GiB transfer's)")
 	fs.Parse(args)
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	var r watchResult
-	tk := time.NewTicker(5 * time.Millisecond)
+	tk := time.NewTicker(*every)
 	defer tk.Stop()
 	for {
 		st, err := node.ReadStatus(ctx, *api)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -30,7 +31,7 @@ that keeps whole releases and serves its LAN. See docs/swarm.md.`,
 }
 
 func newNodeRunCmd() *cobra.Command {
-	var cfgPath, logLevel string
+	var cfgPath, logLevel, cpuProfile string
 	c := &cobra.Command{
 		Use:   "run --config node.toml",
 		Short: "Run the daemon until SIGINT or SIGTERM",
@@ -50,6 +51,16 @@ func newNodeRunCmd() *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			ctx := cmd.Context()
 			n, err := node.New(ctx, cfg, node.WithLogger(log))
 			if err != nil {
@@ -79,6 +90,8 @@ func newNodeRunCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&cfgPath, "config", "", "node config (node.toml)")
 	c.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (JSON lines on stderr)")
+	c.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to `FILE` until the node stops (for benchmarks)")
+	c.Flags().MarkHidden("cpu-profile")
 	return c
 }
 

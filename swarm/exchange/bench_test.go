@@ -20,7 +20,7 @@ func BenchmarkTwoNodes64MiB(b *testing.B) {
 	for _, raw := range []bool{false, true} {
 		name := "zstd"
 		if raw {
-			name = "raw"
+			name = "raw" // LAN default
 		}
 		b.Run(name, func(b *testing.B) {
 			rl := makeRelease(b, 64<<20, 9, chunker.DefaultParams)
@@ -30,10 +30,8 @@ func BenchmarkTwoNodes64MiB(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				s := newNode(b, "seed", exchange.Config{})
-				sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
-				sp.Raw = raw
-				s.prov.Add(sp)
+				s := newNode(b, "seed", exchange.Config{CompressLAN: !raw})
+				s.prov.Add(exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil))
 				if _, err := s.e.Serve(ctx, rl.ix); err != nil {
 					b.Fatal(err)
 				}

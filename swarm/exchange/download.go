@@ -49,6 +49,14 @@ type DownloadConfig struct {
 	// Default: errors.Is(err, ErrBadChunk). The node passes
 	// errors.Is(err, updater.ErrBadChunk).
 	IsBadChunk func(error) bool
+	// DeliverChecks says that deliver hashes every chunk against its ID
+	// before it uses the bytes and refuses a bad one with an error
+	// IsBadChunk recognises (the installer and the node's store both do).
+	// Blocks from peers are then only decoded on arrival
+	// (wire.ExpandBlock), not hashed as well: each chunk is hashed once.
+	// A peer whose block deliver refuses is disconnected and penalised as
+	// for a block that failed the engine's own check.
+	DeliverChecks bool
 }
 
 // Download fetches one release index from the swarm and the origin. It
@@ -543,7 +551,7 @@ func (r *fetchRun) block(p *peer, piece int, data []byte) error {
 		}
 		r.badBlock(p, piece)
 		if p != nil {
-			p.misbehave("chunk %d of %s refused: %v", f, d.id, err)
+			p.misbehave("bad block: chunk %d of %s refused: %v", f, d.id, err)
 		}
 		return nil
 	}

@@ -66,6 +66,20 @@ type Config struct {
 	// FetchObject (default 30 s: an index of 16 MiB at 5 Mbit/s); then
 	// the Want is cancelled and the next peer asked.
 	ObjectTimeout time.Duration
+	// FrameTimeout and MinFrameRate bound how long one frame from a peer
+	// may take once its first byte has arrived: FrameTimeout plus its
+	// length at MinFrameRate bytes per second (defaults 30 s and 8 KiB/s:
+	// 38 s for a 64 KiB chunk). A peer that sends part of a frame and
+	// stalls is disconnected as misbehaving; between frames a stream may
+	// rest as long as it likes.
+	FrameTimeout time.Duration
+	MinFrameRate int
+	// CompressLAN makes the engine compress blocks (zstd, where it
+	// shrinks them) for LAN peers too. By default only WAN peers get them
+	// compressed: on a LAN the link is rarely the bottleneck, and the CPU
+	// both ends would spend is (on loopback it took a third of the
+	// serving node's time).
+	CompressLAN bool
 	// OnMisbehave, if set, hears each peer disconnected for misbehaviour
 	// (the node lowers its libp2p score). It must not block.
 	OnMisbehave func(peer string, err error)
@@ -96,6 +110,12 @@ func (c *Config) fill() {
 	}
 	if c.ObjectTimeout <= 0 {
 		c.ObjectTimeout = 30 * time.Second
+	}
+	if c.FrameTimeout <= 0 {
+		c.FrameTimeout = 30 * time.Second
+	}
+	if c.MinFrameRate <= 0 {
+		c.MinFrameRate = 8 << 10
 	}
 }
 

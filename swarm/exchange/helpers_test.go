@@ -227,6 +227,14 @@ func (dl *delivery) deliver(rl *release) func(cid.Cid, []byte) error {
 	}
 }
 
+// refused forgets the bad bytes deliver saw and refused (with
+// DownloadConfig.DeliverChecks the engine hands them over unhashed).
+func (dl *delivery) refused() {
+	dl.mu.Lock()
+	dl.bad = nil
+	dl.mu.Unlock()
+}
+
 func (dl *delivery) check(t testing.TB, rl *release, want []cid.Cid) {
 	t.Helper()
 	dl.mu.Lock()

@@ -129,57 +129,74 @@ func TestHostilePeer(t *testing.T) {
 			return h.w.Flush()
 		}, nil},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			honest := newNode(t, "honest", exchange.Config{})
-			honest.seed(rl)
-			if _, err := honest.e.Serve(ctx, rl.ix); err != nil {
-				t.Fatal(err)
+	// deliverChecks: the engine only decodes blocks and deliver hashes
+	// them (as the node runs it): bad bytes reach deliver, which refuses
+	// them, and the sender is disconnected all the same.
+	for _, deliverChecks := range []bool{false, true} {
+		for _, tc := range cases {
+			name := tc.name
+			if deliverChecks {
+				name += "/deliver checks"
 			}
-			v := newNode(t, "victim", exchange.Config{})
-			connect(v, honest, sched.WAN)
-			d, dl := v.prepare(t, rl, exchange.DownloadConfig{TickPeriod: 5 * time.Millisecond,
-				Sched: sched.Config{StallTicks: 10, MaxStrikes: 2}})
-			h := startHostile(t, v, "mallory", rl, tc.onWant)
-			announced(t, v, rl.id, 2)
-			want := rl.unique()
-			if err := d.FetchAll(ctx, want, dl.deliver(rl)); err != nil {
-				t.Fatal(err)
-			}
-			dl.check(t, rl, want)
-			if string(v.slot.b) != string(rl.data) {
-				t.Fatal("slot differs from the release")
-			}
-			if v.e.Penalties("honest") != 0 {
-				t.Error("honest peer penalised")
-			}
-			if tc.log == nil {
-				// Dont-haves are no misbehaviour: the scheduler stops asking
-				// (strikes, halved window); whether it drops the peer before
-				// the download ends depends on timing.
-				return
-			}
-			select {
-			case <-h.gone:
-			case <-ctx.Done():
-				t.Fatal("hostile peer still connected")
-			}
-			waitFor(t, "the victim to forget mallory", func() bool { return !peerConnected(v, "mallory") })
-			if v.e.Penalties("mallory") == 0 {
-				t.Error("mallory not penalised")
-			}
-			if v.e.Penalties("honest") != 0 {
-				t.Error("honest peer penalised")
-			}
-			logs := v.log.String()
-			if !containsAll(logs, append([]string{"peer=mallory"}, tc.log...)...) {
-				t.Errorf("log lacks %q:\n%s", tc.log, logs)
-			}
-			t.Logf("victim: chunks by class %v, bad blocks %d", d.Stats().Chunks, d.Stats().BadBlocks)
-		})
+			hostileCase(t, rl, name, deliverChecks, tc.onWant, tc.log)
+		}
 	}
+}
+
+func hostileCase(t *testing.T, rl *release, name string, deliverChecks bool, onWant func(h *hostile, m *wire.Want) error, wantLog []string) {
+	tc := struct{ log []string }{wantLog}
+	t.Run(name, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		honest := newNode(t, "honest", exchange.Config{})
+		honest.seed(rl)
+		if _, err := honest.e.Serve(ctx, rl.ix); err != nil {
+			t.Fatal(err)
+		}
+		v := newNode(t, "victim", exchange.Config{})
+		connect(v, honest, sched.WAN)
+		d, dl := v.prepare(t, rl, exchange.DownloadConfig{TickPeriod: 5 * time.Millisecond,
+			Sched: sched.Config{StallTicks: 10, MaxStrikes: 2}, DeliverChecks: deliverChecks})
+		h := startHostile(t, v, "mallory", rl, onWant)
+		announced(t, v, rl.id, 2)
+		want := rl.unique()
+		if err := d.FetchAll(ctx, want, dl.deliver(rl)); err != nil {
+			t.Fatal(err)
+		}
+		if deliverChecks {
+			dl.refused() // deliver refused them; the slot check below holds
+		}
+		dl.check(t, rl, want)
+		if string(v.slot.b) != string(rl.data) {
+			t.Fatal("slot differs from the release")
+		}
+		if v.e.Penalties("honest") != 0 {
+			t.Error("honest peer penalised")
+		}
+		if tc.log == nil {
+			// Dont-haves are no misbehaviour: the scheduler stops asking
+			// (strikes, halved window); whether it drops the peer before
+			// the download ends depends on timing.
+			return
+		}
+		select {
+		case <-h.gone:
+		case <-ctx.Done():
+			t.Fatal("hostile peer still connected")
+		}
+		waitFor(t, "the victim to forget mallory", func() bool { return !peerConnected(v, "mallory") })
+		if v.e.Penalties("mallory") == 0 {
+			t.Error("mallory not penalised")
+		}
+		if v.e.Penalties("honest") != 0 {
+			t.Error("honest peer penalised")
+		}
+		logs := v.log.String()
+		if !containsAll(logs, append([]string{"peer=mallory"}, tc.log...)...) {
+			t.Errorf("log lacks %q:\n%s", tc.log, logs)
+		}
+		t.Logf("victim: chunks by class %v, bad blocks %d", d.Stats().Chunks, d.Stats().BadBlocks)
+	})
 }
 
 // What a peer sends to the serving side: each broken rule disconnects it
@@ -221,10 +238,19 @@ func TestSessionRules(t *testing.T) {
 			w.Flush()
 			c.Write([]byte{0, 0, 0, 0})
 		}, "malformed"},
+		// No download is running, so only the frame deadline can end these.
+		{"stall in a frame", func(w *wire.Writer, c exchange.Conn) {
+			w.Flush()
+			c.Write([]byte{0, 0, 1, 0, byte(wire.KindBlock), 0, 0})
+		}, "stalled in the middle of a frame"},
+		{"stall in a header", func(w *wire.Writer, c exchange.Conn) {
+			w.Flush()
+			c.Write([]byte{0, 0})
+		}, "stalled in the middle of a frame"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newNode(t, "server", exchange.Config{MaxPeerWants: 8})
+			s := newNode(t, "server", exchange.Config{MaxPeerWants: 8, FrameTimeout: 100 * time.Millisecond})
 			s.seed(rl)
 			if _, err := s.e.Serve(context.Background(), rl.ix); err != nil {
 				t.Fatal(err)

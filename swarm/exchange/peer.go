@@ -251,6 +251,9 @@ func (p *peer) run(ctx context.Context) error {
 		return p.streamErr(err, "handshake")
 	}
 
+	ft := p.watchFrames(r)
+	defer ft.Stop()
+
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); p.serve() }()
@@ -279,6 +282,30 @@ func (p *peer) run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// watchFrames bounds the time each frame from the peer may take
+// (Config.FrameTimeout, MinFrameRate): once it runs out the peer is
+// disconnected as misbehaving. Without it a peer that sends half a frame
+// and stalls would hold the stream, its goroutines and its buffer until it
+// hung up, since a download's stall detection covers only the Wants of a
+// download in progress. Stop the returned timer when the reader ends.
+func (p *peer) watchFrames(r *wire.Reader) *time.Timer {
+	cfg := p.e.cfg
+	var limit atomic.Int64 // the deadline in force, for the log line
+	t := time.AfterFunc(time.Hour, func() {
+		p.misbehave("stalled in the middle of a frame for %v", time.Duration(limit.Load()))
+	})
+	t.Stop()
+	r.Watch(func(n int) {
+		d := cfg.FrameTimeout
+		if n > 0 {
+			d += time.Duration(n) * time.Second / time.Duration(cfg.MinFrameRate)
+		}
+		limit.Store(int64(d))
+		t.Reset(d)
+	}, func() { t.Stop() })
+	return t
 }
 
 // streamErr sorts an error of the stream: a wire error is misbehaviour,
@@ -386,7 +413,11 @@ func (p *peer) handle(m wire.Message) error {
 		if err := p.e.down.take(p.ctx, len(m.Object)); err != nil {
 			return err
 		}
-		data, err := wire.DecodeBlock(nil, m, ow.id, ow.maxChunk)
+		decode := wire.DecodeBlock
+		if ow.d != nil && ow.d.cfg.DeliverChecks {
+			decode = wire.ExpandBlock // deliver hashes it
+		}
+		data, err := decode(nil, m, ow.id, ow.maxChunk)
 		if err != nil {
 			if ow.d != nil {
 				ow.d.post(event{kind: evBad, p: p, req: m.Req, piece: ow.piece})
@@ -452,6 +483,9 @@ func (p *peer) serve() {
 			obj, err := p.e.object(p.ctx, iw)
 			switch {
 			case err == nil && len(obj) > 0 && object.Known(obj[0]):
+				if obj[0] == object.KindRaw && (p.class != sched.LAN || p.e.cfg.CompressLAN) {
+					obj = object.Encode(make([]byte, 0, len(obj)), obj[1:])
+				}
 				a.obj = obj
 			case err == nil:
 				p.e.log.Error("exchange: provider returned no valid object", "object", iw.id.String())

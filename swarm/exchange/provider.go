@@ -26,8 +26,10 @@ var ErrNotHeld = errors.New("exchange: object not held")
 //
 // Contract: Object returns the stored object of chunk id (chunker/object:
 // a kind byte, then the payload), which decodes to exactly the chunk's
-// bytes — or, for the ID of an index it holds, to the encoded index; an implementation that reads storage that can rot hashes what it
-// read and returns an error rather than bad bytes. index and pos are the
+// bytes — or, for the ID of an index it holds, to the encoded index. A raw
+// object is best: the engine compresses it for the peers that gain from
+// that (Config.CompressLAN). An implementation that reads storage that can
+// rot hashes what it read and returns an error rather than bad bytes. index and pos are the
 // requester's hint (cid.Undef and 0 when there is none): where it met the
 // chunk, which an implementation may use to find it but must not trust.
 // A chunk not held gives an error wrapping ErrNotHeld. The returned slice
@@ -53,9 +55,6 @@ type SlotProvider struct {
 	off   []int64
 	held  *Bitmap
 	where map[cid.Cid][]int32
-	// Raw makes the provider send raw objects instead of trying zstd:
-	// cheaper on a fast LAN, dearer on a thin uplink. Set it before use.
-	Raw bool
 }
 
 var _ Provider = (*SlotProvider)(nil)
@@ -86,7 +85,7 @@ func NewSlotProvider(r io.ReaderAt, ix *chunker.Index, held *Bitmap) *SlotProvid
 func (sp *SlotProvider) Index() cid.Cid { return sp.id }
 
 // Object reads the chunk from a held position (the hinted one if it holds
-// id), checks it against id and encodes it.
+// id), checks it against id and returns it as a raw object.
 func (sp *SlotProvider) Object(ctx context.Context, id cid.Cid, index cid.Cid, pos int) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -113,16 +112,8 @@ func (sp *SlotProvider) Object(ctx context.Context, id cid.Cid, index cid.Cid, p
 	if sp.ix.Hash.Sum(buf[1:]) != e.Digest {
 		return nil, fmt.Errorf("exchange: chunk %d of %s at offset %d does not hash to %s: %w", p, sp.id, sp.off[p], id, store.ErrCorrupt)
 	}
-	if sp.Raw {
-		buf[0] = object.KindRaw
-		return buf, nil
-	}
-	obj := object.Encode(make([]byte, 0, len(buf)), buf[1:])
-	if obj[0] == object.KindRaw {
-		buf[0] = object.KindRaw
-		return buf, nil
-	}
-	return obj, nil
+	buf[0] = object.KindRaw
+	return buf, nil
 }
 
 // Holding returns the held set when ix is the provider's index.
@@ -142,8 +133,6 @@ type StoreProvider struct {
 	// index it holds is served as the object of its encoding (store.DB:
 	// the releases a cache node kept, bundles imported).
 	Indexes IndexStore
-	// Raw: as SlotProvider.Raw.
-	Raw bool
 }
 
 // IndexStore holds release indexes by their ID (store.DB). GetIndex of an
@@ -154,8 +143,8 @@ type IndexStore interface {
 
 var _ Provider = StoreProvider{}
 
-// Object gets the chunk (or, with Indexes, the index) from the store and
-// encodes it.
+// Object gets the chunk (or, with Indexes, the index) from the store as a
+// raw object.
 func (sp StoreProvider) Object(ctx context.Context, id cid.Cid, _ cid.Cid, _ int) ([]byte, error) {
 	b, err := sp.Source.Get(ctx, id)
 	switch {
@@ -173,10 +162,7 @@ func (sp StoreProvider) Object(ctx context.Context, id cid.Cid, _ cid.Cid, _ int
 	case err != nil:
 		return nil, err
 	}
-	if sp.Raw {
-		return append([]byte{object.KindRaw}, b...), nil
-	}
-	return object.Encode(make([]byte, 0, len(b)+1), b), nil
+	return append([]byte{object.KindRaw}, b...), nil
 }
 
 // Holding asks the store for each chunk of ix.

@@ -230,7 +230,6 @@ func TestUploadRate(t *testing.T) {
 	rl := makeRelease(t, 4<<20, 10, smallParams)
 	s := newNode(t, "seed", exchange.Config{UploadRate: 2 << 20})
 	sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
-	sp.Raw = true
 	s.prov.Add(sp)
 	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
 		t.Fatal(err)
@@ -258,7 +257,6 @@ func TestDownloadRate(t *testing.T) {
 	rl := makeRelease(t, 4<<20, 11, smallParams)
 	s := newNode(t, "seed", exchange.Config{})
 	sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
-	sp.Raw = true
 	s.prov.Add(sp)
 	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
 		t.Fatal(err)
@@ -288,7 +286,6 @@ func TestRateCapWithLargeFrames(t *testing.T) {
 	rl := makeRelease(t, 2<<20, 12, smallParams)
 	s := newNode(t, "seed", exchange.Config{MaxChunk: chunker.MaxChunkCeil, UploadRate: 1 << 20})
 	sp := exchange.NewSlotProvider(byteReader(rl.data), rl.ix, nil)
-	sp.Raw = true
 	s.prov.Add(sp)
 	if _, err := s.e.Serve(ctx, rl.ix); err != nil {
 		t.Fatal(err)

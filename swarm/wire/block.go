@@ -81,10 +81,21 @@ func (b *Block) decode(p []byte) error {
 // otherwise it is newly allocated. Copy it, or write it to its slot,
 // before reusing either.
 func DecodeBlock(dst []byte, b *Block, want cid.Cid, maxChunk int) ([]byte, error) {
+	return decodeBlock(dst, b, want, maxChunk, object.Decode)
+}
+
+// ExpandBlock is DecodeBlock without the hash (object.Expand): for a
+// receiver that hashes the chunk itself before any use. The result is
+// NOT verified.
+func ExpandBlock(dst []byte, b *Block, want cid.Cid, maxChunk int) ([]byte, error) {
+	return decodeBlock(dst, b, want, maxChunk, object.Expand)
+}
+
+func decodeBlock(dst []byte, b *Block, want cid.Cid, maxChunk int, decode func([]byte, cid.Cid, []byte, int) ([]byte, error)) ([]byte, error) {
 	if !b.CID.Equals(want) {
 		return nil, fmt.Errorf("%w: request %d: block for %s answers a want for %s", ErrBadBlock, b.Req, b.CID, want)
 	}
-	data, err := object.Decode(dst, want, b.Object, maxChunk)
+	data, err := decode(dst, want, b.Object, maxChunk)
 	if err != nil {
 		if errors.Is(err, object.ErrCorrupt) || errors.Is(err, object.ErrTooLarge) {
 			return nil, fmt.Errorf("%w: request %d: %w", ErrBadBlock, b.Req, err)

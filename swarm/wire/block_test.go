@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ipfs/go-cid"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/shoalnet/shoal/chunker"
@@ -109,5 +110,58 @@ func TestDecodeBlockBuffers(t *testing.T) {
 	got, err = wire.DecodeBlock(dst, b, chunkID, 64<<10)
 	if err != nil || &got[0] != &b.Object[1] {
 		t.Fatalf("raw block copied (%v)", err)
+	}
+}
+
+// ExpandBlock decodes and bounds as DecodeBlock does but leaves the hash to
+// its caller: changed bytes come through, everything else is refused.
+func TestExpandBlock(t *testing.T) {
+	flipped := append([]byte(nil), chunkData...)
+	flipped[100] ^= 0x20
+	b := wire.Block{Req: 1, CID: chunkID, Object: object.Encode(nil, flipped)}
+	got, err := wire.ExpandBlock(nil, &b, chunkID, 64<<10)
+	if err != nil || !bytes.Equal(got, flipped) {
+		t.Fatalf("ExpandBlock = %v", err)
+	}
+	if _, err := wire.DecodeBlock(nil, &b, chunkID, 64<<10); !errors.Is(err, wire.ErrBadBlock) {
+		t.Fatalf("DecodeBlock of changed bytes = %v", err)
+	}
+	other := idOf(chunker.SHA256, []byte("another chunk"))
+	for name, tc := range map[string]struct {
+		b    wire.Block
+		want cid.Cid
+		max  int
+	}{
+		"another CID":   {wire.Block{Req: 1, CID: other, Object: b.Object}, chunkID, 64 << 10},
+		"above maximum": {wire.Block{Req: 1, CID: chunkID, Object: b.Object}, chunkID, 1024},
+		"zstd garbage":  {wire.Block{Req: 1, CID: chunkID, Object: append([]byte{object.KindZstd}, 1, 2, 3)}, chunkID, 64 << 10},
+	} {
+		if _, err := wire.ExpandBlock(nil, &tc.b, tc.want, tc.max); !errors.Is(err, wire.ErrBadBlock) {
+			t.Errorf("%s: ExpandBlock = %v, want ErrBadBlock", name, err)
+		}
+	}
+}
+
+// Watch sees every frame begin (first byte, then its length) and end, and
+// nothing between frames.
+func TestReaderWatch(t *testing.T) {
+	var buf bytes.Buffer
+	w := wire.NewWriter(&buf, 0)
+	w.Write(&wire.Cancel{Req: 1})
+	w.Write(&wire.Cancel{Req: 2})
+	w.Flush()
+	r := wire.NewReader(&buf, 0)
+	var calls []int
+	r.Watch(func(n int) { calls = append(calls, n) }, func() { calls = append(calls, 0) })
+	for range 2 {
+		if _, err := r.Read(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Read(); err == nil {
+		t.Fatal("read past the end")
+	}
+	if len(calls) != 6 || calls[0] != -1 || calls[1] <= 0 || calls[2] != 0 || calls[3] != -1 || calls[5] != 0 {
+		t.Fatalf("watch calls %v, want [-1 n 0 -1 n 0]", calls)
 	}
 }

@@ -32,6 +32,19 @@ type Reader struct {
 	buf  []byte
 	msgs messages
 	err  error
+	// begin and end: see Watch.
+	begin func(n int)
+	end   func()
+}
+
+// Watch sets functions the Reader calls around every frame: begin(-1)
+// once the first byte of a frame has arrived, begin(n) when its length n
+// is known, and end() when the whole frame is in. The package has no
+// clock; a caller uses them to bound how long a frame may take, so a peer
+// that sends half a frame and stalls does not hold the stream forever.
+// Set it before the first Read.
+func (r *Reader) Watch(begin func(n int), end func()) {
+	r.begin, r.end = begin, end
 }
 
 // NewReader returns a Reader of r that accepts frames of up to maxFrame
@@ -64,6 +77,13 @@ func (r *Reader) Read() (Message, error) {
 }
 
 func (r *Reader) read() (Message, error) {
+	if r.begin != nil {
+		// Between frames the stream may rest for as long as it likes.
+		if _, err := r.br.Peek(1); err != nil {
+			return nil, err
+		}
+		r.begin(-1)
+	}
 	if n, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
 		if err == io.EOF {
 			return nil, io.EOF
@@ -77,9 +97,15 @@ func (r *Reader) read() (Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.begin != nil {
+		r.begin(n)
+	}
 	f, err := r.fill(n)
 	if err != nil {
 		return nil, err
+	}
+	if r.end != nil {
+		r.end()
 	}
 	return decodeFrame(f, &r.msgs)
 }
