@@ -36,6 +36,7 @@ with each other.`,
 		newBundleCmd(),
 		newLogCmd(),
 		newNodeCmd(),
+		newFleetCmd(),
 	)
 	return root
 }
