@@ -146,6 +146,8 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 	n.engine = exchange.New(n.host.ID().String(), n.provs, exchange.Config{
 		Logger: n.log, UploadRate: int64(cfg.Node.UploadRate), DownloadRate: int64(cfg.Node.DownloadRate), MaxChunk: chunker.MaxChunkCeil,
 		FrameTimeout: n.frameTimeout,
+		// A node with no origin cannot fetch its share of the site's split.
+		NoShare: n.origin == nil,
 	})
 	n.host.Libp2p().SetStreamHandler(wire.ProtocolID, func(s network.Stream) {
 		n.engine.Add(n.conn(s))

@@ -290,7 +290,9 @@ func (d *Download) fetch(ctx context.Context, want []cid.Cid, deliver func(cid.C
 	if missing == 0 {
 		return nil
 	}
-	s, err := sched.NewDedup(d.cfg.Sched, d.e.self, d.first, rand.New(rand.NewPCG(d.cfg.Seed, uint64(missing))))
+	scfg := d.cfg.Sched
+	scfg.NoShare = scfg.NoShare || d.e.cfg.NoShare
+	s, err := sched.NewDedup(scfg, d.e.self, d.first, rand.New(rand.NewPCG(d.cfg.Seed, uint64(missing))))
 	if err != nil {
 		return fmt.Errorf("exchange: %w", err)
 	}
@@ -431,6 +433,9 @@ func (r *fetchRun) handle(ev *event) error {
 			return nil
 		}
 		r.peers[p.id] = p
+		if p.noShare {
+			_ = s.PeerNoShare(p.id)
+		}
 		if ev.bitmap != nil {
 			r.bitmap(p, ev.bitmap, ev.full)
 		}

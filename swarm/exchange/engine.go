@@ -74,6 +74,11 @@ type Config struct {
 	// rest as long as it likes.
 	FrameTimeout time.Duration
 	MinFrameRate int
+	// NoShare: this node has no route to the origin, so it takes no share
+	// of its site's uplink split (sched.Config.NoShare) and says so in its
+	// Hello (wire.NoShare); the LAN peers that can reach the origin divide
+	// the pieces no LAN peer holds among themselves.
+	NoShare bool
 	// CompressLAN makes the engine compress blocks (zstd, where it
 	// shrinks them) for LAN peers too. By default only WAN peers get them
 	// compressed: on a LAN the link is rarely the bottleneck, and the CPU

@@ -114,3 +114,67 @@ func TestLANSplitOriginOnce(t *testing.T) {
 		}
 	}
 }
+
+// A site gateway with the origin and two devices without it (they say so
+// in their Hellos): the gateway fetches every chunk from the origin once,
+// the devices take everything from the LAN, and nobody waits for a share
+// that a device could never fetch (ShareStallTicks is out of reach, so a
+// wrong split would hang until the test's deadline).
+func TestNoShareDevices(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rl := makeRelease(t, 4<<20, 13, smallParams)
+	org := newOrigin(rl)
+	nodes := []*node{newNode(t, "gateway", exchange.Config{}),
+		newNode(t, "d1", exchange.Config{NoShare: true}), newNode(t, "d2", exchange.Config{NoShare: true})}
+	connect(nodes[0], nodes[1], sched.LAN)
+	connect(nodes[0], nodes[2], sched.LAN)
+	connect(nodes[1], nodes[2], sched.LAN)
+	ds := make([]*exchange.Download, 3)
+	dls := make([]*delivery, 3)
+	for i, n := range nodes {
+		cfg := exchange.DownloadConfig{TickPeriod: 10 * time.Millisecond,
+			Sched: sched.Config{StallTicks: 100000, ShareStallTicks: 100000}}
+		if i == 0 {
+			cfg.Origin = org
+		}
+		ds[i], dls[i] = n.prepare(t, rl, cfg)
+	}
+	for _, n := range nodes {
+		announced(t, n, rl.id, 2)
+	}
+	want := rl.unique()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = ds[i].FetchAll(ctx, want, dls[i].deliver(rl)) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("download %s: %v", nodes[i].id, err)
+		}
+	}
+	for i, n := range nodes {
+		dls[i].check(t, rl, want)
+		if string(n.slot.b) != string(rl.data) {
+			t.Errorf("%s: slot differs from the release", n.id)
+		}
+		st := ds[i].Stats()
+		if st.Sched.Excluded != 0 {
+			t.Errorf("%s excluded %d wanters for stalling on their share", n.id, st.Sched.Excluded)
+		}
+		if i > 0 && st.Chunks[sched.Origin] != 0 {
+			t.Errorf("%s fetched %d chunks from an origin it does not have", n.id, st.Chunks[sched.Origin])
+		}
+		t.Logf("%s: chunks by class %v", n.id, st.Chunks)
+	}
+	org.mu.Lock()
+	defer org.mu.Unlock()
+	for p, c := range org.count {
+		if c != 1 {
+			t.Errorf("origin served %s %d times", p, c)
+		}
+	}
+}

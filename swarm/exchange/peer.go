@@ -23,6 +23,9 @@ type peer struct {
 	c     Conn
 	id    string
 	class sched.Class
+	// noShare: the peer's Hello said it takes no share of the split (set
+	// before the peer is ready, read-only after).
+	noShare bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -245,11 +248,16 @@ func (p *peer) run(ctx context.Context) error {
 	r := wire.NewReader(p.c, wire.FrameLimitFor(p.e.cfg.MaxChunk))
 	w := wire.NewWriter(stallWriter{p, p.e.cfg.WriteTimeout}, 0)
 	t := time.AfterFunc(p.e.cfg.HandshakeTimeout, func() { p.close(errors.New("handshake timed out")) })
-	_, err := wire.Handshake(r, w, 0)
+	var features uint32
+	if p.e.cfg.NoShare {
+		features |= wire.NoShare
+	}
+	hello, err := wire.Handshake(r, w, features)
 	t.Stop()
 	if err != nil {
 		return p.streamErr(err, "handshake")
 	}
+	p.noShare = hello.Features&wire.NoShare != 0
 
 	ft := p.watchFrames(r)
 	defer ft.Stop()

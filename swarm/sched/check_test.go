@@ -38,7 +38,7 @@ func check(s *Session) error {
 	}
 	var wanters []*peer
 	for _, p := range s.order[:s.nLAN] {
-		if p.wants && !p.excluded {
+		if p.wants && !p.excluded && !p.noShare {
 			wanters = append(wanters, p)
 		}
 	}

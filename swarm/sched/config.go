@@ -88,6 +88,13 @@ type Config struct {
 	// NoSplit turns the site uplink split off: every node fetches any
 	// piece no LAN peer holds from WAN peers or the origin.
 	NoSplit bool
+	// NoShare: this node takes no share of the split, because it has no
+	// route to the origin (a device behind a site gateway). The pieces no
+	// LAN peer holds are divided among the LAN wanters that do share, and
+	// this node awaits them; with no such wanter it fetches what it can
+	// itself. Its peers learn it from the node (PeerNoShare), so every node
+	// of the site divides among the same set.
+	NoShare bool
 	// Strategy picks among the pieces a source may be asked for.
 	Strategy Strategy
 }

@@ -58,11 +58,14 @@ func naiveNext(s *Session) []Request {
 		}
 		total++
 	}
-	wanters := []string{s.self}
+	var wanters []string
 	for _, p := range peers {
-		if sp := s.peers[p.id]; p.class == LAN && sp.wants && !sp.excluded {
+		if sp := s.peers[p.id]; p.class == LAN && sp.wants && !sp.excluded && !sp.noShare {
 			wanters = append(wanters, p.id)
 		}
+	}
+	if !cfg.NoShare || len(wanters) == 0 {
+		wanters = append(wanters, s.self) // a node that takes no share stands in only for nobody
 	}
 	holders := func(pos int, c Class) int {
 		n := 0

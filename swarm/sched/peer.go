@@ -21,6 +21,7 @@ type peer struct {
 
 	// The split.
 	wants    bool
+	noShare  bool  // takes no share: it cannot reach the origin
 	excluded bool  // left out for stalling on its share
 	awaited  int   // pieces this node awaits from it
 	progress int64 // tick it last brought a new piece into the site, or owed nothing
@@ -97,7 +98,7 @@ func (s *Session) remove(p *peer, cancel bool) {
 	delete(s.peers, p.id)
 	s.slots[p.idx] = nil
 	s.free = append(s.free, p.idx)
-	if p.class == LAN && p.wants && !p.excluded {
+	if p.class == LAN && p.wants && !p.excluded && !p.noShare {
 		s.wantersChanged()
 	}
 }

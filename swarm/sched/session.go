@@ -88,7 +88,7 @@ type Session struct {
 	free  []uint16
 	seq   uint64
 
-	wanters []*peer // LAN peers that want the release and are not excluded
+	wanters []*peer // LAN peers that want the release, share, and are not excluded
 	dirty   bool    // wanters changed since the pieces were divided
 
 	reqs      []request
@@ -347,6 +347,24 @@ func (s *Session) PeerWants(id string, wants bool) error {
 		p.progress = s.tick
 	}
 	if p.class == LAN {
+		s.wantersChanged()
+	}
+	return nil
+}
+
+// PeerNoShare records that a peer takes no share of the split (it said it
+// has no route to the origin; see Config.NoShare): it still fetches the
+// release, but the pieces no LAN peer holds are divided among the others.
+func (s *Session) PeerNoShare(id string) error {
+	p, err := s.peer(id)
+	if err != nil {
+		return err
+	}
+	if p.noShare {
+		return nil
+	}
+	p.noShare = true
+	if p.class == LAN && p.wants {
 		s.wantersChanged()
 	}
 	return nil

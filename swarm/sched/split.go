@@ -49,11 +49,17 @@ func Owner(piece int, ids []string) string {
 // ownerOf returns whether this node owns the piece at position pos among
 // itself and the current wanters, or else which wanter does.
 func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
-	best, bestID := weight(s.selfKey, pos), s.self
+	var best uint64
+	var bestID string
+	// A node that takes no share stands in only when no wanter shares.
+	none := s.cfg.NoShare && len(s.wanters) > 0
+	if !none {
+		best, bestID = weight(s.selfKey, pos), s.self
+	}
 	mine = true
 	for _, w := range s.wanters {
-		if wt := weight(w.key, pos); wt > best || wt == best && w.id < bestID {
-			best, bestID, mine, owner = wt, w.id, false, w.idx
+		if wt := weight(w.key, pos); none || wt > best || wt == best && w.id < bestID {
+			best, bestID, mine, owner, none = wt, w.id, false, w.idx, false
 		}
 	}
 	return mine, owner
@@ -65,7 +71,7 @@ func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
 func (s *Session) wantersChanged() {
 	s.wanters = s.wanters[:0]
 	for _, p := range s.order[:s.nLAN] {
-		if p.wants && !p.excluded {
+		if p.wants && !p.excluded && !p.noShare {
 			s.wanters = append(s.wanters, p)
 		}
 	}

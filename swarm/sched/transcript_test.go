@@ -97,6 +97,7 @@ func initSession(t *testing.T, d *datadriven.TestData) (*Session, error) {
 		MaxStrikes:        intArg("strikes"),
 		RarityCap:         intArg("cap"),
 		NoSplit:           d.HasArg("nosplit"),
+		NoShare:           d.HasArg("noshare"),
 		NoEndgame:         d.HasArg("noendgame"),
 	}
 	if d.HasArg("random") {
@@ -126,7 +127,7 @@ func initSession(t *testing.T, d *datadriven.TestData) (*Session, error) {
 
 // applyEvent parses one event line and steps it:
 //
-//	add ID CLASS          remove ID         wants ID [off]
+//	add ID CLASS          remove ID         wants ID [off]    noshare ID
 //	has ID PIECES         bitmap ID 0110... have PIECES
 //	recv SRC P            donthave SRC P    bad SRC P
 //	tick [N]              origin up|down
@@ -168,6 +169,8 @@ func applyEvent(s *Session, line string) error {
 		return s.RemovePeer(src())
 	case "wants":
 		return s.PeerWants(src(), arg(2) != "off")
+	case "noshare":
+		return s.PeerNoShare(src())
 	case "has", "have":
 		start := 2
 		if f[0] == "have" {
@@ -341,6 +344,9 @@ func formatState(s *Session) string {
 			b.WriteString(" wants(excluded)")
 		case p.wants:
 			b.WriteString(" wants")
+		}
+		if p.noShare {
+			b.WriteString(" noshare")
 		}
 		b.WriteString("\n")
 	}

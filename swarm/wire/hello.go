@@ -13,9 +13,11 @@ type Hello struct {
 	// Version is the highest wire version the sender speaks (≥ 1). Both
 	// peers speak the lower of the two; this package speaks only 1.
 	Version uint8
-	// Features are optional extensions the sender accepts. A peer uses
-	// one only when both Hellos set its bit; unknown bits are ignored.
-	// Version 1 defines none.
+	// Features are optional extensions the sender accepts (bits from the
+	// bottom: a peer uses one only when both Hellos set its bit) and
+	// statements about the sender (bits from the top: they mean what they
+	// say whatever the receiver sets). Unknown bits are ignored. Version 1
+	// defines the statement NoShare.
 	Features uint32
 	// MaxFrame is the largest frame (the bytes after the length prefix)
 	// the sender accepts, in [MinFrameLimit, MaxFrameLimit].
@@ -23,6 +25,11 @@ type Hello struct {
 }
 
 const helloSize = 1 + 4 + 4
+
+// NoShare, a Hello feature bit: the sender takes no share of its site's
+// uplink split, because it has no route to the origin (swarm/sched,
+// Config.NoShare). Its LAN peers divide the pieces among the others.
+const NoShare uint32 = 1 << 31
 
 func (Hello) Kind() Kind { return KindHello }
 
