@@ -50,6 +50,10 @@ type Result struct {
 	// resent segments count in OriginEgressBytes again.
 	OriginTCPSegments    int64 `json:"origin_tcp_segments,omitempty"`
 	OriginTCPRetransmits int64 `json:"origin_tcp_retransmits,omitempty"`
+	// NodeTCPDuplicates counts the TCP segments the nodes received twice
+	// (the D-SACKs they sent): resent though not lost, so they crossed
+	// the uplink twice.
+	NodeTCPDuplicates int64 `json:"node_tcp_duplicate_segments,omitempty"`
 	// DeviceSeconds is, per site and device, the time from the
 	// announcement to that device's flip (-1: it never flipped).
 	DeviceSeconds [][]float64 `json:"device_seconds"`
@@ -108,7 +112,7 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "origin     sent %s = %.3f × new bytes × sites", MiB(r.OriginEgressBytes), r.OriginRatio)
 	if r.OriginTCPSegments > 0 {
-		fmt.Fprintf(w, "; %d of %d TCP segments resent", r.OriginTCPRetransmits, r.OriginTCPSegments)
+		fmt.Fprintf(w, "; %d of %d TCP segments resent (%d arrived twice at the nodes)", r.OriginTCPRetransmits, r.OriginTCPSegments, r.NodeTCPDuplicates)
 	}
 	fmt.Fprintln(w)
 	bound := "no bound: nothing capped"

@@ -618,6 +618,7 @@ type counterSet struct {
 	upIn, upOut               []int64
 	origin                    int64
 	originSegs, originRetrans int64
+	devDup                    int64 // duplicate segments the devices received
 }
 
 // readCounters reads each site's uplink (the router's end: rx is what
@@ -640,8 +641,17 @@ func (r *run) readCounters(ctx context.Context) (counterSet, error) {
 		return c, err
 	}
 	c.origin = tx
-	c.originSegs, c.originRetrans, err = tcpSegments(ctx, r.t.OriginNS)
-	return c, err
+	if c.originSegs, c.originRetrans, _, err = tcpSegments(ctx, r.t.OriginNS); err != nil {
+		return c, err
+	}
+	for _, n := range r.nodes {
+		_, _, dup, err := tcpSegments(ctx, n.Namespace)
+		if err != nil {
+			return c, err
+		}
+		c.devDup += dup
+	}
+	return c, nil
 }
 
 // account fills the byte fields of res: the counters' differences, and
@@ -660,6 +670,7 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		res.OriginEgressBytes = after.origin - before.origin
 		res.OriginTCPSegments = after.originSegs - before.originSegs
 		res.OriginTCPRetransmits = after.originRetrans - before.originRetrans
+		res.NodeTCPDuplicates = after.devDup - before.devDup
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

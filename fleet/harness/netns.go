@@ -146,35 +146,40 @@ func dialIn(ctx context.Context, ns, network, addr string) (c net.Conn, err erro
 }
 
 // tcpSegments reads the TCP segments sent and retransmitted by every
-// socket of namespace ns (/proc/net/snmp, which shows the reader's
-// namespace).
-func tcpSegments(ctx context.Context, ns string) (out, retrans int64, err error) {
+// socket of namespace ns, and the duplicate segments its sockets received
+// (the D-SACKs they sent: a segment that arrived twice, because a sender
+// resent what was not lost). /proc/net shows the reader's namespace.
+func tcpSegments(ctx context.Context, ns string) (out, retrans, dup int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	b, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	b, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("TCP counters in %s: %w", ns, err)
+		return 0, 0, 0, fmt.Errorf("TCP counters in %s: %w", ns, err)
 	}
+	// Lines come in pairs: "Tcp: Name Name ..." then "Tcp: 1 2 ...".
 	var names []string
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
+		if len(f) == 0 || (f[0] != "Tcp:" && f[0] != "TcpExt:") {
+			names = nil
 			continue
 		}
-		if names == nil {
+		if names == nil || names[0] != f[0] {
 			names = f
 			continue
 		}
 		for i := 1; i < len(f) && i < len(names); i++ {
 			v, _ := strconv.ParseInt(f[i], 10, 64)
-			switch names[i] {
-			case "OutSegs":
+			switch names[0] + names[i] {
+			case "Tcp:OutSegs":
 				out = v
-			case "RetransSegs":
+			case "Tcp:RetransSegs":
 				retrans = v
+			case "TcpExt:TCPDSACKOldSent", "TcpExt:TCPDSACKOfoSent":
+				dup += v
 			}
 		}
-		return out, retrans, nil
+		names = nil
 	}
-	return 0, 0, fmt.Errorf("TCP counters in %s: no Tcp: lines", ns)
+	return out, retrans, dup, nil
 }
