@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,22 +74,7 @@ func ReadLogKeyFile(path string) ([]string, error) {
 // tlog.MaxCheckpointSize bytes, and its text exactly a tree. Errors wrap
 // tlog.ErrBadCheckpoint. Nothing a device relies on may come from here.
 func UnverifiedCheckpoint(msg []byte) (sumtlog.Tree, error) {
-	if len(msg) > tlog.MaxCheckpointSize {
-		return sumtlog.Tree{}, fmt.Errorf("%w: %d bytes, limit %d", tlog.ErrBadCheckpoint, len(msg), tlog.MaxCheckpointSize)
-	}
-	n, err := note.Open(msg, note.VerifierList())
-	var unverified *note.UnverifiedNoteError
-	if errors.As(err, &unverified) {
-		n, err = unverified.Note, nil
-	}
-	if err != nil {
-		return sumtlog.Tree{}, fmt.Errorf("%w: %v", tlog.ErrBadCheckpoint, err)
-	}
-	tree, err := sumtlog.ParseTree([]byte(n.Text))
-	if err != nil || !bytes.Equal(sumtlog.FormatTree(tree), []byte(n.Text)) {
-		return sumtlog.Tree{}, fmt.Errorf("%w: text is not exactly a tree", tlog.ErrBadCheckpoint)
-	}
-	return tree, nil
+	return tlog.UnverifiedCheckpoint(msg)
 }
 
 // LogProof says where a targets version sits in the log.

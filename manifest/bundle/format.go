@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	sumtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/manifest"
@@ -162,8 +161,6 @@ func (k kind) String() string {
 // metaNameRE matches the metadata files a repository holds.
 var metaNameRE = regexp.MustCompile(`^(root|timestamp|[1-9][0-9]{0,18}\.(root|snapshot|targets))\.json$`)
 
-var lookupRE = regexp.MustCompile(`^lookup/[0-9a-f]{2}$`)
-
 // classify checks an entry path against the repository layout and returns
 // its kind and the largest size an entry of that path may have.
 func classify(p string) (kind, int64, error) {
@@ -205,22 +202,11 @@ func classify(p string) (kind, int64, error) {
 		}
 		return kindChunk, manifest.MaxObjectSize(chunker.MaxChunkCeil), nil
 	case tlog.RepoDir:
-		switch {
-		case rest == tlog.CheckpointPath:
-			return kindLog, tlog.MaxCheckpointSize, nil
-		case lookupRE.MatchString(rest):
-			return kindLog, tlog.MaxLookupShardSize, nil
-		case strings.HasPrefix(rest, "tile/"):
-			t, err := sumtlog.ParseTilePath(rest)
-			if err != nil || t.H != tlog.TileHeight || t.Path() != rest {
-				return 0, 0, fmt.Errorf("path %q: not a tile of height %d", p, tlog.TileHeight)
-			}
-			if t.L < 0 {
-				return kindLog, int64(t.W) * (2 + tlog.MaxRecordSize), nil
-			}
-			return kindLog, int64(t.W) * sumtlog.HashSize, nil
+		limit, err := manifest.LogPathLimit(p)
+		if err != nil {
+			return 0, 0, err
 		}
-		return 0, 0, fmt.Errorf("path %q: not a log file", p)
+		return kindLog, limit, nil
 	}
 	return 0, 0, fmt.Errorf("path %q: outside metadata/, %s, index/ and chunks/", p, logPrefix)
 }
