@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/manifest/tlog"
 	"github.com/shoalnet/shoal/swarm"
 	"github.com/shoalnet/shoal/swarm/announce"
 )
@@ -36,7 +37,8 @@ type Verdict struct {
 // verification a device runs (TUF chain from the node's trusted state,
 // expiry, rollback, channel, hardware, architecture, rollout through the
 // client's Rollout, the transparency log when the client's witness
-// requires it). It has its own manifest.Client with its own remembered
+// requires it, from the log slice the announcement carries), and the log
+// slice's shape whether the log is required or not. It has its own manifest.Client with its own remembered
 // state: gossipsub runs validators concurrently, and a device's audit log
 // must not grow with every junk message.
 type validator struct {
@@ -79,7 +81,9 @@ func newValidator(fleet, channel string, trust *manifest.Trust, now func() time.
 
 // Validate implements swarm.Validator. Malformed, forged or foreign
 // announcements are rejected (the sender is penalised); stale, replayed or
-// valid-but-not-for-us ones are ignored (an honest peer may be behind).
+// valid-but-not-for-us ones are ignored (an honest peer may be behind), and
+// so are those whose log only a node that requires it can fault
+// (logFailure).
 func (v *validator) Validate(ctx context.Context, from peer.ID, data []byte) swarm.ValidationResult {
 	verdict := v.check(ctx, from, data)
 	if r := verdict.Result; r >= 0 && int(r) < len(v.verdicts) {
@@ -113,11 +117,50 @@ func (v *validator) check(ctx context.Context, from peer.ID, data []byte) Verdic
 	if err != nil {
 		out.Err = err
 		out.Result = classify(err)
+		if isLogFailure(err) {
+			out.Result, out.Err = logFailure(ctx, a, err)
+		}
+		return out
+	}
+	// The node vouches for the log files it relays too, whether it
+	// requires the log or not.
+	if err := a.CheckLog(ctx, verified.TargetsVersion, verified.Targets); err != nil {
+		out.Err = err
 		return out
 	}
 	out.Result, out.Verified = swarm.Accept, verified
 	out.Channel, out.Data = v.channel, data
 	return out
+}
+
+// isLogFailure tells whether a verification failed at the transparency
+// log (a node that requires it: manifest.LogWitness), after the TUF chain
+// up to the targets had held.
+func isLogFailure(err error) bool {
+	return errors.Is(err, tlog.ErrNotFound) || errors.Is(err, tlog.ErrBadCheckpoint) ||
+		errors.Is(err, tlog.ErrInconsistent) || errors.Is(err, tlog.ErrCorrupt)
+}
+
+// logFailure judges an announcement whose signed metadata verified but
+// whose log did not prove the targets, for a node that requires the log.
+// Log files that are not the slice of those targets are rejected: every
+// node checks that much (Announcement.CheckLog) before it relays, so an
+// honest peer never sends them. What only a node holding the log key and
+// its remembered checkpoint can see is ignored, since a peer that does
+// not require the log relays it in good faith: no log files at all (a
+// stripped announcement, or one from a node that collects none), a
+// checkpoint not signed by a trusted key, a log that forked from the one
+// this node remembered. The error says which.
+func logFailure(ctx context.Context, a *announce.Announcement, err error) (swarm.ValidationResult, error) {
+	if !a.HasLog() {
+		return swarm.Ignore, fmt.Errorf("the announcement carries no transparency-log files, and this node requires the log: %w", err)
+	}
+	if version, targets, ok := a.Targets(); ok {
+		if lerr := a.CheckLog(ctx, version, targets); lerr != nil {
+			return swarm.Reject, lerr
+		}
+	}
+	return swarm.Ignore, err
 }
 
 // classify maps a verification failure to what gossipsub does with the

@@ -20,6 +20,15 @@ import (
 // the provisioned root.
 func repo(t testing.TB, n int) (string, []byte) {
 	t.Helper()
+	r, keys := logRepo(t, n, false)
+	return r, keys.RootJSON()
+}
+
+// logRepo publishes releases 1..n on stable, appending each targets
+// version to the repository's transparency log when logged, and returns
+// the repository and the keys.
+func logRepo(t testing.TB, n int, logged bool) (string, *manifest.Keyring) {
+	t.Helper()
 	dir := t.TempDir()
 	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
 	if err != nil {
@@ -27,21 +36,26 @@ func repo(t testing.TB, n int) (string, []byte) {
 	}
 	r := filepath.Join(dir, "repo")
 	for v := 1; v <= n; v++ {
-		img := filepath.Join(dir, "img")
-		b := make([]byte, 200<<10)
-		rand.Read(b)
-		os.WriteFile(img, b, 0o644)
-		if _, err := manifest.Publish(context.Background(), manifest.PublishOptions{Repo: r, Keys: keys, Channel: "stable",
-			Version: uint64(v), Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: img}},
-			Params: chunker.Params{Min: 1024, Avg: 4096, Max: 16384}}); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, r, keys, uint64(v), logged)
 	}
-	root, err := os.ReadFile(filepath.Join(dir, "keys", "root.json"))
-	if err != nil {
+	return r, keys
+}
+
+func publish(t testing.TB, r string, keys *manifest.Keyring, version uint64, logged bool) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "img")
+	b := make([]byte, 200<<10)
+	rand.Read(b)
+	os.WriteFile(img, b, 0o644)
+	o := manifest.PublishOptions{Repo: r, Keys: keys, Channel: "stable",
+		Version: version, Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: img}},
+		Params: chunker.Params{Min: 1024, Avg: 4096, Max: 16384}}
+	if logged {
+		o.Log = keys.TargetsLog()
+	}
+	if _, err := manifest.Publish(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	return r, root
 }
 
 // TestAnnouncementVerifies: a node with only the announcement (no route to
@@ -132,6 +146,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"fleet":"f","channel":"stable","files":{"metadata/timestamp.json":"e30="}}`))
 	f.Add([]byte(`{"v":1,"fleet":"f","channel":"stable","files":{"metadata/1.root.json":"e30=","metadata/timestamp.json":"e30=","metadata/3.snapshot.json":"e30=","metadata/4.targets.json":"e30="}}`))
 	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"v":1,"fleet":"f","channel":"stable","files":{"log/checkpoint":"e30=","log/lookup/00":"","log/tile/8/0/000.p/1":"","metadata/timestamp.json":"e30=","metadata/4.targets.json":"e30="}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := announce.Decode(b)
 		if err != nil {
@@ -152,6 +167,13 @@ func FuzzDecode(f *testing.F) {
 		for p, data := range a.Files {
 			if !bytes.Equal(back.Files[p], data) {
 				t.Fatalf("round trip changed %s", p)
+			}
+		}
+		// The log files, checked against the targets it carries, are
+		// the slice or an ErrBadLog.
+		if v, targets, ok := a.Targets(); ok {
+			if err := a.CheckLog(context.Background(), v, targets); err != nil && !errors.Is(err, announce.ErrBadLog) {
+				t.Fatalf("CheckLog: %v does not wrap ErrBadLog", err)
 			}
 		}
 	})
