@@ -171,6 +171,12 @@ func newTransport(timeout time.Duration) *http.Transport {
 	t.DialContext = d.DialContext
 	t.TLSHandshakeTimeout = timeout
 	t.ResponseHeaderTimeout = timeout
+	// A swarm node keeps many chunk GETs open at once (the scheduler's
+	// origin window). With the default of 2 idle connections per host the
+	// rest were closed after each chunk and dialled again, every new one
+	// starting in TCP slow start: on a thin uplink the bursts overflowed
+	// the queue and most segments were sent twice.
+	t.MaxIdleConnsPerHost = 64
 	return t
 }
 

@@ -81,6 +81,12 @@ type NodeConfig struct {
 	// a fast link busy while each chunk is served and written; a peer
 	// that stalls has its window halved for a while.
 	Window int `toml:"window,omitempty"`
+	// OriginFirst: a chunk no LAN peer holds comes from the origin while
+	// the origin answers, and from WAN peers only while it does not
+	// (default true). A chunk from a WAN peer crosses two site uplinks,
+	// its site's and this one's; false takes WAN peers first, which
+	// spares the origin at the cost of the uplinks.
+	OriginFirst *bool `toml:"origin_first,omitempty"`
 	// Origin are repositories (http(s) URLs or directories) the node reads
 	// indexes from, and chunks no peer has; none for a site with no
 	// route to the origin (its peers then serve everything).
@@ -229,6 +235,10 @@ func (c *Config) validate() error {
 	}
 	if err := checkAPI(n.API); err != nil {
 		return bad("[node] api: %v", err)
+	}
+	if n.OriginFirst == nil {
+		on := true
+		n.OriginFirst = &on
 	}
 	switch {
 	case n.Window == 0:

@@ -477,7 +477,11 @@ func APIFile(device *updater.Config) string {
 // downloadConfig is the exchange configuration of one release download.
 func (n *Node) downloadConfig() exchange.DownloadConfig {
 	return exchange.DownloadConfig{
-		Sched:  sched.Config{Window: n.cfg.Node.Window},
+		// The site's devices keep about 8 origin transfers open between
+		// them: more, through one thin uplink, resent a third of what
+		// they sent (docs/fleet.md).
+		Sched: sched.Config{Window: n.cfg.Node.Window, OriginFirst: *n.cfg.Node.OriginFirst,
+			SiteOriginWindow: 8},
 		Origin: n.origin,
 		// Both delivers (the updater's installer, fetchIntoStore) hash
 		// every chunk before they use it.

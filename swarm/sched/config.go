@@ -57,6 +57,14 @@ type Config struct {
 	// OriginWindow bounds the requests outstanding at the origin
 	// (default 16).
 	OriginWindow int
+	// SiteOriginWindow, if set, bounds the origin requests of the whole
+	// site instead: each node keeps ⌈SiteOriginWindow / (1 + LAN
+	// wanters)⌉ outstanding (at least 2, at most OriginWindow), so the
+	// site's uplink carries about SiteOriginWindow origin transfers however
+	// many devices share it. Many parallel transfers through one thin
+	// uplink overflow its queue in bursts and resend much of what they
+	// send.
+	SiteOriginWindow int
 	// MaxOutstanding bounds the requests outstanding in the whole session,
 	// origin included; 0 means no bound beyond the windows. LAN peers are
 	// served first, then WAN peers, then the origin.
@@ -70,8 +78,13 @@ type Config struct {
 	EndgameDuplicates int
 	// NoEndgame turns the endgame off.
 	NoEndgame bool
-	// StallTicks: a request unanswered after this many ticks is given up
-	// and the peer penalised (default 20).
+	// StallTicks: a request to a peer is given up, and the peer
+	// penalised, once the peer has delivered nothing for this many ticks
+	// since the request was issued (default 20). A deep window on a thin
+	// link keeps requests waiting long while blocks flow: that is no
+	// stall. Origin requests are never given up here: the origin's fetcher
+	// bounds its own transfers (minimum rate, timeouts) and reports a
+	// failure with DontHave("").
 	StallTicks int
 	// ShareStallTicks: a LAN wanter that owes this node pieces of its share
 	// and brings no new piece into the site for this many ticks is left out
@@ -95,6 +108,12 @@ type Config struct {
 	// itself. Its peers learn it from the node (PeerNoShare), so every node
 	// of the site divides among the same set.
 	NoShare bool
+	// OriginFirst: a piece no LAN peer holds comes from the origin while
+	// the origin is up, and from WAN peers only while it is not (default:
+	// WAN peers first). For sites behind thin uplinks: a chunk from a WAN
+	// peer crosses two site uplinks (its site's up, this site's down), one
+	// from the origin crosses only this site's.
+	OriginFirst bool
 	// Strategy picks among the pieces a source may be asked for.
 	Strategy Strategy
 }
@@ -116,6 +135,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Window < 1:
 		return fmt.Errorf("%w: window %d", ErrBadConfig, c.Window)
+	case c.SiteOriginWindow < 0:
+		return fmt.Errorf("%w: site origin window %d", ErrBadConfig, c.SiteOriginWindow)
 	case c.OriginWindow < 1:
 		return fmt.Errorf("%w: origin window %d", ErrBadConfig, c.OriginWindow)
 	case c.MaxOutstanding < 0:

@@ -72,7 +72,9 @@
 // origin, and never across the uplink for a piece the LAN holds); when the
 // first block arrives the other requests are cancelled.
 //
-// A request unanswered for [Config.StallTicks] ticks is given up: it is
+// A request to a peer that has delivered nothing for [Config.StallTicks]
+// ticks since the request was issued is given up (origin requests are
+// left to the origin's fetcher, which knows whether bytes still flow): it is
 // cancelled, the peer no longer counts as holding that piece (it goes to
 // the next holder or class), and the peer is penalised. So is a peer that
 // answers dont-have to a request. A penalty halves the peer's window

@@ -64,6 +64,10 @@ func naiveNext(s *Session) []Request {
 			wanters = append(wanters, p.id)
 		}
 	}
+	originWindow := cfg.OriginWindow
+	if nw := len(wanters); cfg.SiteOriginWindow > 0 && !cfg.NoSplit {
+		originWindow = min(cfg.OriginWindow, max(2, (cfg.SiteOriginWindow+nw)/(1+nw)))
+	}
 	if !cfg.NoShare || len(wanters) == 0 {
 		wanters = append(wanters, s.self) // a node that takes no share stands in only for nobody
 	}
@@ -86,7 +90,7 @@ func naiveNext(s *Session) []Request {
 			return "lan"
 		case !mine(pos):
 			return "await"
-		case holders(pos, WAN) > 0:
+		case holders(pos, WAN) > 0 && !(cfg.OriginFirst && s.originUp):
 			return "wan"
 		}
 		return "origin"
@@ -139,7 +143,7 @@ func naiveNext(s *Session) []Request {
 				if p.class != LAN {
 					continue
 				}
-			case p.class != WAN || holders(pos, WAN) == 0 || !mine(pos):
+			case p.class != WAN || holders(pos, WAN) == 0 || !mine(pos) || cfg.OriginFirst && s.originUp:
 				continue
 			}
 			if best < 0 || nreq[pos] < nreq[best] || nreq[pos] == nreq[best] && rank(pos) < rank(best) {
@@ -170,7 +174,7 @@ func naiveNext(s *Session) []Request {
 	}
 	fill(LAN, normal)
 	fill(WAN, normal)
-	for s.originUp && originOut < cfg.OriginWindow && globalFree() {
+	for s.originUp && originOut < originWindow && globalFree() {
 		best := -1
 		for pos := range s.n {
 			if placeOf(pos) == "origin" && (best < 0 || rank(pos) < rank(best)) {

@@ -19,7 +19,7 @@ func (s *Session) Next() Actions {
 	s.fill(s.order[:s.nLAN], false)
 	s.fill(s.order[s.nLAN:], false)
 	if s.originUp {
-		for s.originOut < s.cfg.OriginWindow && s.globalFree() {
+		for s.originOut < s.originWindow() && s.globalFree() {
 			q := s.origin.first(nil)
 			if q < 0 {
 				break
@@ -32,6 +32,16 @@ func (s *Session) Next() Actions {
 		s.fill(s.order[s.nLAN:], true)
 	}
 	return *a
+}
+
+// originWindow is how many origin requests this node may have
+// outstanding now (Config.OriginWindow, SiteOriginWindow).
+func (s *Session) originWindow() int {
+	if s.cfg.SiteOriginWindow == 0 || s.cfg.NoSplit {
+		return s.cfg.OriginWindow
+	}
+	share := (s.cfg.SiteOriginWindow + len(s.wanters)) / (1 + len(s.wanters))
+	return min(s.cfg.OriginWindow, max(2, share))
 }
 
 func (s *Session) globalFree() bool {
@@ -123,7 +133,11 @@ func (s *Session) bestClass(q int32, c Class) bool {
 	if s.pcs[q].lan > 0 {
 		return c == LAN
 	}
-	// A WAN peer holds it and no LAN peer does: is it ours to fetch?
+	// A WAN peer holds it and no LAN peer does: is it ours to fetch, and
+	// from the WAN?
+	if s.cfg.OriginFirst && s.originUp {
+		return false
+	}
 	if s.cfg.NoSplit {
 		return true
 	}

@@ -18,6 +18,9 @@ type peer struct {
 	window  int
 	strikes int
 	struck  int64 // tick of the last strike
+	// lastRecv is the tick of its last block; requests stall only when
+	// the peer delivered nothing for StallTicks.
+	lastRecv int64
 
 	// The split.
 	wants    bool

@@ -94,7 +94,7 @@ func (s *Session) want(q int32, fresh bool) (uint8, uint16) {
 			return placeAwait, owner
 		}
 	}
-	if st.wan > 0 {
+	if st.wan > 0 && !(s.cfg.OriginFirst && s.originUp) {
 		return placeWAN, 0
 	}
 	return placeOrigin, 0

@@ -42,6 +42,9 @@ func genConfig(t *rapid.T) Config {
 		MaxStrikes:        rapid.IntRange(1, 4).Draw(t, "strikes"),
 		RarityCap:         rapid.IntRange(1, 4).Draw(t, "cap"),
 		NoSplit:           rapid.Bool().Draw(t, "noSplit"),
+		NoShare:           rapid.Bool().Draw(t, "noShare"),
+		OriginFirst:       rapid.Bool().Draw(t, "originFirst"),
+		SiteOriginWindow:  rapid.IntRange(0, 6).Draw(t, "siteOriginWindow"),
 	}
 	if rapid.Bool().Draw(t, "random") {
 		cfg.Strategy = Random
@@ -233,9 +236,12 @@ func checkNext(t fataler, s *Session) Actions {
 			}
 		}
 	}
-	wanters := []string{s.self}
+	var wanters []string
 	for _, w := range s.wanters {
 		wanters = append(wanters, w.id)
+	}
+	if !cfg.NoShare || len(wanters) == 0 {
+		wanters = append(wanters, s.self)
 	}
 	endgame := !cfg.NoEndgame && s.n-s.held > 0 && s.n-s.held <= cfg.EndgameThreshold
 	a := nextChecked(t, s)
@@ -255,6 +261,8 @@ func checkNext(t fataler, s *Session) Actions {
 			t.Fatalf("%v: a LAN peer holds it", r)
 		case r.Class != LAN && !cfg.NoSplit && Owner(r.Piece, wanters) != s.self:
 			t.Fatalf("%v: %s's share, not ours (%v)", r, Owner(r.Piece, wanters), wanters)
+		case r.Class == WAN && cfg.OriginFirst && s.originUp:
+			t.Fatalf("%v: from the WAN while the origin is up (origin first)", r)
 		case s.first != nil && s.first[r.Piece] != r.Piece:
 			t.Fatalf("%v: not a first position", r)
 		}
@@ -330,6 +338,14 @@ func TestTerminates(t *testing.T) {
 			apply(s, genEvent(n).Draw(t, "event"))
 		}
 		s.SetOrigin(true)
+		// The origin's fetcher ends every request, with the chunk or a
+		// failure (the scheduler leaves origin stalls to it): those the
+		// history left open fail now.
+		for ri := range s.reqs {
+			if r := s.reqs[ri]; r.live && r.src < 0 {
+				s.DontHave("", s.ord.pos(r.q))
+			}
+		}
 		// How each peer behaves from now on: answers, stalls, or says
 		// dont-have; some churn as the world goes on.
 		behaviour := map[string]int{}
@@ -344,6 +360,8 @@ func TestTerminates(t *testing.T) {
 				if r.Class == Origin {
 					if rng.IntN(3) > 0 {
 						s.Received("", r.Piece)
+					} else {
+						s.DontHave("", r.Piece)
 					}
 					continue
 				}

@@ -387,6 +387,9 @@ func (s *Session) Received(id string, piece int) error {
 		s.stats.Duplicate++
 	} else {
 		ri := s.find(q, p)
+		if p != nil {
+			p.lastRecv = s.tick
+		}
 		if ri >= 0 && p != nil {
 			if p.strikes != 0 {
 				s.unlink(p)
@@ -475,11 +478,20 @@ func (s *Session) SetOrigin(up bool) {
 			}
 		}
 	}
+	if s.cfg.OriginFirst {
+		// Pieces WAN peers hold move between the WAN pool and the origin.
+		for i := range s.pcs {
+			if q := int32(i); s.pcs[q].wan > 0 {
+				s.reconcile(q)
+			}
+		}
+	}
 }
 
-// Tick advances the session's clock by one tick: requests outstanding for
-// StallTicks are given up (cancelled, the piece no longer counted as held
-// by that peer, the peer penalised), and LAN wanters that owe this node
+// Tick advances the session's clock by one tick: requests to a peer that
+// has delivered nothing for StallTicks since they were issued are given up
+// (cancelled, the piece no longer counted as held by that peer, the peer
+// penalised), and LAN wanters that owe this node
 // pieces but brought no new piece into the site for ShareStallTicks are
 // left out of the split.
 func (s *Session) Tick() {
@@ -487,7 +499,11 @@ func (s *Session) Tick() {
 	s.tick++
 	s.stalled = s.stalled[:0]
 	for ri := range s.reqs {
-		if r := &s.reqs[ri]; r.live && s.tick-r.issued >= int64(s.cfg.StallTicks) {
+		r := &s.reqs[ri]
+		if !r.live || r.src < 0 {
+			continue
+		}
+		if since := max(r.issued, s.slots[r.src].lastRecv); s.tick-since >= int64(s.cfg.StallTicks) {
 			s.stalled = append(s.stalled, int32(ri))
 		}
 	}
@@ -497,10 +513,6 @@ func (s *Session) Tick() {
 			continue
 		}
 		s.stats.Stalled++
-		if r.src < 0 {
-			s.release(ri, true)
-			continue
-		}
 		p := s.slots[r.src]
 		s.clearHave(p, r.q)
 		s.release(ri, true)

@@ -89,6 +89,7 @@ func initSession(t *testing.T, d *datadriven.TestData) (*Session, error) {
 	cfg := Config{
 		Window:            intArg("window"),
 		OriginWindow:      intArg("origin-window"),
+		SiteOriginWindow:  intArg("site-origin-window"),
 		MaxOutstanding:    intArg("max"),
 		EndgameThreshold:  intArg("endgame"),
 		EndgameDuplicates: intArg("dups"),
@@ -98,6 +99,7 @@ func initSession(t *testing.T, d *datadriven.TestData) (*Session, error) {
 		RarityCap:         intArg("cap"),
 		NoSplit:           d.HasArg("nosplit"),
 		NoShare:           d.HasArg("noshare"),
+		OriginFirst:       d.HasArg("origin-first"),
 		NoEndgame:         d.HasArg("noendgame"),
 	}
 	if d.HasArg("random") {
