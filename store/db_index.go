@@ -36,6 +36,10 @@ func (db *DB) PutIndex(ctx context.Context, ix *chunker.Index) (cid.Cid, error) 
 	id := ix.Hash.ID(ix.Hash.Sum(b))
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
+	// The chunks put before the index become durable with it.
+	if err := db.commitLocked(); err != nil {
+		return cid.Undef, fmt.Errorf("store: put index %s: %w", id, err)
+	}
 	// Always write, even if the key exists: that repairs a damaged copy.
 	if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(indexKey(id), b) }); err != nil {
 		return cid.Undef, fmt.Errorf("store: put index %s: %w", id, err)
@@ -148,6 +152,10 @@ func (db *DB) Pin(ctx context.Context, name string, indexID cid.Cid) error {
 	if _, err := db.getIndex(indexID); err != nil {
 		return fmt.Errorf("store: pin %q: %w", name, err)
 	}
+	// The chunks put before the pin become durable with it.
+	if err := db.commitLocked(); err != nil {
+		return fmt.Errorf("store: pin %q: %w", name, err)
+	}
 	err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(pinKey(name), indexID.Bytes()) })
 	if err != nil {
 		return fmt.Errorf("store: pin %q: %w", name, err)
@@ -170,6 +178,9 @@ func (db *DB) Unpin(ctx context.Context, name string) error {
 	}
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
+	if err := db.commitLocked(); err != nil {
+		return fmt.Errorf("store: unpin %q: %w", name, err)
+	}
 	err := db.bdb.Update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(pinKey(name)); err != nil {
 			return err
@@ -295,15 +306,19 @@ type GCStats struct {
 	RemovedBytes     int64
 	KeptChunks       int64
 	KeptBytes        int64
-	ValueLogRewrites int // value-log files badger rewrote to free space
+	PacksCompacted   int   // pack files whose live chunks were moved and that were removed
+	PackBytesFreed   int64 // disk space those packs returned
+	ValueLogRewrites int   // value-log files badger rewrote to free space (indexes live there)
 }
 
-// GC removes every chunk that no pinned index lists, then runs badger's
-// value-log GC so the space can return to the file system. Badger learns
-// which value-log space is free as it compacts, so space from a GC may come
-// back only on a later one. GC refuses to run while a pinned index is
-// unreadable (error wrapping [ErrCorrupt]). On cancellation it returns what
-// it had removed so far with the context's error.
+// GC removes every chunk that no pinned index lists, then compacts the
+// packs that are mostly free space (copying their live chunks to the
+// newest pack and removing them) and runs badger's value-log GC for the
+// space of deleted indexes. Badger learns which value-log space is free as
+// it compacts, so that space may come back only on a later GC. GC refuses
+// to run while a pinned index is unreadable (error wrapping [ErrCorrupt]).
+// On cancellation it returns what it had removed so far with the context's
+// error.
 func (db *DB) GC(ctx context.Context) (GCStats, error) {
 	var st GCStats
 	if err := db.enter(); err != nil {
@@ -315,7 +330,7 @@ func (db *DB) GC(ctx context.Context) (GCStats, error) {
 	}
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
-	if err := db.flushLocked(); err != nil {
+	if err := db.commitLocked(); err != nil {
 		return st, fmt.Errorf("store: gc: %w", err)
 	}
 	db.mu.Lock()
@@ -337,7 +352,8 @@ func (db *DB) GC(ctx context.Context) (GCStats, error) {
 			return db.gcKept(st), fmt.Errorf("store: gc: %w", err)
 		}
 		n := min(len(garbage), deleteBatch)
-		if err := db.removeLocked(garbage[:n]); err != nil {
+		db.dropLocked(garbage[:n])
+		if err := db.commitLocked(); err != nil {
 			return db.gcKept(st), fmt.Errorf("store: gc: %w", err)
 		}
 		for _, e := range garbage[:n] {
@@ -347,8 +363,14 @@ func (db *DB) GC(ctx context.Context) (GCStats, error) {
 		garbage = garbage[n:]
 	}
 	st = db.gcKept(st)
+	cs, err := db.compactLocked(ctx, db.compactable(0))
+	st.PacksCompacted, st.PackBytesFreed = cs.packs, cs.freed
+	if err != nil {
+		return st, fmt.Errorf("store: gc: %w", err)
+	}
 	db.log.Info("store: gc", "removed_chunks", st.RemovedChunks, "removed_bytes", st.RemovedBytes,
-		"kept_chunks", st.KeptChunks, "kept_bytes", st.KeptBytes)
+		"kept_chunks", st.KeptChunks, "kept_bytes", st.KeptBytes,
+		"packs_compacted", st.PacksCompacted, "pack_bytes_freed", st.PackBytesFreed)
 
 	// Rewrite value-log files while badger finds ones at least half garbage.
 	// The bound keeps one call from running for long on a big store.

@@ -5,8 +5,10 @@
 // writable ones add [Sink] (Put, which hashes the bytes and refuses a
 // mismatch). Three implementations live here:
 //
-//   - [DB], a badger database holding chunks, indexes and named pins. GC
-//     removes chunks that no pinned index lists; in cache mode
+//   - [DB], the chunk store: chunk bytes in append-only pack files read
+//     with pread (so serving them does not grow the process's resident
+//     set), their locations, indexes and named pins in badger. GC removes
+//     chunks that no pinned index lists and compacts packs; in cache mode
 //     ([WithCacheLimit]) the total size of chunks stays under a limit by
 //     evicting the least recently used unpinned chunks, and recency survives
 //     a restart.
@@ -16,8 +18,9 @@
 //   - [Mem], a map, for tests and the simulator.
 //
 // Package storetest holds the conformance suites every implementation
-// passes. docs/store.md describes the database's key layout and the badger
-// settings chosen for devices with little memory.
+// passes. docs/store.md describes the database's key layout, the pack
+// files, crash safety, compaction, and the badger settings chosen for
+// devices with little memory.
 //
 // Errors callers branch on are sentinels: [ErrNotFound], [ErrMismatch]
 // (Put refused bytes), [ErrCorrupt] (stored bytes no longer match their ID;

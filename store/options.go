@@ -44,9 +44,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// Badger settings for devices with little RAM. Chunks live in badger's value
-// log (they are far above valueThreshold), so the LSM tree holds only keys,
-// value pointers and small records, and its memory needs are small:
+// Badger settings for devices with little RAM. Chunk bytes are not in
+// badger at all (they live in pack files, read with pread: see pack.go), so
+// the LSM tree holds only keys, chunk locations and small records, the
+// value log only indexes, and badger's memory needs are small:
 //
 //   - memTableSize 4 MiB, numMemtables 2: badger allocates each memtable's
 //     arena (about 5.2 MiB with batch headroom) in full, so this caps
@@ -56,7 +57,7 @@ func WithLogger(l *slog.Logger) Option {
 //     decompression, which we do not do. (Default: 256 MiB.)
 //   - indexCacheSize 0: table indexes and bloom filters stay in memory; for
 //     a few thousand chunks that is a few kilobytes.
-//   - valueThreshold 1 KiB: chunk bytes and indexes go to the value log,
+//   - valueThreshold 1 KiB: indexes go to the value log; locations and
 //     access records (16 bytes) and pins stay in the tree.
 //   - valueLogFileSize 64 MiB: value-log GC frees space a file at a time, so
 //     small files return space sooner on a small disk. It also bounds the

@@ -73,8 +73,8 @@ var (
 type CorruptError struct {
 	ID     cid.Cid // the ID the bytes were stored under
 	Got    cid.Cid // the ID the bytes actually have
-	Where  string  // the slot's path, or "database"
-	Offset int64   // byte offset in the slot; -1 when not read from a slot
+	Where  string  // the slot's or pack file's path, or "database"
+	Offset int64   // byte offset in the slot or pack file; -1 when not known
 }
 
 func (e *CorruptError) Error() string {
