@@ -195,11 +195,11 @@ func TestSiteFetchesFromOriginOnce(t *testing.T) {
 		}
 	}
 	// Without the split each of the three nodes would fetch everything
-	// (3x). Nodes that join the split while another already has the same
-	// chunk in flight from the origin may fetch it again: "about once"
-	// (issue 9 tunes this; docs/swarm.md).
-	if total*2 > unique*3 {
-		t.Errorf("the origin served %d chunk objects for %d chunks: the uplink split does not hold", total, unique)
+	// (3x). A node that joins the split late waits OriginDelay before it
+	// asks the origin, long enough on a LAN for what the others have in
+	// flight there to arrive and be announced.
+	if most > 1 {
+		t.Errorf("the origin served %d chunk objects for %d chunks, one of them %d times: the uplink split does not hold", total, unique, most)
 	}
 	// The API tells the same story.
 	srv := httptest.NewServer(devs[0].Handler())
