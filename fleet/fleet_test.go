@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoalnet/shoal/chunker"
 )
@@ -168,6 +169,13 @@ func TestPlanRefuses(t *testing.T) {
 		"loopback capped": func(c *Config) { c.Loopback, c.Net = true, 9 },
 		"bad prefix":      func(c *Config) { c.Prefix = "Shf-1" },
 		"long prefix":     func(c *Config) { c.Prefix = "shf12345678" },
+		"kill > 1":        func(c *Config) { c.Faults.Kill = 1.5 },
+		"cut on loopback": func(c *Config) { c.Loopback, c.Uplink, c.Net, c.Faults.Cut = true, 0, 9, &Window{At: 1e9, For: 1e9} },
+		"power-off alone": func(c *Config) { c.Devices, c.Faults.PowerOff = 1, &Window{At: 1e9, UntilDone: true} },
+		"baseline faults": func(c *Config) { c.Baseline, c.CacheNode, c.Faults.Kill = BaselineHTTP, false, 0.5 },
+		"baseline cache":  func(c *Config) { c.Baseline, c.CacheNode = BaselineHTTP, true },
+		"baseline ftp":    func(c *Config) { c.Baseline = "ftp" },
+		"kill all, off":   func(c *Config) { c.Sites, c.Faults.Kill, c.Faults.PowerOff = 1, 1, &Window{UntilDone: true} },
 	} {
 		c := testConfig()
 		mod(&c)
@@ -301,6 +309,121 @@ func TestResultText(t *testing.T) {
 	for _, want := range []string{"2 sites × 4 devices (netns)", "uplinks 20 Mbit/s, LAN uncapped", "committed  8 of 8",
 		"site 1   in 66.00 MiB = 1.031 × new bytes, out 1.00 MiB", "= 1.016 × new bytes × sites",
 		"lower bound 26.8 s (uplink term), 1.12 × the bound", "flipped at 28.0 never s"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestParseWindow(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		done bool
+		want Window
+		ok   bool
+	}{
+		{"3s:5s", false, Window{At: 3 * time.Second, For: 5 * time.Second}, true},
+		{"0s:1m", false, Window{For: time.Minute}, true},
+		{"1.5s:done", true, Window{At: 1500 * time.Millisecond, UntilDone: true}, true},
+		{"1s:done", false, Window{}, false},
+		{"3s", false, Window{}, false},
+		{"-1s:2s", false, Window{}, false},
+		{"1s:0s", false, Window{}, false},
+		{"soon:2s", false, Window{}, false},
+	} {
+		w, err := ParseWindow(c.in, c.done)
+		if c.ok != (err == nil) || w != c.want {
+			t.Errorf("ParseWindow(%q, %v) = %+v, %v", c.in, c.done, w, err)
+		}
+		if err != nil && !errors.Is(err, ErrWindow) {
+			t.Errorf("%q: %v is not ErrWindow", c.in, err)
+		}
+		if err == nil {
+			if back, _ := ParseWindow(w.String(), c.done); back != w {
+				t.Errorf("%q: String %q reads back as %+v", c.in, w.String(), back)
+			}
+		}
+	}
+}
+
+// TestFaultNodes: who a kill and a power-off take.
+func TestFaultNodes(t *testing.T) {
+	names := func(ns []Node) string {
+		var s []string
+		for _, n := range ns {
+			s = append(s, n.Name)
+		}
+		return strings.Join(s, " ")
+	}
+	c := testConfig()
+	c.Sites, c.Devices = 2, 4
+	for _, k := range []struct {
+		kill float64
+		off  bool
+		want string
+	}{
+		{0.5, false, "s1-d2 s1-d3"},
+		{0.3, false, "s1-d2 s1-d3"}, // ⌈1.2⌉
+		{0.01, false, "s1-d2"},
+		{1, false, "s1-d2 s1-d3 s1-d4 s1-d1"},
+	} {
+		c.Faults.Kill = k.kill
+		topo, err := Plan(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(topo.KillVictims()); got != k.want {
+			t.Errorf("--kill %g: %s, want %s", k.kill, got, k.want)
+		}
+	}
+	// One site: the powered-off device (its last) is never a victim.
+	c.Sites, c.Faults.Kill, c.Faults.PowerOff = 1, 0.5, &Window{UntilDone: true}
+	topo, err := Plan(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, ok := topo.PowerOffNode()
+	if !ok || off.Name != "s1-d4" || names(topo.KillVictims()) != "s1-d2 s1-d3" {
+		t.Errorf("power-off %s, victims %s", off.Name, names(topo.KillVictims()))
+	}
+}
+
+func TestCutCommands(t *testing.T) {
+	c := testConfig()
+	c.Sites = 2
+	topo, err := Plan(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, down := range []bool{true, false} {
+		for _, cmd := range topo.CutCommands(2, down) {
+			b.WriteString(strings.Join(cmd, " ") + "\n")
+		}
+	}
+	p := c.Prefix
+	want := "ip -n " + p + "-s2 route replace blackhole default\n" +
+		"ip -n " + p + "-wan route replace blackhole 10.2.0.0/24\n" +
+		"ip -n " + p + "-s2 route replace default via 10.254.2.1\n" +
+		"ip -n " + p + "-wan route replace 10.2.0.0/24 via 10.254.2.2\n"
+	if b.String() != want {
+		t.Errorf("cut commands:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestResultTextFaults(t *testing.T) {
+	r := &Result{Devices: 4, Committed: 4, NewBytes: 12 * mib, UplinkBytes: []int64{13 * mib, 13 * mib}, Sites: 2,
+		DevicesPerSite: 2, Size: 12 * mib, Changed: 1, Mode: BaselineHTTP, Backend: "netns", Counters: "interface",
+		Cut:      &CutReport{Site: 1, DownAt: 2, UpAt: 7, Positions: 200, HeldAtCut: []int{50, 40}, HeldAtRestore: []int{60, 60}},
+		Kill:     &KillReport{Site: 1, Fraction: 0.5, NoRefetch: true, Devices: []KilledDevice{{Name: "s1-d2", Positions: 200, HeldBefore: 80, PlacedAtKill: 78, MostAfter: 122, ChunksAfter: map[string]int{"lan": 100, "origin": 22}}}},
+		PowerOff: &PowerOffReport{Device: "s2-d2", OffAt: 1, OnAt: 20, FlippedAt: 25, BytesAfterOn: map[string]int64{"lan": 10 * mib}},
+		Final:    [][]DeviceEnd{{{Name: "s1-d1", Slot: "B", Version: 2, Committed: true}}, {{Name: "s2-d1", Slot: "A", Version: 1}}}}
+	r.Finish()
+	var b strings.Builder
+	r.WriteText(&b)
+	for _, want := range []string{"baseline: every device over HTTP", "site 1's uplink down from 2.0 s to 7.0 s",
+		"at the cut [50 40], at the restore [60 60]", "no verified chunk fetched twice", "fetched 0 chunks before, 122 after (at most 122)",
+		"s2-d2 off at 1.0 s", "after power-on: lan 10.00 MiB, wan 0.00 MiB", "s1-d1: slot B v2", "s2-d1: slot A v1 (not committed)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}

@@ -30,6 +30,11 @@ type Config struct {
 	Uplink, LAN, Origin int64
 	CacheNode           bool // one slotless cache node per site
 	Loopback            bool // 127.0.0.0/8, no namespaces, no caps
+	// Faults are staged while the release travels (none by default).
+	Faults Faults
+	// Baseline, if set ("http"), distributes the release without the
+	// swarm: every device fetches it whole from the origin.
+	Baseline string
 	// Prefix names everything of one run (namespaces, the fleet, the
 	// work directory): lower-case letters and digits, at most 10, so two
 	// runs never collide. Net is the second octet of the loopback plan
@@ -64,7 +69,7 @@ func (c Config) Check() error {
 	case c.Loopback && (c.Net < 1 || c.Net > 250):
 		return fmt.Errorf("%w: loopback net %d", ErrConfig, c.Net)
 	}
-	return nil
+	return c.checkFaults()
 }
 
 // Node is one shoal node of the fleet: a device, or a site's cache node.

@@ -62,10 +62,126 @@ type Result struct {
 	BytesBySource map[string]int64 `json:"bytes_by_source"`
 	// LANPeers is, per device, how many LAN peers it had when the release
 	// was announced.
-	LANPeers []int    `json:"lan_peers_at_announce"`
-	SetupSec float64  `json:"setup_seconds"` // everything before the announcement
-	WorkDir  string   `json:"work_dir,omitempty"`
-	Errors   []string `json:"errors,omitempty"`
+	LANPeers []int   `json:"lan_peers_at_announce"`
+	SetupSec float64 `json:"setup_seconds"` // everything before the announcement
+	// Mode is how the release travelled: "swarm" (shoal nodes) or
+	// "http" (the baseline: every device from the origin, no nodes).
+	Mode string `json:"mode"`
+	// Final is, per site, each device's slot and version after its boot
+	// check.
+	Final [][]DeviceEnd `json:"device_final"`
+	// The faults staged, and what they did (absent when not asked for).
+	Cut      *CutReport      `json:"cut_uplink,omitempty"`
+	Kill     *KillReport     `json:"kill,omitempty"`
+	PowerOff *PowerOffReport `json:"power_off,omitempty"`
+	WorkDir  string          `json:"work_dir,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
+}
+
+// DeviceEnd is where a device ended: its active slot and version after
+// the reboot and boot check that follow the release.
+type DeviceEnd struct {
+	Name      string `json:"name"`
+	Slot      string `json:"slot"`
+	Version   uint64 `json:"version"`
+	Committed bool   `json:"committed"`
+}
+
+// CutReport is what --cut-uplink did: site Site's uplink dropped
+// everything from DownAt to UpAt (seconds after the announcement).
+type CutReport struct {
+	Site      int     `json:"site"`
+	DownAt    float64 `json:"down_at_seconds"`
+	UpAt      float64 `json:"up_at_seconds"`
+	Positions int     `json:"positions"` // the release index's chunk positions
+	// HeldAtCut and HeldAtRestore are, per device of the site, the
+	// positions it held when the uplink went down and when it came back
+	// (-1: it had not started). A device that flipped during the cut
+	// holds every position.
+	HeldAtCut     []int `json:"held_at_cut"`
+	HeldAtRestore []int `json:"held_at_restore"`
+	// FlippedDuringCut counts the site's devices that flipped while it
+	// was cut off.
+	FlippedDuringCut int `json:"flipped_during_cut"`
+	// UplinkBytesDuring is what crossed the uplink into the site while it
+	// was cut (interface counters): nothing but what was in its queue.
+	UplinkBytesDuring int64 `json:"uplink_bytes_during"`
+}
+
+// KillReport is what --kill did: each victim's node was killed (SIGKILL)
+// mid-transfer and started again.
+type KillReport struct {
+	Site     int            `json:"site"`
+	Fraction float64        `json:"fraction"`
+	Devices  []KilledDevice `json:"devices"`
+	// NoRefetch holds when every victim's restarted node fetched at most
+	// MostAfter chunks: none of those its slot held verified when it was
+	// killed (docs/fleet.md, "Faults").
+	NoRefetch bool `json:"no_refetch"`
+}
+
+// KilledDevice is one victim of --kill.
+type KilledDevice struct {
+	Name      string  `json:"name"`
+	KilledAt  float64 `json:"killed_at_seconds"`
+	Restarted float64 `json:"restarted_at_seconds"`
+	Positions int     `json:"positions"`
+	// HeldBefore is the positions its node held (verified) just before
+	// the kill; ChunksBefore and ChunksAfter the chunks it fetched, by
+	// source, before the kill and after the restart.
+	HeldBefore   int            `json:"held_before"`
+	ChunksBefore map[string]int `json:"chunks_before"`
+	ChunksAfter  map[string]int `json:"chunks_after"`
+	// PlacedAtKill is the positions whose bytes in the slot being filled
+	// verified against the index once the node was dead (the harness
+	// hashes the slot as the installer does when it resumes).
+	// LostUnwritten is HeldBefore − PlacedAtKill: chunks the node had
+	// verified but that still waited in its write queue when it died.
+	PlacedAtKill  int `json:"placed_at_kill"`
+	LostUnwritten int `json:"lost_unwritten"`
+	// MostAfter is the distinct chunks with a position not in place at
+	// the kill: the most the restarted node may fetch without fetching a
+	// chunk its slot held.
+	MostAfter int `json:"most_after"`
+}
+
+// Sum adds a count by source.
+func Sum[V int | int64](by map[string]V) V {
+	var t V
+	for _, v := range by {
+		t += v
+	}
+	return t
+}
+
+// PowerOffReport is what --power-off did to one device: off at OffAt,
+// on again at OnAt, flipped at FlippedAt (seconds after the
+// announcement; -1: never).
+type PowerOffReport struct {
+	Device    string  `json:"device"`
+	Site      int     `json:"site"`
+	OffAt     float64 `json:"off_at_seconds"`
+	OnAt      float64 `json:"on_at_seconds"`
+	FlippedAt float64 `json:"flipped_at_seconds"`
+	Positions int     `json:"positions"`
+	HeldAtOff int     `json:"held_at_off"`
+	// PlacedAtOff is the positions its slot held verified once it was off.
+	PlacedAtOff int `json:"placed_at_off"`
+	// OthersDoneAt is when every other device had flipped (-1: not by
+	// the time it came back).
+	OthersDoneAt float64 `json:"others_done_at_seconds"`
+	// RebootedFirst counts the devices that had flipped by the power-on
+	// and were rebooted into the new release first, as they would have
+	// been much later (a flipped node serves the new release only from
+	// its running slot, after the reboot).
+	RebootedFirst int `json:"rebooted_first"`
+	// BytesAfterOn is the chunk bytes it verified after it came back, by
+	// source: all "lan" when its site held the release by then.
+	BytesAfterOn map[string]int64 `json:"bytes_by_source_after_on"`
+	// SiteUplinkBytesAfterOn is what its site's uplink carried into the
+	// site from its power-on to its flip (interface counters; on
+	// loopback, the chunk bytes it took from outside the site).
+	SiteUplinkBytesAfterOn int64 `json:"site_uplink_bytes_after_on"`
 }
 
 // Finish fills the ratios from the measured fields.
@@ -94,7 +210,11 @@ func (r *Result) WriteText(w io.Writer) {
 	if r.CacheNode {
 		cache = " + a cache node"
 	}
-	fmt.Fprintf(w, "fleet      %d sites × %d devices%s (%s), %s image, %s\n", r.Sites, r.DevicesPerSite, cache, r.Backend, MiB(r.Size), fresh)
+	how := ""
+	if r.Mode == BaselineHTTP {
+		how = "; baseline: every device over HTTP from the origin, no swarm"
+	}
+	fmt.Fprintf(w, "fleet      %d sites × %d devices%s (%s), %s image, %s%s\n", r.Sites, r.DevicesPerSite, cache, r.Backend, MiB(r.Size), fresh, how)
 	fmt.Fprintf(w, "links      uplinks %s, LAN %s, origin %s\n", FormatRate(r.UplinkRate), FormatRate(r.LANRate), FormatRate(r.OriginRate))
 	fmt.Fprintf(w, "committed  %d of %d devices\n", r.Committed, r.Devices)
 	fmt.Fprintf(w, "new bytes  %s per site (%d chunks)\n", MiB(r.NewBytes), r.NewChunks)
@@ -134,6 +254,45 @@ func (r *Result) WriteText(w io.Writer) {
 	if len(r.BytesBySource) > 0 {
 		fmt.Fprintf(w, "sources    lan %s, wan %s, origin %s (chunk bytes the devices verified)\n",
 			MiB(r.BytesBySource["lan"]), MiB(r.BytesBySource["wan"]), MiB(r.BytesBySource["origin"]))
+	}
+	if c := r.Cut; c != nil {
+		fmt.Fprintf(w, "cut        site %d's uplink down from %.1f s to %.1f s (%d bytes crossed it meanwhile); %d of its devices flipped meanwhile\n",
+			c.Site, c.DownAt, c.UpAt, c.UplinkBytesDuring, c.FlippedDuringCut)
+		fmt.Fprintf(w, "  positions held of %d: at the cut %v, at the restore %v\n", c.Positions, c.HeldAtCut, c.HeldAtRestore)
+	}
+	if k := r.Kill; k != nil {
+		verdict := "no verified chunk fetched twice"
+		if !k.NoRefetch {
+			verdict = "VERIFIED CHUNKS FETCHED AGAIN"
+		}
+		fmt.Fprintf(w, "kill       %d of site %d's devices killed (SIGKILL) and restarted: %s\n", len(k.Devices), k.Site, verdict)
+		for _, d := range k.Devices {
+			fmt.Fprintf(w, "  %-9s killed at %.1f s holding %d of %d positions (%d in its slot), restarted at %.1f s; fetched %d chunks before, %d after (at most %d)\n",
+				d.Name, d.KilledAt, d.HeldBefore, d.Positions, d.PlacedAtKill, d.Restarted, Sum(d.ChunksBefore), Sum(d.ChunksAfter), d.MostAfter)
+		}
+	}
+	if p := r.PowerOff; p != nil {
+		flipped := "never flipped"
+		if p.FlippedAt >= 0 {
+			flipped = fmt.Sprintf("flipped at %.1f s", p.FlippedAt)
+		}
+		fmt.Fprintf(w, "power-off  %s off at %.1f s holding %d of %d positions, on at %.1f s, %s\n", p.Device, p.OffAt, p.HeldAtOff, p.Positions, p.OnAt, flipped)
+		fmt.Fprintf(w, "  after power-on: lan %s, wan %s, origin %s; its site's uplink carried %s meanwhile\n",
+			MiB(p.BytesAfterOn["lan"]), MiB(p.BytesAfterOn["wan"]), MiB(p.BytesAfterOn["origin"]), MiB(p.SiteUplinkBytesAfterOn))
+	}
+	if len(r.Final) > 0 {
+		fmt.Fprintln(w, "devices    final slot and version after the boot check")
+		for i, site := range r.Final {
+			var b strings.Builder
+			for _, d := range site {
+				c := ""
+				if !d.Committed {
+					c = " (not committed)"
+				}
+				fmt.Fprintf(&b, "  %s: slot %s v%d%s", d.Name, d.Slot, d.Version, c)
+			}
+			fmt.Fprintf(w, "  site %-3d%s\n", i+1, b.String())
+		}
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error      %s\n", e)

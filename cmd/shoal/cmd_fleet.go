@@ -33,7 +33,8 @@ func newFleetRunCmd() *cobra.Command {
 	var (
 		sites, devices                  int
 		size, uplink, lan, originRate   string
-		changed                         float64
+		cut, powerOff, baseline         string
+		changed, kill                   float64
 		cacheNode, loopback, keep, json bool
 		timeout                         time.Duration
 	)
@@ -60,11 +61,25 @@ counts the devices that ended on the new release with a verified slot.
 The lower bound is Kumar and Ross's (2006) extended to sites behind uplinks
 (docs/fleet.md). Rates take tc's units: 20mbit, 1gbit, 500kbps (bytes).
 
+Faults, staged while the release travels (times from the announcement):
+--cut-uplink AT:FOR drops everything across site 1's uplink from AT for
+FOR; --kill F kills (SIGKILL) a fraction F of site 1's device nodes once
+they have fetched a third of the release, and starts them again 2 s later;
+--power-off AT:FOR (or AT:done) powers the last site's last device off at
+AT and on again after FOR (done: once every other device has flipped).
+The result says what each did (cut_uplink, kill, power_off).
+
+--baseline http runs no nodes: every device fetches the release from the
+origin with ` + "`shoal update apply --source URL`" + `, measured the same way.
+
 Everything the run creates (namespaces, processes, its work directory unless
 --keep) is removed when it ends, fails, or is interrupted.`,
 		Example: `  sudo shoal fleet run --sites 2 --devices 4 --size 64M --uplink 20mbit
   sudo shoal fleet run --sites 2 --devices 4 --size 64M --uplink 20mbit --changed 0.1 --json
   sudo shoal fleet run --sites 4 --devices 10 --size 256M --uplink 50mbit --lan 1gbit --origin-rate 100mbit --cache-node
+  sudo shoal fleet run --sites 2 --devices 3 --size 16M --uplink 20mbit --cut-uplink 2s:6s
+  sudo shoal fleet run --sites 2 --devices 4 --size 16M --uplink 20mbit --kill 0.5 --power-off 1s:done
+  sudo shoal fleet run --sites 2 --devices 4 --size 64M --uplink 20mbit --baseline http
   shoal fleet run --loopback --sites 2 --devices 3 --size 16M`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,7 +87,22 @@ Everything the run creates (namespaces, processes, its work directory unless
 			if err != nil {
 				return usageError{fmt.Errorf("--size: %w", err)}
 			}
-			cfg := fleet.Config{Sites: sites, Devices: devices, Size: sz, Changed: changed, CacheNode: cacheNode, Loopback: loopback}
+			cfg := fleet.Config{Sites: sites, Devices: devices, Size: sz, Changed: changed, CacheNode: cacheNode, Loopback: loopback,
+				Baseline: baseline, Faults: fleet.Faults{Kill: kill}}
+			for _, w := range []struct {
+				flag, v string
+				done    bool
+				dst     **fleet.Window
+			}{{"--cut-uplink", cut, false, &cfg.Faults.Cut}, {"--power-off", powerOff, true, &cfg.Faults.PowerOff}} {
+				if w.v == "" {
+					continue
+				}
+				win, err := fleet.ParseWindow(w.v, w.done)
+				if err != nil {
+					return usageError{fmt.Errorf("%s: %w", w.flag, err)}
+				}
+				*w.dst = &win
+			}
 			for _, r := range []struct {
 				flag, v string
 				dst     *int64
@@ -129,6 +159,10 @@ Everything the run creates (namespaces, processes, its work directory unless
 	f.StringVar(&originRate, "origin-rate", "", "the origin's egress rate; default uncapped")
 	f.BoolVar(&cacheNode, "cache-node", false, "give each site one slotless cache node")
 	f.BoolVar(&loopback, "loopback", false, "run on 127.0.0.0/8 without namespaces or caps (no root needed)")
+	f.StringVar(&cut, "cut-uplink", "", "AT:FOR: cut site 1's uplink AT after the announcement, for FOR (3s:5s)")
+	f.Float64Var(&kill, "kill", 0, "kill -9 this fraction of site 1's device nodes mid-transfer and restart them")
+	f.StringVar(&powerOff, "power-off", "", "AT:FOR or AT:done: power the last device off at AT, on after FOR (done: once every other device flipped)")
+	f.StringVar(&baseline, "baseline", "", "http: no swarm, every device fetches the release from the origin (update apply --source)")
 	f.BoolVar(&keep, "keep", false, "keep the work directory (logs, configs, stores, repository)")
 	f.BoolVar(&json, "json", false, "print one JSON object on stdout")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long (setup included); everything is removed")

@@ -22,17 +22,23 @@ type status struct {
 		ID    string `json:"id"`
 		Class string `json:"class"`
 	} `json:"peers"`
-	Transfers []struct {
-		Index string           `json:"index"`
-		Done  bool             `json:"done"`
-		Bytes map[string]int64 `json:"bytes"`
-	} `json:"transfers"`
-	Updater *struct {
+	Transfers []transferStatus `json:"transfers"`
+	Updater   *struct {
 		State         string `json:"state"`
 		StagedVersion uint64 `json:"staged_version"`
 		ActiveVersion uint64 `json:"active_version"`
 	} `json:"updater"`
 	LastError string `json:"last_error"`
+}
+
+// transferStatus is one release download of a node.
+type transferStatus struct {
+	Index  string           `json:"index"`
+	Done   bool             `json:"done"`
+	Chunks map[string]int   `json:"chunks"`
+	Bytes  map[string]int64 `json:"bytes"`
+	Held   int              `json:"held"`
+	Total  int              `json:"total"`
 }
 
 // lanPeers counts the node's LAN peers.
@@ -46,15 +52,14 @@ func (s *status) lanPeers() int {
 	return n
 }
 
-// transfer returns the bytes by source of the node's transfer of index,
-// and whether it has one.
-func (s *status) transfer(index string) (map[string]int64, bool) {
+// transfer returns the node's transfer of index, and whether it has one.
+func (s *status) transfer(index string) (transferStatus, bool) {
 	for _, t := range s.Transfers {
 		if t.Index == index {
-			return t.Bytes, true
+			return t, true
 		}
 	}
-	return nil, false
+	return transferStatus{}, false
 }
 
 // client talks to one node's API: in its namespace, at the address the
@@ -70,6 +75,14 @@ func newClient(ns, store string) *client {
 		Transport: &http.Transport{DialContext: nsDialer(ns), MaxIdleConnsPerHost: 1},
 		Timeout:   10 * time.Second,
 	}}
+}
+
+// reset forgets the node's API address: a restarted node takes another
+// port and records it anew.
+func (c *client) reset() {
+	c.http.CloseIdleConnections()
+	c.addr = ""
+	os.Remove(c.apiFile)
 }
 
 func (c *client) address() (string, error) {

@@ -62,6 +62,11 @@ type run struct {
 	repoURL string
 	version uint64
 	index   string // the new release's index CID
+	// newChunks is the release's chunks the devices lack (NewBytes').
+	newChunks int
+	faults    *faultRun
+	fetched   []int64 // the baseline's bytes fetched, per device
+	next      *chunker.Index
 }
 
 // nodeRun is one node of the running fleet.
@@ -72,6 +77,15 @@ type nodeRun struct {
 	api    *client
 	peerID string
 	addr   string // its multiaddr with /p2p/, to bootstrap from
+	config string // its node.toml
+	// down is set while its node is killed or powered off; carried holds
+	// the chunk bytes by source its killed processes had verified.
+	down    bool
+	carried map[string]int64
+	// bootChecked is set once the device rebooted into the new release
+	// during the run (rebootAll); bootCommitted is its boot check's
+	// verdict.
+	bootChecked, bootCommitted bool
 }
 
 func (n *nodeRun) deviceConfig() string { return filepath.Join(n.dir, "device", "shoal.toml") }
@@ -154,6 +168,10 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 	if t.Loopback {
 		res.Backend, res.Counters = "loopback", "node"
 	}
+	res.Mode = "swarm"
+	if t.Baseline != "" {
+		res.Mode = t.Baseline
+	}
 
 	// The release: images, keys, v1, and v2 when the run changes v1.
 	r.progress("preparing the release in %s", r.dir)
@@ -187,6 +205,7 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		r.version, held = 2, v1.index
 	}
 	res.NewBytes, res.NewChunks = fleet.NewBytes(held, next.index)
+	r.newChunks, r.next = res.NewChunks, next.index
 	r.index = next.index.CID().String()
 	res.LowerBoundSeconds, res.BoundTerm = fleet.Bound(t.Capacities(), res.NewBytes)
 
@@ -202,13 +221,17 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 	if err := r.startOrigin(ctx, repo); err != nil {
 		return nil, err
 	}
-	if err := r.startNodes(ctx); err != nil {
-		return nil, err
+	if t.Baseline == "" {
+		if err := r.startNodes(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if r.o.AfterStart != nil {
 		r.o.AfterStart()
 	}
-	res.LANPeers = r.waitMeshed(ctx)
+	if t.Baseline == "" {
+		res.LANPeers = r.waitMeshed(ctx)
+	}
 
 	// The measured part: announce, wait for every device's flip.
 	before, err := r.readCounters(ctx)
@@ -216,8 +239,19 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		return nil, err
 	}
 	res.SetupSec = time.Since(setupStart).Seconds()
-	r.progress("announcing v%d (%s new per site); lower bound %.1f s", r.version, fleet.MiB(res.NewBytes), res.LowerBoundSeconds)
-	flips, last, waitErr := r.waitFlips(ctx)
+	var (
+		flips   [][]float64
+		last    float64
+		waitErr error
+	)
+	if t.Baseline != "" {
+		r.progress("every device fetches v%d (%s new) from the origin over HTTP; lower bound %.1f s", r.version, fleet.MiB(res.NewBytes), res.LowerBoundSeconds)
+		flips, last, waitErr = r.applyAll(ctx)
+	} else {
+		r.progress("announcing v%d (%s new per site); lower bound %.1f s", r.version, fleet.MiB(res.NewBytes), res.LowerBoundSeconds)
+		r.faults = newFaultRun(r, res)
+		flips, last, waitErr = r.waitFlips(ctx)
+	}
 	res.DeviceSeconds = flips
 	res.CompletionSeconds = last
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -231,7 +265,7 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 
 	// Every device reboots into the new slot and must commit.
 	stopErr := r.stopNodes()
-	res.Committed, err = r.commitAll(context.WithoutCancel(ctx))
+	res.Committed, res.Final, err = r.commitAll(context.WithoutCancel(ctx))
 	res.Finish()
 	if err := errors.Join(waitErr, stopErr, err); err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -439,11 +473,11 @@ func (r *run) startNodes(ctx context.Context) error {
 			case !n.Seed:
 				boot = []string{seeds[n.Site].addr}
 			}
-			cfg, err := r.nodeConfig(n, boot, root)
-			if err != nil {
+			var err error
+			if n.config, err = r.nodeConfig(n, boot, root); err != nil {
 				return err
 			}
-			if n.proc, err = r.spawn(n.Name, n.Namespace, nil, "node", "run", "--config", cfg, "--log-level", "warn"); err != nil {
+			if err := r.startNode(n); err != nil {
 				return err
 			}
 		}
@@ -458,6 +492,17 @@ func (r *run) startNodes(ctx context.Context) error {
 		}
 	}
 	r.progress("%d nodes running", len(r.nodes))
+	return nil
+}
+
+// startNode starts n's node process on its config; a restarted node
+// appends to its log.
+func (r *run) startNode(n *nodeRun) error {
+	p, err := r.spawn(n.Name, n.Namespace, nil, "node", "run", "--config", n.config, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	n.proc = p
 	return nil
 }
 
@@ -540,19 +585,21 @@ func sleep(ctx context.Context, d time.Duration) bool {
 const reannounce = 5 * time.Second
 
 // waitFlips announces the release through every site's seed, then polls
-// every device until each has flipped to it ("tentative"); it returns each
-// device's time from the first announcement, by site, and the last.
+// every device until each has flipped to it ("tentative"), staging the
+// run's faults as it goes; it returns each device's time from the first
+// announcement, by site, and the last.
 func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 	devs := r.devices()
 	flipped := make([]float64, len(devs))
 	started := make([]bool, len(devs))
+	sts := make([]*status, len(devs))
 	for i := range flipped {
 		flipped[i] = -1
 	}
 	t0 := time.Now()
 	announce := func() error {
 		for _, n := range r.nodes {
-			if n.Seed {
+			if n.Seed && !n.down {
 				if err := n.api.announce(ctx, r.repoURL); err != nil {
 					return fmt.Errorf("%s: announce: %w", n.Name, err)
 				}
@@ -571,7 +618,8 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		now := time.Since(t0).Seconds()
 		allStarted := true
 		for i, n := range devs {
-			if flipped[i] >= 0 {
+			sts[i] = nil
+			if flipped[i] >= 0 || n.down {
 				continue
 			}
 			if n.proc.exited() {
@@ -582,6 +630,7 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 			if serr != nil {
 				continue
 			}
+			sts[i] = s
 			if _, ok := s.transfer(r.index); ok {
 				started[i] = true
 			}
@@ -592,6 +641,12 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 			}
 			allStarted = allStarted && started[i]
 		}
+		if err != nil {
+			break
+		}
+		if err = r.faults.step(ctx, time.Since(t0).Seconds(), devs, sts, flipped); err != nil {
+			break
+		}
 		if !allStarted && time.Since(lastAnnounce) > reannounce {
 			err = announce()
 			lastAnnounce = time.Now()
@@ -601,6 +656,7 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 			lastProgress = time.Now()
 		}
 	}
+	r.faults.end(ctx, time.Since(t0).Seconds(), devs, flipped)
 	bySite := make([][]float64, len(r.t.Sites))
 	last := 0.0
 	for i, n := range devs {
@@ -674,13 +730,24 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if r.t.Baseline != "" {
+		r.accountHTTP(res)
+		return
+	}
+	final := map[string]transferStatus{}
 	for _, n := range r.nodes {
-		s, err := n.api.status(ctx)
-		if err != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("%s: status: %v", n.Name, err))
-			continue
+		by := map[string]int64{}
+		for k, v := range n.carried {
+			by[k] += v
 		}
-		by, _ := s.transfer(r.index)
+		if s, err := n.api.status(ctx); err != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("%s: status: %v", n.Name, err))
+		} else if tr, ok := s.transfer(r.index); ok {
+			final[n.Name] = tr
+			for k, v := range tr.Bytes {
+				by[k] += v
+			}
+		}
 		for k, v := range by {
 			if !n.Cache {
 				res.BytesBySource[k] += v
@@ -691,6 +758,7 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 			res.OriginEgressBytes += by["origin"]
 		}
 	}
+	r.faults.account(final)
 }
 
 // stopNodes stops every node (SIGTERM: they shut down cleanly) and the
@@ -709,43 +777,54 @@ func (r *run) stopNodes() error {
 }
 
 // commitAll reboots every device and runs its boot check: it counts those
-// that committed the new release (the boot check verifies the slot).
-func (r *run) commitAll(ctx context.Context) (int, error) {
+// that committed the new release (the boot check verifies the slot), and
+// returns where each device ended, by site.
+func (r *run) commitAll(ctx context.Context) (int, [][]fleet.DeviceEnd, error) {
 	devs := r.devices()
-	ok := make([]bool, len(devs))
+	ends := make([]fleet.DeviceEnd, len(devs))
 	err := parallel(len(devs), 2, func(i int) error {
 		cfg := devs[i].deviceConfig()
-		if _, err := r.shoal(ctx, "device", "reboot", "--config", cfg); err != nil {
-			return err
-		}
-		out, err := r.shoal(ctx, "update", "boot-check", "--config", cfg, "--json")
-		if err != nil {
-			return err
-		}
+		ends[i].Name = devs[i].Name
 		var bc struct {
 			Committed bool `json:"committed"`
 		}
-		if err := json.Unmarshal(out, &bc); err != nil {
-			return fmt.Errorf("%s: boot-check: %w", devs[i].Name, err)
+		// A device that rebooted into the release during the run
+		// (rebootAll) had its boot check then.
+		bc.Committed = devs[i].bootCommitted
+		if !devs[i].bootChecked {
+			if _, err := r.shoal(ctx, "device", "reboot", "--config", cfg); err != nil {
+				return err
+			}
+			out, err := r.shoal(ctx, "update", "boot-check", "--config", cfg, "--json")
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(out, &bc); err != nil {
+				return fmt.Errorf("%s: boot-check: %w", devs[i].Name, err)
+			}
 		}
-		out, err = r.shoal(ctx, "update", "status", "--config", cfg, "--json")
+		out, err := r.shoal(ctx, "update", "status", "--config", cfg, "--json")
 		if err != nil {
 			return err
 		}
 		var st struct {
+			ActiveSlot    string `json:"active_slot"`
 			ActiveVersion uint64 `json:"active_version"`
 		}
 		if err := json.Unmarshal(out, &st); err != nil {
 			return fmt.Errorf("%s: status: %w", devs[i].Name, err)
 		}
-		ok[i] = bc.Committed && st.ActiveVersion == r.version
+		ends[i].Slot, ends[i].Version = st.ActiveSlot, st.ActiveVersion
+		ends[i].Committed = bc.Committed && st.ActiveVersion == r.version
 		return nil
 	})
 	n := 0
-	for _, c := range ok {
-		if c {
+	bySite := make([][]fleet.DeviceEnd, len(r.t.Sites))
+	for i, e := range ends {
+		if e.Committed {
 			n++
 		}
+		bySite[devs[i].Site-1] = append(bySite[devs[i].Site-1], e)
 	}
-	return n, err
+	return n, bySite, err
 }
