@@ -60,6 +60,14 @@ type Result struct {
 	// BytesBySource sums the devices' verified chunk bytes by where they
 	// came from (lan, wan, origin), by the nodes' own count.
 	BytesBySource map[string]int64 `json:"bytes_by_source"`
+	// SiteBytesBySource is the same per site: a site's "origin" bytes
+	// over NewBytes is how often its devices fetched each new chunk from
+	// the origin.
+	SiteBytesBySource []map[string]int64 `json:"site_bytes_by_source"`
+	// UplinkPerSecond is, per site, the bytes that entered the site over
+	// its uplink in each second after the announcement (interface
+	// counters; absent on loopback): where the uplink idled.
+	UplinkPerSecond [][]int64 `json:"uplink_in_per_second,omitempty"`
 	// LANPeers is, per device, how many LAN peers it had when the release
 	// was announced.
 	LANPeers []int   `json:"lan_peers_at_announce"`
@@ -254,6 +262,9 @@ func (r *Result) WriteText(w io.Writer) {
 	if len(r.BytesBySource) > 0 {
 		fmt.Fprintf(w, "sources    lan %s, wan %s, origin %s (chunk bytes the devices verified)\n",
 			MiB(r.BytesBySource["lan"]), MiB(r.BytesBySource["wan"]), MiB(r.BytesBySource["origin"]))
+	}
+	for i, b := range r.SiteBytesBySource {
+		fmt.Fprintf(w, "  site %-3d lan %s, wan %s, origin %s (origin: %.3f × new bytes)\n", i+1, MiB(b["lan"]), MiB(b["wan"]), MiB(b["origin"]), float64(b["origin"])/float64(max(r.NewBytes, 1)))
 	}
 	if c := r.Cut; c != nil {
 		fmt.Fprintf(w, "cut        site %d's uplink down from %.1f s to %.1f s (%d bytes crossed it meanwhile); %d of its devices flipped meanwhile\n",

@@ -66,6 +66,10 @@ type run struct {
 	newChunks int
 	faults    *faultRun
 	fetched   []int64 // the baseline's bytes fetched, per device
+	// rxLast holds each site's uplink rx at each whole second since the
+	// announcement; perSecond the differences (sampleUplinks).
+	rxLast    [][]int64
+	perSecond [][]int64
 	next      *chunker.Index
 }
 
@@ -262,6 +266,7 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		return res, errors.Join(waitErr, err)
 	}
 	r.account(res, before, after)
+	res.UplinkPerSecond = r.perSecond
 
 	// Every device reboots into the new slot and must commit.
 	stopErr := r.stopNodes()
@@ -609,6 +614,7 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 	}
 	err := announce()
 	lastAnnounce, lastProgress := time.Now(), time.Now()
+	r.sampleUplinks(ctx, 0)
 	left := len(devs)
 	for err == nil && left > 0 {
 		if !sleep(ctx, 100*time.Millisecond) {
@@ -647,6 +653,7 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		if err = r.faults.step(ctx, time.Since(t0).Seconds(), devs, sts, flipped); err != nil {
 			break
 		}
+		r.sampleUplinks(ctx, time.Since(t0))
 		if !allStarted && time.Since(lastAnnounce) > reannounce {
 			err = announce()
 			lastAnnounce = time.Now()
@@ -657,6 +664,7 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		}
 	}
 	r.faults.end(ctx, time.Since(t0).Seconds(), devs, flipped)
+	r.sampleUplinks(context.WithoutCancel(ctx), -1)
 	bySite := make([][]float64, len(r.t.Sites))
 	last := 0.0
 	for i, n := range devs {
@@ -667,6 +675,32 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		r.progress("every device flipped in %.1f s", last)
 	}
 	return bySite, last, err
+}
+
+// sampleUplinks reads each site's uplink at every whole second since the
+// announcement (at 0, and at -1: the end) and keeps the bytes of each
+// second in perSecond; on loopback it does nothing.
+func (r *run) sampleUplinks(ctx context.Context, since time.Duration) {
+	if r.t.Loopback || (since >= 0 && since < time.Duration(len(r.rxLast))*time.Second && len(r.rxLast) > 0) {
+		return
+	}
+	rx := make([]int64, len(r.t.Sites))
+	for i, s := range r.t.Sites {
+		v, _, err := counters(ctx, s.Router, fleet.IfUplink)
+		if err != nil {
+			return
+		}
+		rx[i] = v
+	}
+	if r.perSecond == nil {
+		r.perSecond = make([][]int64, len(r.t.Sites))
+	}
+	if len(r.rxLast) > 0 {
+		for i := range rx {
+			r.perSecond[i] = append(r.perSecond[i], rx[i]-r.rxLast[len(r.rxLast)-1][i])
+		}
+	}
+	r.rxLast = append(r.rxLast, rx)
 }
 
 // counterSet is one reading of the counters the result needs.
@@ -735,6 +769,10 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		return
 	}
 	final := map[string]transferStatus{}
+	res.SiteBytesBySource = make([]map[string]int64, len(r.t.Sites))
+	for i := range res.SiteBytesBySource {
+		res.SiteBytesBySource[i] = map[string]int64{}
+	}
 	for _, n := range r.nodes {
 		by := map[string]int64{}
 		for k, v := range n.carried {
@@ -751,6 +789,7 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		for k, v := range by {
 			if !n.Cache {
 				res.BytesBySource[k] += v
+				res.SiteBytesBySource[n.Site-1][k] += v
 			}
 		}
 		if r.t.Loopback {
