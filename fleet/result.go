@@ -64,10 +64,18 @@ type Result struct {
 	// over NewBytes is how often its devices fetched each new chunk from
 	// the origin.
 	SiteBytesBySource []map[string]int64 `json:"site_bytes_by_source"`
-	// UplinkPerSecond is, per site, the bytes that entered the site over
-	// its uplink in each second after the announcement (interface
-	// counters; absent on loopback): where the uplink idled.
-	UplinkPerSecond [][]int64 `json:"uplink_in_per_second,omitempty"`
+	// DeviceBytesBySource is the same per site and device.
+	DeviceBytesBySource [][]map[string]int64 `json:"device_bytes_by_source"`
+	// DeviceStartSeconds is, per site and device, when the harness first
+	// saw the device's transfer of the release (-1: never).
+	DeviceStartSeconds [][]float64 `json:"device_start_seconds,omitempty"`
+	// UplinkPerSecond is, per site, the rate (bytes per second) at which
+	// bytes entered the site over its uplink in each interval of about a
+	// second after the announcement; UplinkSampleSeconds the intervals'
+	// ends (interface counters; absent on loopback): where the uplink
+	// idled.
+	UplinkPerSecond     [][]int64 `json:"uplink_in_per_second,omitempty"`
+	UplinkSampleSeconds []float64 `json:"uplink_sample_seconds,omitempty"`
 	// LANPeers is, per device, how many LAN peers it had when the release
 	// was announced.
 	LANPeers []int   `json:"lan_peers_at_announce"`

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,8 +72,15 @@ func TestFleetLoopback(t *testing.T) {
 	if r.Devices != 6 || r.Committed != 6 {
 		t.Fatalf("%d of %d devices committed", r.Committed, r.Devices)
 	}
-	if r.NewBytes != 8<<20 || len(r.UplinkBytes) != 2 || r.Backend != "loopback" || r.Counters != "node" {
+	if r.NewBytes != 8<<20 || len(r.UplinkBytes) != 2 || r.Backend != "loopback" || r.Counters != "node" || r.Mode != "swarm" {
 		t.Fatalf("result: %+v", r)
+	}
+	for _, site := range r.Final {
+		for _, d := range site {
+			if d.Slot != "B" || d.Version != 1 || !d.Committed {
+				t.Errorf("%s ended on slot %s v%d (committed %v)", d.Name, d.Slot, d.Version, d.Committed)
+			}
+		}
 	}
 	for i, b := range r.UplinkBytes {
 		if float64(b) > 1.2*float64(r.NewBytes) {
@@ -157,6 +165,10 @@ func TestFleetUsage(t *testing.T) {
 		{"--loopback", "--uplink", "fast"},
 		{"--loopback", "--size", "big"},
 		{"--loopback", "--changed", "2"},
+		{"--loopback", "--cut-uplink", "2s:5s"},
+		{"--loopback", "--power-off", "2s"},
+		{"--loopback", "--kill", "2"},
+		{"--loopback", "--baseline", "ftp"},
 	} {
 		if _, errs, code := runCLI(t, append([]string{"fleet", "run"}, args...)...); code != exitUsage {
 			t.Errorf("%v: exit %d (%s), want %d", args, code, errs, exitUsage)
@@ -183,4 +195,104 @@ func requireFleetRoot(t *testing.T) {
 			t.Skipf("%s not found in PATH: apt-get install iproute2 procps", tool)
 		}
 	}
+}
+
+// TestFleetCutUplink: site 1's uplink drops everything for 5 s from 2 s
+// after the announcement (issue 9 item 3). While it is down the site's
+// devices trade what the LAN holds — each ends the cut holding at least
+// what the best of them held when it began — and when it returns they
+// fetch the rest; every device commits.
+func TestFleetCutUplink(t *testing.T) {
+	requireFleetRoot(t)
+	r := fleetResult(t, "--sites", "2", "--devices", "2", "--size", "12M", "--uplink", "20mbit", "--cut-uplink", "2s:5s", "--timeout", "4m")
+	if r.Devices != 4 || r.Committed != 4 {
+		t.Fatalf("%d of %d devices committed", r.Committed, r.Devices)
+	}
+	c := r.Cut
+	if c == nil || c.Site != 1 || c.DownAt < 2 || c.UpAt < 7 || len(c.HeldAtCut) != 2 || len(c.HeldAtRestore) != 2 {
+		t.Fatalf("cut report: %+v", c)
+	}
+	best := slices.Max(c.HeldAtCut)
+	if best <= 0 || best >= c.Positions {
+		t.Fatalf("the cut did not fall mid-transfer: held %v of %d positions", c.HeldAtCut, c.Positions)
+	}
+	for i, h := range c.HeldAtRestore {
+		if h < best {
+			t.Errorf("s1-d%d held %d positions when the uplink came back; its LAN held %d when it went down", i+1, h, best)
+		}
+	}
+	// Only what sat in the uplink's queue (100 ms of 20 Mbit/s) crosses it.
+	if c.UplinkBytesDuring > 1<<20 {
+		t.Errorf("%d bytes crossed the cut uplink", c.UplinkBytesDuring)
+	}
+	checkNothingLeft(t, r.Run)
+}
+
+// TestFleetKill: half of site 1's devices (one of two) are killed with
+// SIGKILL once they have a third of the release, and restarted 2 s later
+// (issue 9 item 3). Everyone commits, and the restarted node fetches at
+// most the chunks its slot did not hold verified when it died
+// (docs/fleet.md, "Faults": the harness hashes the slot after the kill).
+func TestFleetKill(t *testing.T) {
+	requireFleetRoot(t)
+	r := fleetResult(t, "--sites", "2", "--devices", "2", "--size", "12M", "--uplink", "20mbit", "--kill", "0.5", "--timeout", "4m")
+	if r.Devices != 4 || r.Committed != 4 {
+		t.Fatalf("%d of %d devices committed", r.Committed, r.Devices)
+	}
+	k := r.Kill
+	if k == nil || len(k.Devices) != 1 || k.Devices[0].Name != "s1-d2" {
+		t.Fatalf("kill report: %+v", k)
+	}
+	d := k.Devices[0]
+	if d.Restarted < d.KilledAt || d.PlacedAtKill <= 0 || d.PlacedAtKill >= d.Positions {
+		t.Fatalf("the kill did not fall mid-transfer: %+v", d)
+	}
+	if after := fleet.Sum(d.ChunksAfter); !k.NoRefetch || after > d.MostAfter {
+		t.Errorf("the restarted node fetched %d chunks; its slot held %d of %d positions: at most %d", after, d.PlacedAtKill, d.Positions, d.MostAfter)
+	}
+	checkNothingLeft(t, r.Run)
+}
+
+// TestFleetPowerOff: the last device of site 2 is powered off 1 s after
+// the announcement and on again once every other device has flipped and
+// rebooted into the release (issue 9 item 3). It commits, and everything
+// it fetches after the power-on comes from its LAN: its site's uplink
+// carries nothing more for it than control traffic.
+func TestFleetPowerOff(t *testing.T) {
+	requireFleetRoot(t)
+	r := fleetResult(t, "--sites", "2", "--devices", "2", "--size", "12M", "--uplink", "20mbit", "--power-off", "1s:done", "--timeout", "4m")
+	if r.Devices != 4 || r.Committed != 4 {
+		t.Fatalf("%d of %d devices committed", r.Committed, r.Devices)
+	}
+	p := r.PowerOff
+	if p == nil || p.Device != "s2-d2" || p.OffAt < 1 || p.OnAt < p.OthersDoneAt || p.FlippedAt < p.OnAt || p.PlacedAtOff >= p.Positions {
+		t.Fatalf("power-off report: %+v", p)
+	}
+	if p.BytesAfterOn["lan"] <= 0 || p.BytesAfterOn["wan"] != 0 || p.BytesAfterOn["origin"] != 0 {
+		t.Errorf("after the power-on it fetched %v (want LAN only)", p.BytesAfterOn)
+	}
+	if p.SiteUplinkBytesAfterOn > r.NewBytes/20 {
+		t.Errorf("site 2's uplink carried %d bytes while it caught up (new bytes %d)", p.SiteUplinkBytesAfterOn, r.NewBytes)
+	}
+	checkNothingLeft(t, r.Run)
+}
+
+// TestFleetBaselineHTTP: the plain-HTTP baseline on the same harness
+// (issue 9's targets): no nodes, every device fetches the whole release
+// from the origin, so each site's uplink carries it once per device.
+func TestFleetBaselineHTTP(t *testing.T) {
+	requireFleetRoot(t)
+	r := fleetResult(t, "--sites", "2", "--devices", "2", "--size", "8M", "--uplink", "20mbit", "--baseline", "http", "--timeout", "4m")
+	if r.Devices != 4 || r.Committed != 4 || r.Mode != "http" {
+		t.Fatalf("%d of %d devices committed (mode %q)", r.Committed, r.Devices, r.Mode)
+	}
+	for i, b := range r.UplinkBytes {
+		if float64(b) < 2*float64(r.NewBytes) {
+			t.Errorf("site %d's uplink carried %d bytes for 2 devices × %d new bytes", i+1, b, r.NewBytes)
+		}
+	}
+	if r.BytesBySource["origin"] != 4*r.NewBytes || r.BytesBySource["lan"] != 0 {
+		t.Errorf("bytes by source %v, want %d from the origin", r.BytesBySource, 4*r.NewBytes)
+	}
+	checkNothingLeft(t, r.Run)
 }

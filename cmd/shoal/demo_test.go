@@ -29,12 +29,14 @@ func TestDemoScript(t *testing.T) {
 	l.Close()
 	cmd := exec.Command("bash", "../../scripts/demo.sh")
 	cmd.Env = append(os.Environ(), "SHOAL="+bin, "DEMO_OUT="+filepath.Join(dir, "out"),
-		"DEMO_SIZE="+strconv.Itoa(8<<20), "DEMO_PORT="+strconv.Itoa(port))
+		"DEMO_SIZE="+strconv.Itoa(8<<20), "DEMO_PORT="+strconv.Itoa(port), "DEMO_FLEET_SIZE=16M")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"rejected, as it must be", "slot B is healthy: committed", "rolled back (health check failed", "audit log verifies", "slot A is healthy: committed", "from LAN", "update boot-check --config swarm-dev3/shoal.toml\nslot B is healthy: committed", "demo finished"} {
+	for _, want := range []string{"rejected, as it must be", "slot B is healthy: committed", "rolled back (health check failed", "audit log verifies", "slot A is healthy: committed", "from LAN", "update boot-check --config swarm-dev3/shoal.toml\nslot B is healthy: committed",
+		"fleet      2 sites × 3 devices", "v2 over v1, 0.1 changed", "committed  6 of 6 devices", "  site 2   in ",
+		"devices    final slot and version after the boot check", "s2-d3: slot A v2", "demo finished"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -23,20 +23,7 @@ func (r *run) applyAll(ctx context.Context) ([][]float64, float64, error) {
 	fetched := make([]int64, len(devs))
 	r.fetched = fetched
 	t0 := time.Now()
-	r.sampleUplinks(ctx, 0)
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				r.sampleUplinks(context.WithoutCancel(ctx), -1)
-				return
-			case <-time.After(100 * time.Millisecond):
-				r.sampleUplinks(ctx, time.Since(t0))
-			}
-		}
-	}()
+	r.sampler = r.startSampler(ctx, t0)
 	err := parallel(len(devs), len(devs), func(i int) error {
 		secs[i] = -1
 		n := devs[i]
@@ -64,8 +51,7 @@ func (r *run) applyAll(ctx context.Context) ([][]float64, float64, error) {
 		r.progress("%s flipped at %.1f s", n.Name, secs[i])
 		return nil
 	})
-	close(stop)
-	<-sampled
+	r.sampler.finish()
 	bySite := make([][]float64, len(r.t.Sites))
 	last := 0.0
 	for i, n := range devs {

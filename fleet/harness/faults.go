@@ -127,7 +127,7 @@ func (f *faultRun) stepCut(ctx context.Context, now float64, devs []*nodeRun, st
 				return err
 			}
 		}
-		c.DownAt, f.cutPhase = now, 1
+		c.DownAt, c.Positions, f.cutPhase = now, f.positions, 1
 		f.r.progress("site %d's uplink cut at %.1f s; positions held %v", c.Site, now, c.HeldAtCut)
 	case f.cutPhase == 1 && now >= (w.At+w.For).Seconds():
 		c.HeldAtRestore = held()

@@ -66,10 +66,8 @@ type run struct {
 	newChunks int
 	faults    *faultRun
 	fetched   []int64 // the baseline's bytes fetched, per device
-	// rxLast holds each site's uplink rx at each whole second since the
-	// announcement; perSecond the differences (sampleUplinks).
-	rxLast    [][]int64
-	perSecond [][]int64
+	sampler   *sampler
+	startedAt [][]float64 // per site, when each device's transfer showed
 	next      *chunker.Index
 }
 
@@ -266,7 +264,7 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		return res, errors.Join(waitErr, err)
 	}
 	r.account(res, before, after)
-	res.UplinkPerSecond = r.perSecond
+	res.UplinkPerSecond, res.UplinkSampleSeconds = r.sampler.finish()
 
 	// Every device reboots into the new slot and must commit.
 	stopErr := r.stopNodes()
@@ -598,8 +596,9 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 	flipped := make([]float64, len(devs))
 	started := make([]bool, len(devs))
 	sts := make([]*status, len(devs))
+	startedAt := make([]float64, len(devs))
 	for i := range flipped {
-		flipped[i] = -1
+		flipped[i], startedAt[i] = -1, -1
 	}
 	t0 := time.Now()
 	announce := func() error {
@@ -612,19 +611,27 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		}
 		return nil
 	}
+	r.sampler = r.startSampler(ctx, t0)
 	err := announce()
 	lastAnnounce, lastProgress := time.Now(), time.Now()
-	r.sampleUplinks(ctx, 0)
 	left := len(devs)
 	for err == nil && left > 0 {
 		if !sleep(ctx, 100*time.Millisecond) {
 			err = fmt.Errorf("%d of %d devices flipped: %w", len(devs)-left, len(devs), ctx.Err())
 			break
 		}
+		// Every device at once (a few at a time), so a flip is seen
+		// within about one poll however large the fleet.
+		parallel(len(devs), 8, func(i int) error {
+			sts[i] = nil
+			if n := devs[i]; flipped[i] < 0 && !n.down {
+				sts[i], _ = n.api.status(ctx)
+			}
+			return nil
+		})
 		now := time.Since(t0).Seconds()
 		allStarted := true
 		for i, n := range devs {
-			sts[i] = nil
 			if flipped[i] >= 0 || n.down {
 				continue
 			}
@@ -632,12 +639,14 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 				err = fmt.Errorf("%s exited: %v: %s", n.Name, n.proc.err, n.proc.tail())
 				break
 			}
-			s, serr := n.api.status(ctx)
-			if serr != nil {
+			s := sts[i]
+			if s == nil {
 				continue
 			}
-			sts[i] = s
 			if _, ok := s.transfer(r.index); ok {
+				if !started[i] {
+					startedAt[i] = now
+				}
 				started[i] = true
 			}
 			if u := s.Updater; u != nil && u.State == "tentative" && u.StagedVersion == r.version {
@@ -653,7 +662,6 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		if err = r.faults.step(ctx, time.Since(t0).Seconds(), devs, sts, flipped); err != nil {
 			break
 		}
-		r.sampleUplinks(ctx, time.Since(t0))
 		if !allStarted && time.Since(lastAnnounce) > reannounce {
 			err = announce()
 			lastAnnounce = time.Now()
@@ -664,43 +672,19 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		}
 	}
 	r.faults.end(ctx, time.Since(t0).Seconds(), devs, flipped)
-	r.sampleUplinks(context.WithoutCancel(ctx), -1)
+	r.sampler.finish()
 	bySite := make([][]float64, len(r.t.Sites))
+	r.startedAt = make([][]float64, len(r.t.Sites))
 	last := 0.0
 	for i, n := range devs {
 		bySite[n.Site-1] = append(bySite[n.Site-1], flipped[i])
+		r.startedAt[n.Site-1] = append(r.startedAt[n.Site-1], startedAt[i])
 		last = max(last, flipped[i])
 	}
 	if err == nil {
 		r.progress("every device flipped in %.1f s", last)
 	}
 	return bySite, last, err
-}
-
-// sampleUplinks reads each site's uplink at every whole second since the
-// announcement (at 0, and at -1: the end) and keeps the bytes of each
-// second in perSecond; on loopback it does nothing.
-func (r *run) sampleUplinks(ctx context.Context, since time.Duration) {
-	if r.t.Loopback || (since >= 0 && since < time.Duration(len(r.rxLast))*time.Second && len(r.rxLast) > 0) {
-		return
-	}
-	rx := make([]int64, len(r.t.Sites))
-	for i, s := range r.t.Sites {
-		v, _, err := counters(ctx, s.Router, fleet.IfUplink)
-		if err != nil {
-			return
-		}
-		rx[i] = v
-	}
-	if r.perSecond == nil {
-		r.perSecond = make([][]int64, len(r.t.Sites))
-	}
-	if len(r.rxLast) > 0 {
-		for i := range rx {
-			r.perSecond[i] = append(r.perSecond[i], rx[i]-r.rxLast[len(r.rxLast)-1][i])
-		}
-	}
-	r.rxLast = append(r.rxLast, rx)
 }
 
 // counterSet is one reading of the counters the result needs.
@@ -769,6 +753,8 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		return
 	}
 	final := map[string]transferStatus{}
+	res.DeviceStartSeconds = r.startedAt
+	res.DeviceBytesBySource = make([][]map[string]int64, len(r.t.Sites))
 	res.SiteBytesBySource = make([]map[string]int64, len(r.t.Sites))
 	for i := range res.SiteBytesBySource {
 		res.SiteBytesBySource[i] = map[string]int64{}
@@ -791,6 +777,9 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 				res.BytesBySource[k] += v
 				res.SiteBytesBySource[n.Site-1][k] += v
 			}
+		}
+		if !n.Cache {
+			res.DeviceBytesBySource[n.Site-1] = append(res.DeviceBytesBySource[n.Site-1], by)
 		}
 		if r.t.Loopback {
 			res.UplinkBytes[n.Site-1] += by["wan"] + by["origin"]
