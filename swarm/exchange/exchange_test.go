@@ -75,33 +75,9 @@ func TestLANSplitOriginOnce(t *testing.T) {
 	connect(nodes[1], nodes[2], sched.LAN)
 	cfg := exchange.DownloadConfig{Origin: org, TickPeriod: 10 * time.Millisecond,
 		Sched: sched.Config{StallTicks: 100000, ShareStallTicks: 100000}}
-	ds := make([]*exchange.Download, 3)
-	dls := make([]*delivery, 3)
-	for i, n := range nodes {
-		ds[i], dls[i] = n.prepare(t, rl, cfg)
-	}
-	for _, n := range nodes {
-		announced(t, n, rl.id, 2)
-	}
 	want := rl.unique()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = ds[i].FetchAll(ctx, want, dls[i].deliver(rl)) }()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("download %s: %v", nodes[i].id, err)
-		}
-	}
-	for i, n := range nodes {
-		dls[i].check(t, rl, want)
-		if string(n.slot.b) != string(rl.data) {
-			t.Errorf("%s: slot differs from the release", n.id)
-		}
-		t.Logf("%s: chunks by class %v", n.id, ds[i].Stats().Chunks)
+	for i, d := range fetchSite(t, ctx, rl, nodes, func(int) exchange.DownloadConfig { return cfg }) {
+		t.Logf("%s: chunks by class %v", nodes[i].id, d.Stats().Chunks)
 	}
 	org.mu.Lock()
 	defer org.mu.Unlock()
@@ -130,37 +106,15 @@ func TestNoShareDevices(t *testing.T) {
 	connect(nodes[0], nodes[1], sched.LAN)
 	connect(nodes[0], nodes[2], sched.LAN)
 	connect(nodes[1], nodes[2], sched.LAN)
-	ds := make([]*exchange.Download, 3)
-	dls := make([]*delivery, 3)
-	for i, n := range nodes {
+	ds := fetchSite(t, ctx, rl, nodes, func(i int) exchange.DownloadConfig {
 		cfg := exchange.DownloadConfig{TickPeriod: 10 * time.Millisecond,
 			Sched: sched.Config{StallTicks: 100000, ShareStallTicks: 100000}}
 		if i == 0 {
 			cfg.Origin = org
 		}
-		ds[i], dls[i] = n.prepare(t, rl, cfg)
-	}
-	for _, n := range nodes {
-		announced(t, n, rl.id, 2)
-	}
-	want := rl.unique()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = ds[i].FetchAll(ctx, want, dls[i].deliver(rl)) }()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("download %s: %v", nodes[i].id, err)
-		}
-	}
+		return cfg
+	})
 	for i, n := range nodes {
-		dls[i].check(t, rl, want)
-		if string(n.slot.b) != string(rl.data) {
-			t.Errorf("%s: slot differs from the release", n.id)
-		}
 		st := ds[i].Stats()
 		if st.Sched.Excluded != 0 {
 			t.Errorf("%s excluded %d wanters for stalling on their share", n.id, st.Sched.Excluded)
@@ -177,4 +131,39 @@ func TestNoShareDevices(t *testing.T) {
 			t.Errorf("origin served %s %d times", p, c)
 		}
 	}
+}
+
+// fetchSite has every node, each with cfg(i), download the whole release
+// at once (once each has heard the others' Haves) and checks what each
+// got: every chunk once, the slot equal to the release.
+func fetchSite(t *testing.T, ctx context.Context, rl *release, nodes []*node, cfg func(int) exchange.DownloadConfig) []*exchange.Download {
+	t.Helper()
+	ds := make([]*exchange.Download, len(nodes))
+	dls := make([]*delivery, len(nodes))
+	for i, n := range nodes {
+		ds[i], dls[i] = n.prepare(t, rl, cfg(i))
+	}
+	for _, n := range nodes {
+		announced(t, n, rl.id, len(nodes)-1)
+	}
+	want := rl.unique()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = ds[i].FetchAll(ctx, want, dls[i].deliver(rl)) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("download %s: %v", nodes[i].id, err)
+		}
+	}
+	for i, n := range nodes {
+		dls[i].check(t, rl, want)
+		if string(n.slot.b) != string(rl.data) {
+			t.Errorf("%s: slot differs from the release", n.id)
+		}
+	}
+	return ds
 }
