@@ -69,6 +69,19 @@ type Result struct {
 	// DeviceStartSeconds is, per site and device, when the harness first
 	// saw the device's transfer of the release (-1: never).
 	DeviceStartSeconds [][]float64 `json:"device_start_seconds,omitempty"`
+	// DeviceFetchedSeconds is when the harness first saw the device hold
+	// every position (-1: never seen: it flipped within one poll): what
+	// comes after, until its flip, is the installer's fsync, the slot's
+	// re-verification and the flip.
+	DeviceFetchedSeconds [][]float64 `json:"device_fetched_seconds,omitempty"`
+	// HeldSamples is, at each of HeldSampleSeconds (about a second
+	// apart), every device's positions held, devices in site order (-1:
+	// unknown): how the release spread.
+	HeldSampleSeconds []float64 `json:"held_sample_seconds,omitempty"`
+	HeldSamples       [][]int   `json:"held_samples,omitempty"`
+	// LoadAverage is the machine's one-minute load average at the end:
+	// the nodes share its cores with whatever else runs.
+	LoadAverage float64 `json:"load_average"`
 	// UplinkPerSecond is, per site, the rate (bytes per second) at which
 	// bytes entered the site over its uplink in each interval of about a
 	// second after the announcement; UplinkSampleSeconds the intervals'

@@ -68,7 +68,12 @@ type run struct {
 	fetched   []int64 // the baseline's bytes fetched, per device
 	sampler   *sampler
 	startedAt [][]float64 // per site, when each device's transfer showed
-	next      *chunker.Index
+	fetchedAt [][]float64 // per site, when it held every position
+	// heldAt are the polls about a second apart at which held was read:
+	// each device's positions held (-1: unknown, the node down or slow).
+	heldAt []float64
+	held   [][]int
+	next   *chunker.Index
 }
 
 // nodeRun is one node of the running fleet.
@@ -596,9 +601,9 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 	flipped := make([]float64, len(devs))
 	started := make([]bool, len(devs))
 	sts := make([]*status, len(devs))
-	startedAt := make([]float64, len(devs))
+	startedAt, fetchedAt := make([]float64, len(devs)), make([]float64, len(devs))
 	for i := range flipped {
-		flipped[i], startedAt[i] = -1, -1
+		flipped[i], startedAt[i], fetchedAt[i] = -1, -1, -1
 	}
 	t0 := time.Now()
 	announce := func() error {
@@ -643,11 +648,14 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 			if s == nil {
 				continue
 			}
-			if _, ok := s.transfer(r.index); ok {
+			if tr, ok := s.transfer(r.index); ok {
 				if !started[i] {
 					startedAt[i] = now
 				}
 				started[i] = true
+				if fetchedAt[i] < 0 && (tr.Done || tr.Total > 0 && tr.Held == tr.Total) {
+					fetchedAt[i] = now
+				}
 			}
 			if u := s.Updater; u != nil && u.State == "tentative" && u.StagedVersion == r.version {
 				flipped[i] = now
@@ -662,6 +670,13 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 		if err = r.faults.step(ctx, time.Since(t0).Seconds(), devs, sts, flipped); err != nil {
 			break
 		}
+		if len(r.heldAt) == 0 || now >= r.heldAt[len(r.heldAt)-1]+1 {
+			r.heldAt = append(r.heldAt, now)
+			r.held = append(r.held, make([]int, len(devs)))
+			for i := range devs {
+				r.held[len(r.held)-1][i] = r.faults.held(i, sts, flipped)
+			}
+		}
 		if !allStarted && time.Since(lastAnnounce) > reannounce {
 			err = announce()
 			lastAnnounce = time.Now()
@@ -675,10 +690,12 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 	r.sampler.finish()
 	bySite := make([][]float64, len(r.t.Sites))
 	r.startedAt = make([][]float64, len(r.t.Sites))
+	r.fetchedAt = make([][]float64, len(r.t.Sites))
 	last := 0.0
 	for i, n := range devs {
 		bySite[n.Site-1] = append(bySite[n.Site-1], flipped[i])
 		r.startedAt[n.Site-1] = append(r.startedAt[n.Site-1], startedAt[i])
+		r.fetchedAt[n.Site-1] = append(r.fetchedAt[n.Site-1], fetchedAt[i])
 		last = max(last, flipped[i])
 	}
 	if err == nil {
@@ -753,7 +770,11 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		return
 	}
 	final := map[string]transferStatus{}
-	res.DeviceStartSeconds = r.startedAt
+	res.DeviceStartSeconds, res.DeviceFetchedSeconds = r.startedAt, r.fetchedAt
+	res.HeldSampleSeconds, res.HeldSamples = r.heldAt, r.held
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &res.LoadAverage)
+	}
 	res.DeviceBytesBySource = make([][]map[string]int64, len(r.t.Sites))
 	res.SiteBytesBySource = make([]map[string]int64, len(r.t.Sites))
 	for i := range res.SiteBytesBySource {
