@@ -58,6 +58,10 @@ type Node struct {
 	pending     *manifest.Verified // fetched, waiting for `shoal update apply` (apply = "manual")
 	running     *exchange.SlotProvider
 	runningSlot *updater.RunningSlot
+	// installed serves the slot the last install filled and flipped to,
+	// until the device reboots into it (then it is the running slot) or
+	// the next install overwrites it. Guarded by devMu.
+	installed *installedSlot
 
 	smu       sync.Mutex
 	finished  []finishedTransfer             // the last downloads, for status
@@ -210,6 +214,10 @@ func (n *Node) close() error {
 	if n.running != nil {
 		n.provs.Remove(n.running)
 		errs = append(errs, n.runningSlot.Close())
+	}
+	if n.installed != nil {
+		n.provs.Remove(n.installed.p)
+		errs = append(errs, n.installed.f.Close())
 	}
 	if n.dev != nil {
 		errs = append(errs, n.dev.Close())
@@ -510,23 +518,53 @@ func (n *Node) install(ctx context.Context, v *manifest.Verified) error {
 	}
 	n.track(ix.CID(), dl)
 	defer n.track(ix.CID(), nil)
+	// The slot about to be filled may be the one a previous install
+	// flipped to: it stops being served before it is overwritten.
+	if old := n.installed; old != nil {
+		n.installed = nil
+		n.provs.Remove(old.p)
+		if !old.id.Equals(ix.CID()) {
+			n.engine.Withdraw(old.id)
+		}
+		old.f.Close()
+	}
 	target := n.dev.Config.SlotPath(state.Other(n.dev.State().Active))
 	f, err := os.Open(target)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	filling := exchange.NewSlotProvider(f, ix, n.engine.Held(ix.CID()))
 	n.provs.Add(filling)
-	defer n.provs.Remove(filling)
 	res, err := n.dev.Offer(ctx, v, dl, updater.OfferOptions{SourceName: "swarm", Placed: dl.Placed})
 	if err != nil {
+		// What was placed stays in the slot for the next try, but it is
+		// not served meanwhile: peers must not be told of it.
+		n.provs.Remove(filling)
+		n.engine.Withdraw(ix.CID())
+		f.Close()
 		return err
 	}
+	// The flipped slot holds the verified release: it goes on serving
+	// the site until the device reboots into it, so devices that come
+	// later take it over the LAN.
+	n.installed = &installedSlot{f: f, p: filling, id: ix.CID()}
 	n.log.Info("release installed", "channel", res.Channel, "version", res.Version, "slot", res.Slot,
 		"state", res.State, "reboot", res.Reboot, "artifact", art)
 	n.setHeld(v.Release, art, ix.CID())
-	return n.host.ProvideRelease(ctx, ix.CID())
+	// The install stands whether or not the DHT takes the record (a node
+	// alone has no one to tell); provideAll tries again later.
+	if err := n.host.ProvideRelease(ctx, ix.CID()); err != nil && ctx.Err() == nil {
+		n.log.Warn("provide", "index", ix.CID(), "err", err)
+	}
+	return nil
+}
+
+// installedSlot is a slot an install filled and flipped to, served from
+// the provider p over file f.
+type installedSlot struct {
+	f  *os.File
+	p  *exchange.SlotProvider
+	id cid.Cid
 }
 
 // keep fetches every artifact of the release into the store and pins it:

@@ -19,6 +19,7 @@ import (
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/swarm/announce"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/state"
@@ -255,5 +256,93 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 			t.Fatalf("timed out waiting: %s", what)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestFlippedDeviceServesItsRelease: a device that installed a release and
+// flipped to it (tentative, not yet rebooted) serves it from that slot, so
+// a device that was off when the release was announced, and has no
+// origin, takes the whole release, index and chunks, from it over the LAN
+// when it comes back (it resumes from the announcement it had accepted).
+func TestFlippedDeviceServesItsRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libp2p hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	img := make([]byte, 2<<20)
+	rand.Read(img)
+	imgPath := filepath.Join(dir, "v1.img")
+	os.WriteFile(imgPath, img, 0o644)
+	if _, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 1,
+		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: imgPath}},
+		Params:    chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}}); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "keys", "root.json")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	device := func(name string, bootstrap []string, opts ...Option) *Node {
+		t.Helper()
+		d := filepath.Join(dir, name)
+		dcfg := virtualDevice(t, filepath.Join(d, "device"), root, 3<<20)
+		n, err := New(ctx, nodeConfig(t, d, fmt.Sprintf("[device]\nconfig = %q\n", dcfg), bootstrap), append(opts, WithLogger(log))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	tentative := func(n *Node) func() bool {
+		return func() bool {
+			n.devMu.Lock()
+			defer n.devMu.Unlock()
+			return n.dev.State().Phase == state.Tentative
+		}
+	}
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	run := func(n *Node) {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Run(runCtx) }()
+	}
+
+	first := device("first", nil, WithOrigin(fetch.Dir(repo)))
+	run(first)
+	if err := first.Announce(ctx, fetch.Dir(repo)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the first device flipped", tentative(first))
+
+	// The late device accepted the announcement before it went off.
+	a, err := announce.Collect(ctx, fetch.Dir(repo), "test-fleet", "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "late", "store"), 0o700)
+	os.WriteFile(filepath.Join(dir, "late", "store", "announcement-stable.json"), b, 0o600)
+	late := device("late", first.Addrs()[:1]) // no origin at all
+	run(late)
+	waitFor(t, ctx, "the late device flipped", tentative(late))
+	slot, err := os.ReadFile(late.dev.Config.SlotPath("B"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(slot[:len(img)], img) {
+		t.Fatal("the late device's slot does not hold the release")
+	}
+	st := late.Status()
+	if len(st.Transfers) != 1 || st.Transfers[0].Chunks["lan"] != st.Transfers[0].Total {
+		t.Fatalf("the late device's transfer: %+v", st.Transfers)
 	}
 }
