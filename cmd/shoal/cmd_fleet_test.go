@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/shoalnet/shoal/fleet"
 	"github.com/shoalnet/shoal/fleet/harness"
+	"github.com/shoalnet/shoal/internal/testtool"
 )
 
 // fleetResult runs `shoal fleet run ... --json` in this process (its nodes
@@ -191,9 +191,7 @@ func requireFleetRoot(t *testing.T) {
 		t.Skip("fleet in network namespaces: needs root (TestFleetLoopback runs the same fleet on loopback)")
 	}
 	for _, tool := range []string{"ip", "tc", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found in PATH: apt-get install iproute2 procps", tool)
-		}
+		testtool.Need(t, tool)
 	}
 }
 

@@ -27,6 +27,9 @@ var packages = map[string]string{
 	"casync":            "casync",
 	"zstd":              "zstd",
 	"mkfs.ext4":         "e2fsprogs",
+	"ip":                "iproute2",
+	"tc":                "iproute2",
+	"sysctl":            "procps",
 }
 
 // Package returns the Debian package providing tool, or "" if the tool is
