@@ -167,3 +167,37 @@ func fetchSite(t *testing.T, ctx context.Context, rl *release, nodes []*node, cf
 	}
 	return ds
 }
+
+// What a node newly holds reaches a LAN peer at once, a HaveDelta per
+// batch, and a WAN peer after WANHaveDelay, as one Have for all batches.
+func TestWANHavesCoalesce(t *testing.T) {
+	rl := makeRelease(t, 1<<20, 14, smallParams)
+	a := newNode(t, "a", exchange.Config{WANHaveDelay: 300 * time.Millisecond})
+	lan, wan := newNode(t, "lan", exchange.Config{}), newNode(t, "wan", exchange.Config{})
+	connect(a, lan, sched.LAN)
+	connect(a, wan, sched.WAN)
+	if _, err := a.e.Serve(context.Background(), rl.ix); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(n *node) int {
+		for _, p := range n.e.Peers() {
+			if p.ID == "a" {
+				return p.Announced[rl.id]
+			}
+		}
+		return -1
+	}
+	waitFor(t, "both peers to hear a's empty Have", func() bool { return seen(lan) == 0 && seen(wan) == 0 })
+	start := time.Now()
+	for i := range 3 {
+		a.e.Announce(rl.id, []int{i})
+	}
+	waitFor(t, "the LAN peer to hear three positions", func() bool { return seen(lan) == 3 })
+	if seen(wan) != 0 && time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("the WAN peer heard of %d positions before the delay", seen(wan))
+	}
+	waitFor(t, "the WAN peer to hear three positions", func() bool { return seen(wan) == 3 })
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("the WAN peer heard after %v, before WANHaveDelay", el)
+	}
+}

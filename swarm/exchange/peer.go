@@ -35,6 +35,10 @@ type peer struct {
 	ready     bool
 	haves     map[cid.Cid]*peerHave // what the peer announced
 	haveBytes int
+	// WAN peers hear what this node newly holds at most once per
+	// Config.WANHaveDelay: the indexes whose Have is due, and the timer.
+	haveDue   map[cid.Cid]bool
+	haveTimer *time.Timer
 
 	mu       sync.Mutex
 	ctrl     []wire.Message // control frames waiting for the writer
@@ -159,6 +163,33 @@ func (p *peer) send(ms ...wire.Message) {
 
 // sendHave queues a Have or HaveDelta (under e.mu).
 func (p *peer) sendHave(_ cid.Cid, m wire.Message) { p.send(m) }
+
+// haveLater notes that index's Have is due at this WAN peer (under e.mu):
+// the first note in a while starts the timer; when it fires the peer gets
+// one whole Have per due index instead of a HaveDelta per batch of new
+// positions. Across a site's uplink each small frame costs a packet of its
+// own, and a WAN peer rarely needs to know at once.
+func (p *peer) haveLater(index cid.Cid) {
+	if p.haveDue == nil {
+		p.haveDue = map[cid.Cid]bool{}
+	}
+	p.haveDue[index] = true
+	if p.haveTimer != nil {
+		return
+	}
+	e := p.e
+	p.haveTimer = time.AfterFunc(e.cfg.WANHaveDelay, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for id := range p.haveDue {
+			if sv := e.served[id]; sv != nil && p.ready {
+				p.sendHave(id, sv.have())
+			}
+		}
+		clear(p.haveDue)
+		p.haveTimer = nil
+	})
+}
 
 // want sends a Want for piece of d's index and records it.
 func (p *peer) want(d *Download, piece int) wire.RequestID {
