@@ -276,15 +276,7 @@ func TestFlippedDeviceServesItsRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := filepath.Join(dir, "repo")
-	img := make([]byte, 2<<20)
-	rand.Read(img)
-	imgPath := filepath.Join(dir, "v1.img")
-	os.WriteFile(imgPath, img, 0o644)
-	if _, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 1,
-		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: imgPath}},
-		Params:    chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}}); err != nil {
-		t.Fatal(err)
-	}
+	img := publishImage(t, ctx, keys, dir, repo, 1, 2<<20, chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10})
 	root := filepath.Join(dir, "keys", "root.json")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	device := func(name string, bootstrap []string, opts ...Option) *Node {
