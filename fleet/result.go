@@ -199,11 +199,6 @@ type PowerOffReport struct {
 	// OthersDoneAt is when every other device had flipped (-1: not by
 	// the time it came back).
 	OthersDoneAt float64 `json:"others_done_at_seconds"`
-	// RebootedFirst counts the devices that had flipped by the power-on
-	// and were rebooted into the new release first, as they would have
-	// been much later (a flipped node serves the new release only from
-	// its running slot, after the reboot).
-	RebootedFirst int `json:"rebooted_first"`
 	// BytesAfterOn is the chunk bytes it verified after it came back, by
 	// source: all "lan" when its site held the release by then.
 	BytesAfterOn map[string]int64 `json:"bytes_by_source_after_on"`

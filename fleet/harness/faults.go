@@ -298,19 +298,8 @@ func (f *faultRun) stepPowerOff(ctx context.Context, now float64, devs []*nodeRu
 		if w.UntilDone && !others || !w.UntilDone && now < (w.At+w.For).Seconds() {
 			return nil
 		}
-		// Much later, the devices that flipped meanwhile have rebooted
-		// into the new release and serve it from their running slot (a
-		// flipped node that has not rebooted serves only its old one).
-		var moved []*nodeRun
-		for i, n := range devs {
-			if n != f.off && flipped[i] >= 0 && !n.bootChecked {
-				moved = append(moved, n)
-			}
-		}
-		if err := f.r.rebootAll(ctx, moved); err != nil {
-			return err
-		}
-		p.RebootedFirst = len(moved)
+		// The devices that flipped meanwhile serve the new release from
+		// the slot they flipped to, rebooted or not.
 		rx, err := f.siteRx(ctx, p.Site)
 		if err != nil {
 			return err
@@ -372,89 +361,6 @@ func (f *faultRun) account(final map[string]transferStatus) {
 			p.SiteUplinkBytesAfterOn = p.BytesAfterOn["wan"] + p.BytesAfterOn["origin"]
 		}
 	}
-}
-
-// rebootAll takes devices that flipped through their reboot: each node
-// stops (SIGTERM), the device reboots and runs its boot check (which
-// commits the new release), and the node starts again, now serving the
-// new release from its running slot. It returns once every node answers
-// again and has its site's other running nodes as LAN peers (at most
-// 30 s), so a node started next finds them.
-func (r *run) rebootAll(ctx context.Context, ns []*nodeRun) error {
-	if len(ns) == 0 {
-		return nil
-	}
-	ps := make([]*proc, len(ns))
-	for i, n := range ns {
-		ps[i] = n.proc
-		// What it fetched counts in the result: its next process starts
-		// its counts from zero.
-		if s, err := n.api.status(ctx); err == nil {
-			if tr, ok := s.transfer(r.index); ok {
-				if n.carried == nil {
-					n.carried = map[string]int64{}
-				}
-				for k, v := range tr.Bytes {
-					n.carried[k] += v
-				}
-			}
-		}
-	}
-	if err := stopAll(ps, 15*time.Second); err != nil {
-		return err
-	}
-	err := parallel(len(ns), 2, func(i int) error {
-		n := ns[i]
-		n.api.reset()
-		cfg := n.deviceConfig()
-		if _, err := r.shoal(ctx, "device", "reboot", "--config", cfg); err != nil {
-			return err
-		}
-		out, err := r.shoal(ctx, "update", "boot-check", "--config", cfg, "--json")
-		if err != nil {
-			return err
-		}
-		var bc struct {
-			Committed bool `json:"committed"`
-		}
-		if err := json.Unmarshal(out, &bc); err != nil {
-			return fmt.Errorf("%s: boot-check: %w", n.Name, err)
-		}
-		n.bootChecked, n.bootCommitted = true, bc.Committed
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, n := range ns {
-		if err := r.startNode(n); err != nil {
-			return err
-		}
-	}
-	for _, n := range ns {
-		if err := r.waitUp(ctx, n); err != nil {
-			return err
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range ns {
-		want := 0
-		for _, o := range r.nodes {
-			if o.Site == n.Site && o != n && !o.down {
-				want++
-			}
-		}
-		for time.Now().Before(deadline) {
-			if s, err := n.api.status(ctx); err == nil && s.lanPeers() >= want {
-				break
-			}
-			if !sleep(ctx, 100*time.Millisecond) {
-				return ctx.Err()
-			}
-		}
-	}
-	r.progress("%d devices rebooted into the new release and serve it", len(ns))
-	return nil
 }
 
 // slotScan hashes the slot device n is filling (the one its updater is

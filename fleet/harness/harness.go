@@ -89,10 +89,6 @@ type nodeRun struct {
 	// the chunk bytes by source its killed processes had verified.
 	down    bool
 	carried map[string]int64
-	// bootChecked is set once the device rebooted into the new release
-	// during the run (rebootAll); bootCommitted is its boot check's
-	// verdict.
-	bootChecked, bootCommitted bool
 }
 
 func (n *nodeRun) deviceConfig() string { return filepath.Join(n.dir, "device", "shoal.toml") }
@@ -837,22 +833,17 @@ func (r *run) commitAll(ctx context.Context) (int, [][]fleet.DeviceEnd, error) {
 		var bc struct {
 			Committed bool `json:"committed"`
 		}
-		// A device that rebooted into the release during the run
-		// (rebootAll) had its boot check then.
-		bc.Committed = devs[i].bootCommitted
-		if !devs[i].bootChecked {
-			if _, err := r.shoal(ctx, "device", "reboot", "--config", cfg); err != nil {
-				return err
-			}
-			out, err := r.shoal(ctx, "update", "boot-check", "--config", cfg, "--json")
-			if err != nil {
-				return err
-			}
-			if err := json.Unmarshal(out, &bc); err != nil {
-				return fmt.Errorf("%s: boot-check: %w", devs[i].Name, err)
-			}
+		if _, err := r.shoal(ctx, "device", "reboot", "--config", cfg); err != nil {
+			return err
 		}
-		out, err := r.shoal(ctx, "update", "status", "--config", cfg, "--json")
+		out, err := r.shoal(ctx, "update", "boot-check", "--config", cfg, "--json")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(out, &bc); err != nil {
+			return fmt.Errorf("%s: boot-check: %w", devs[i].Name, err)
+		}
+		out, err = r.shoal(ctx, "update", "status", "--config", cfg, "--json")
 		if err != nil {
 			return err
 		}
