@@ -174,8 +174,8 @@ func newTransport(timeout time.Duration) *http.Transport {
 	// A swarm node keeps many chunk GETs open at once (the scheduler's
 	// origin window). With the default of 2 idle connections per host the
 	// rest were closed after each chunk and dialled again, every new one
-	// starting in TCP slow start: on a thin uplink the bursts overflowed
-	// the queue and most segments were sent twice.
+	// starting in TCP slow start, whose bursts overflow a thin uplink's
+	// queue.
 	t.MaxIdleConnsPerHost = 64
 	return t
 }

@@ -113,7 +113,7 @@ type DeviceConfig struct {
 const (
 	DefaultStore = "/var/lib/shoal/node"
 	// DefaultWindow: on loopback, 32 outstanding requests moved a release
-	// 30% faster than 8 (docs/benchmarks.md, "Swarm").
+	// in 3.4 s where 8 took 4.4 s (docs/benchmarks.md, "Swarm").
 	DefaultWindow = 32
 	// MaxWindow stays well below what a serving peer tolerates
 	// (exchange.Config.MaxPeerWants, 256) with the index requests beside.

@@ -486,8 +486,8 @@ func APIFile(device *updater.Config) string {
 func (n *Node) downloadConfig() exchange.DownloadConfig {
 	return exchange.DownloadConfig{
 		// The site's devices keep about 8 origin transfers open between
-		// them: more, through one thin uplink, resent a third of what
-		// they sent (docs/fleet.md).
+		// them: 16 each through one thin uplink resent a third of what
+		// they sent (docs/benchmarks.md, "Fleet").
 		Sched: sched.Config{Window: n.cfg.Node.Window, OriginFirst: *n.cfg.Node.OriginFirst,
 			SiteOriginWindow: 8},
 		Origin: n.origin,
