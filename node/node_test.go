@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -123,15 +122,7 @@ func TestSiteFetchesFromOriginOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := filepath.Join(dir, "repo")
-	img := make([]byte, 3<<20)
-	rand.Read(img)
-	imgPath := filepath.Join(dir, "v1.img")
-	os.WriteFile(imgPath, img, 0o644)
-	if _, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 1,
-		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: imgPath}},
-		Params:    chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}}); err != nil {
-		t.Fatal(err)
-	}
+	img := publishImage(t, ctx, keys, dir, repo, 1, 3<<20, chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10})
 	root := filepath.Join(dir, "keys", "root.json")
 	origin := &countingOrigin{Fetcher: fetch.Dir(repo), chunks: map[string]int{}}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -45,15 +45,7 @@ func TestCacheNodeFeedsDeviceWithoutOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := filepath.Join(dir, "repo")
-	img := make([]byte, 2<<20)
-	rand.Read(img)
-	imgPath := filepath.Join(dir, "v1.img")
-	os.WriteFile(imgPath, img, 0o644)
-	if _, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 1,
-		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: imgPath}},
-		Params:    chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}}); err != nil {
-		t.Fatal(err)
-	}
+	img := publishImage(t, ctx, keys, dir, repo, 1, 2<<20, chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10})
 	bpath := filepath.Join(dir, "v1.shoal")
 	if _, err := bundle.Create(ctx, bundle.CreateOptions{Repo: repo, Channel: "stable", Out: bpath}); err != nil {
 		t.Fatal(err)
@@ -140,22 +132,7 @@ func TestCacheNodeFeedsDeviceWithoutOrigin(t *testing.T) {
 	devCfg := dev.dev.Config
 	dev.Close()
 	devClosed = true
-	d, err := updater.Open(ctx, devCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.PowerOn(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := d.BootCheck(ctx)
-	if err != nil || !res.Committed {
-		t.Fatalf("boot-check: %+v %v", res, err)
-	}
-	slot, _ := os.ReadFile(devCfg.SlotPath("B"))
-	if !bytes.Equal(slot[:len(img)], img) {
-		t.Fatal("slot B does not hold the release")
-	}
+	rebootCommits(t, ctx, devCfg, img)
 }
 
 // logFleet is a publisher whose every release is logged in the
@@ -289,22 +266,7 @@ func TestRequireLogDeviceWithoutOrigin(t *testing.T) {
 	devCfg := dev.dev.Config
 	dev.Close()
 	devClosed = true
-	d, err := updater.Open(ctx, devCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.PowerOn(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := d.BootCheck(ctx)
-	if err != nil || !res.Committed {
-		t.Fatalf("boot-check: %+v %v", res, err)
-	}
-	slot, _ := os.ReadFile(devCfg.SlotPath("B"))
-	if !bytes.Equal(slot[:len(img)], img) {
-		t.Fatal("slot B does not hold the release")
-	}
+	rebootCommits(t, ctx, devCfg, img)
 }
 
 // TestRequireLogRefusesBadSlices: a device node that requires the log
@@ -400,5 +362,27 @@ func TestRequireLogRefusesBadSlices(t *testing.T) {
 	})
 	if t.Failed() {
 		t.Logf("the device node's log:\n%s", sink)
+	}
+}
+
+// rebootCommits powers the (closed) node's device on again: its boot check
+// must commit, and slot B must hold img.
+func rebootCommits(t *testing.T, ctx context.Context, cfg *updater.Config, img []byte) {
+	t.Helper()
+	d, err := updater.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.BootCheck(ctx)
+	if err != nil || !res.Committed {
+		t.Fatalf("boot-check: %+v %v", res, err)
+	}
+	slot, _ := os.ReadFile(cfg.SlotPath("B"))
+	if !bytes.Equal(slot[:len(img)], img) {
+		t.Fatal("slot B does not hold the release")
 	}
 }
