@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -92,6 +93,13 @@ func (db *DB) Put(ctx context.Context, id cid.Cid, data []byte) error {
 // It reads the bytes from their pack with one pread: through the page
 // cache, never mapped into the process.
 func (db *DB) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
+	return db.AppendChunk(ctx, nil, id)
+}
+
+// AppendChunk is Get that reads the chunk onto the end of dst and returns
+// the extended slice: a server that frames the chunk behind a header
+// reads it into place instead of copying it there.
+func (db *DB) AppendChunk(ctx context.Context, dst []byte, id cid.Cid) ([]byte, error) {
 	if err := db.enter(); err != nil {
 		return nil, fmt.Errorf("store: get %s: %w", id, err)
 	}
@@ -103,6 +111,7 @@ func (db *DB) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 		return nil, notFound(id) // never stored: Put refuses such IDs
 	}
 	key := id.KeyString()
+	base := len(dst)
 	var data []byte
 	var p *pack
 	var off int64
@@ -115,7 +124,8 @@ func (db *DB) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 		}
 		p, off = e.pack, e.off
 		if data == nil || int64(len(data)) != e.size {
-			data = make([]byte, e.size)
+			dst = slices.Grow(dst[:base], int(e.size))
+			data = dst[base : base+int(e.size)]
 		}
 		db.mu.Unlock()
 		n, err := p.f.ReadAt(data, off)
@@ -155,7 +165,7 @@ func (db *DB) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 		}
 		db.wmu.Unlock()
 	}
-	return data, nil
+	return dst[:base+len(data)], nil
 }
 
 // Has reports whether the chunk is held. It does not count as a use.

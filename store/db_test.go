@@ -540,3 +540,26 @@ func TestCacheConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// AppendChunk reads a chunk onto the end of a buffer, leaving what the
+// buffer held, and refuses what Get refuses.
+func TestAppendChunk(t *testing.T) {
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cs := testChunks(21, 2, 40<<10)
+	put(t, db, chunker.SHA256, cs[0])
+	id := ids(chunker.SHA256, cs)
+	got, err := db.AppendChunk(context.Background(), []byte{7, 8}, id[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2+len(cs[0]) || got[0] != 7 || got[1] != 8 || !bytes.Equal(got[2:], cs[0]) {
+		t.Fatalf("AppendChunk: %d bytes, prefix %v", len(got), got[:2])
+	}
+	if _, err := db.AppendChunk(context.Background(), []byte{7}, id[1]); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("AppendChunk of a chunk not held: %v", err)
+	}
+}

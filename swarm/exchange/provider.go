@@ -146,7 +146,10 @@ var _ Provider = StoreProvider{}
 // Object gets the chunk (or, with Indexes, the index) from the store as a
 // raw object.
 func (sp StoreProvider) Object(ctx context.Context, id cid.Cid, _ cid.Cid, _ int) ([]byte, error) {
-	b, err := sp.Source.Get(ctx, id)
+	obj, err := sp.chunk(ctx, id)
+	if err == nil {
+		return obj, nil
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound) && sp.Indexes != nil:
 		ix, err := sp.Indexes.GetIndex(ctx, id)
@@ -156,10 +159,24 @@ func (sp StoreProvider) Object(ctx context.Context, id cid.Cid, _ cid.Cid, _ int
 		if err != nil {
 			return nil, err
 		}
-		b = ix.Encode()
+		return append([]byte{object.KindRaw}, ix.Encode()...), nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrNotHeld)
-	case err != nil:
+	}
+	return nil, err
+}
+
+// chunk reads chunk id as a raw object, straight behind its kind byte when
+// the store can append (store.DB: one copy of each chunk served, not two).
+func (sp StoreProvider) chunk(ctx context.Context, id cid.Cid) ([]byte, error) {
+	type appender interface {
+		AppendChunk(ctx context.Context, dst []byte, id cid.Cid) ([]byte, error)
+	}
+	if a, ok := sp.Source.(appender); ok {
+		return a.AppendChunk(ctx, []byte{object.KindRaw}, id)
+	}
+	b, err := sp.Source.Get(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	return append([]byte{object.KindRaw}, b...), nil
