@@ -1,0 +1,285 @@
+package flow
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+const sec = int64(1e9)
+
+func links(t *testing.T, n *Network, caps ...float64) []LinkID {
+	t.Helper()
+	var ids []LinkID
+	for _, c := range caps {
+		l, err := n.AddLink(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, l)
+	}
+	return ids
+}
+
+func add(t *testing.T, n *Network, now int64, bytes float64, path ...LinkID) FlowID {
+	t.Helper()
+	id, err := n.Add(now, path, bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
+
+func wantRates(t *testing.T, n *Network, ids []FlowID, want ...float64) {
+	t.Helper()
+	for i, id := range ids {
+		if got := n.Rate(id); !near(got, want[i]) {
+			t.Errorf("flow %d: rate %v, want %v", i, got, want[i])
+		}
+	}
+}
+
+func TestSharedLink(t *testing.T) {
+	n := New()
+	l := links(t, n, 100)
+	a := add(t, n, 0, 1000, l[0])
+	n.Settle(0)
+	wantRates(t, n, []FlowID{a}, 100)
+	b := add(t, n, 0, 500, l[0])
+	c := add(t, n, 0, 2000, l[0])
+	n.Settle(0)
+	wantRates(t, n, []FlowID{a, b, c}, 100.0/3, 100.0/3, 100.0/3)
+	// b finishes first: 500 bytes at 100/3 B/s = 15 s.
+	if got := n.NextFinish(); got != 15*sec {
+		t.Fatalf("next finish %d, want %d", got, 15*sec)
+	}
+	done := n.PopFinished(15 * sec)
+	if !slices.Equal(done, []FlowID{b}) {
+		t.Fatalf("finished %v, want [%d]", done, b)
+	}
+	if _, err := n.Remove(15*sec, b); err != nil {
+		t.Fatal(err)
+	}
+	n.Settle(15 * sec)
+	wantRates(t, n, []FlowID{a, c}, 50, 50)
+	// a had 1000 - 500 = 500 left at 15 s, now at 50 B/s: 10 s more.
+	if got := n.NextFinish(); got != 25*sec {
+		t.Fatalf("next finish %d, want %d", got, 25*sec)
+	}
+	if r := n.Remaining(20*sec, c); !near(r, 2000-500-250) {
+		t.Fatalf("c remaining %v at 20 s", r)
+	}
+}
+
+// The classic case: flow 0 crosses both links, flow 1 only A, flow 2 only
+// B. B (4) is the tighter link: flows 0 and 2 get 2 each, and flow 1 takes
+// what A has left, 8.
+func TestTwoLinksThreeFlows(t *testing.T) {
+	n := New()
+	l := links(t, n, 10, 4)
+	f0 := add(t, n, 0, 1e6, l[0], l[1])
+	f1 := add(t, n, 0, 1e6, l[0])
+	f2 := add(t, n, 0, 1e6, l[1])
+	n.Settle(0)
+	wantRates(t, n, []FlowID{f0, f1, f2}, 2, 8, 2)
+	if n.Bottleneck(f1) != l[0] || n.Bottleneck(f0) != l[1] {
+		t.Errorf("bottlenecks %d %d", n.Bottleneck(f0), n.Bottleneck(f1))
+	}
+	// Flow 2 goes: flow 0 is then limited by A, shared with flow 1.
+	if _, err := n.Remove(0, f2); err != nil {
+		t.Fatal(err)
+	}
+	n.Settle(0)
+	wantRates(t, n, []FlowID{f0, f1}, 4, 6)
+}
+
+func TestLinkDownAndUp(t *testing.T) {
+	n := New()
+	l := links(t, n, 10, 10)
+	a := add(t, n, 0, 100, l[0], l[1])
+	b := add(t, n, 0, 100, l[0])
+	n.Settle(0)
+	wantRates(t, n, []FlowID{a, b}, 5, 5)
+	// B goes down at 4 s: a pauses with 80 bytes left, b takes all of A.
+	if err := n.SetCapacity(4*sec, l[1], 0); err != nil {
+		t.Fatal(err)
+	}
+	n.Settle(4 * sec)
+	wantRates(t, n, []FlowID{a, b}, 0, 10)
+	if got := n.NextFinish(); got != 4*sec+8*sec {
+		t.Fatalf("next finish %d", got)
+	}
+	n.PopFinished(12 * sec)
+	if _, err := n.Remove(12*sec, b); err != nil {
+		t.Fatal(err)
+	}
+	n.Settle(12 * sec)
+	if n.NextFinish() != Never {
+		t.Fatalf("a paused flow finishes at %d", n.NextFinish())
+	}
+	if r := n.Remaining(100*sec, a); !near(r, 80) {
+		t.Fatalf("paused flow moved: %v left", r)
+	}
+	// Back up at 100 s: 80 bytes at 10 B/s.
+	if err := n.SetCapacity(100*sec, l[1], 10); err != nil {
+		t.Fatal(err)
+	}
+	n.Settle(100 * sec)
+	if got := n.NextFinish(); got != 108*sec {
+		t.Fatalf("next finish %d, want %d", got, 108*sec)
+	}
+}
+
+func TestContinueKeepsRate(t *testing.T) {
+	n := New()
+	l := links(t, n, 10)
+	a := add(t, n, 0, 10, l[0])
+	n.Settle(0)
+	if got := n.PopFinished(1 * sec); !slices.Equal(got, []FlowID{a}) {
+		t.Fatalf("finished %v", got)
+	}
+	if err := n.Continue(sec, a, 20); err != nil {
+		t.Fatal(err)
+	}
+	if n.NextFinish() != 3*sec {
+		t.Fatalf("continued flow finishes at %d", n.NextFinish())
+	}
+	if st := n.Stats(); st.Settles != 1 {
+		t.Fatalf("settles %d", st.Settles)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	n := New()
+	if _, err := n.AddLink(-1); !errors.Is(err, ErrBadLink) {
+		t.Errorf("negative capacity: %v", err)
+	}
+	if _, err := n.AddLink(math.Inf(1)); !errors.Is(err, ErrBadLink) {
+		t.Errorf("infinite capacity: %v", err)
+	}
+	l := links(t, n, 1)
+	for _, tc := range []struct {
+		path  []LinkID
+		bytes float64
+	}{{nil, 1}, {[]LinkID{5}, 1}, {[]LinkID{l[0], l[0]}, 1}, {l, -1}, {l, math.NaN()}} {
+		if _, err := n.Add(0, tc.path, tc.bytes); !errors.Is(err, ErrBadFlow) {
+			t.Errorf("Add(%v, %v): %v", tc.path, tc.bytes, err)
+		}
+	}
+	if _, err := n.Remove(0, 3); !errors.Is(err, ErrBadFlow) {
+		t.Errorf("Remove of no flow: %v", err)
+	}
+	if err := n.SetCapacity(0, 7, 1); !errors.Is(err, ErrBadLink) {
+		t.Errorf("SetCapacity of no link: %v", err)
+	}
+}
+
+// naive is max-min fair sharing computed from scratch by progressive
+// filling over every flow, the plainest way.
+func naive(caps []float64, paths [][]LinkID) []float64 {
+	rate := make([]float64, len(paths))
+	frozen := make([]bool, len(paths))
+	resid := slices.Clone(caps)
+	for {
+		best, bl := math.Inf(1), -1
+		for l := range caps {
+			k := 0
+			for f, p := range paths {
+				if !frozen[f] && slices.Contains(p, LinkID(l)) {
+					k++
+				}
+			}
+			if k > 0 && max(resid[l], 0)/float64(k) < best {
+				best, bl = max(resid[l], 0)/float64(k), l
+			}
+		}
+		if bl < 0 {
+			return rate
+		}
+		for f, p := range paths {
+			if !frozen[f] && slices.Contains(p, LinkID(bl)) {
+				frozen[f], rate[f] = true, best
+				for _, m := range p {
+					resid[m] -= best
+				}
+			}
+		}
+	}
+}
+
+// TestMatchesFullRecomputation drives random networks through random
+// changes and checks, after every instant, that recomputing only what the
+// changes touch gives the rates a full recomputation gives.
+func TestMatchesFullRecomputation(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		n := New()
+		nl := 2 + rng.IntN(10)
+		caps := make([]float64, nl)
+		for i := range caps {
+			caps[i] = float64(1 + rng.IntN(20))
+			if rng.IntN(8) == 0 {
+				caps[i] = 0
+			}
+			links(t, n, caps[i])
+		}
+		var live []FlowID
+		paths := map[FlowID][]LinkID{}
+		now := int64(0)
+		for step := range 60 {
+			for range 1 + rng.IntN(3) {
+				switch k := rng.IntN(10); {
+				case k < 5 || len(live) == 0:
+					p := rng.Perm(nl)[:1+rng.IntN(min(nl, 4))]
+					path := make([]LinkID, len(p))
+					for i, l := range p {
+						path[i] = LinkID(l)
+					}
+					id := add(t, n, now, 1e9, path...)
+					live = append(live, id)
+					paths[id] = path
+				case k < 8:
+					i := rng.IntN(len(live))
+					if _, err := n.Remove(now, live[i]); err != nil {
+						t.Fatal(err)
+					}
+					delete(paths, live[i])
+					live = slices.Delete(live, i, i+1)
+				default:
+					l := rng.IntN(nl)
+					caps[l] = float64(rng.IntN(20))
+					if err := n.SetCapacity(now, LinkID(l), caps[l]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			n.Settle(now)
+			ps := make([][]LinkID, len(live))
+			for i, id := range live {
+				ps[i] = paths[id]
+			}
+			want := naive(caps, ps)
+			for i, id := range live {
+				if got := n.Rate(id); !near(got, want[i]) {
+					t.Fatalf("seed %d step %d: flow %d (path %v) rate %v, want %v", seed, step, id, ps[i], got, want[i])
+				}
+			}
+			for l := range caps {
+				var sum float64
+				for i, p := range ps {
+					if slices.Contains(p, LinkID(l)) {
+						sum += want[i]
+					}
+				}
+				if got := n.Load(LinkID(l)); !near(got, sum) {
+					t.Fatalf("seed %d step %d: link %d load %v, want %v", seed, step, l, got, sum)
+				}
+			}
+			now += sec
+		}
+	}
+}
