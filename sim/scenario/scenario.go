@@ -36,6 +36,12 @@ type Scenario struct {
 	// Sweep axes in file order; Expand makes one run per combination of
 	// their values and per seed.
 	Sweep []Axis
+
+	// tree is the decoded file and lines where its keys are written: Expand
+	// applies a combination of sweep values to the tree and decodes it
+	// again, so a swept value is checked exactly like a written one.
+	tree  map[string]any
+	lines map[string]int
 }
 
 // Release is what the devices download.
@@ -167,6 +173,9 @@ type Dist struct {
 	Min, Max         float64
 	Mean, Stddev     float64
 	Choices, Weights []float64
+	// HasMin and HasMax say that Min or Max was written, so that a bound
+	// of 0 clamps too ({dist = "normal", mean = 5, stddev = 3, min = 0}).
+	HasMin, HasMax bool
 }
 
 // Run is one run of a study: the scenario with one combination of sweep
