@@ -16,8 +16,10 @@ import (
 )
 
 // ErrImageMismatch is wrapped when an image's bytes do not match its index:
-// a chunk that does not hash to its ID, or an image that ends early.
-var ErrImageMismatch = errors.New("delta: image does not match its index")
+// a chunk that does not hash to its ID, or an image that ends early. It
+// wraps chunker.ErrMismatch, which callers already treat as "the bytes are
+// not what the index says".
+var ErrImageMismatch = fmt.Errorf("delta: image does not match its index: %w", chunker.ErrMismatch)
 
 // Image is one release artifact: its index and its bytes.
 type Image struct {
