@@ -215,10 +215,10 @@ func (e *engine) config() error {
 		return fmt.Errorf("%w: rarity %q", ErrInvalid, st.Rarity)
 	}
 	// A device declares a stall after 2 s without a block (20 ticks of
-	// 100 ms). A piece of several chunks delivers its blocks as one here,
-	// so the wait grows with the chunks per piece; either way it is
-	// counted in ticks of this run's tick.
-	perPiece := max(1, float64(e.rel.chunks)/float64(len(e.rel.full)))
+	// 100 ms), blocks being chunks of about 64 KiB. A piece larger than
+	// that arrives here as one block, so the wait grows with the piece;
+	// either way it is counted in ticks of this run's tick.
+	perPiece := max(1, float64(e.rel.totalFull)/float64(len(e.rel.full))/(64<<10))
 	stall := max(1, int(math.Round(2e9*perPiece/float64(e.tick))))
 	e.cfg = sched.Config{
 		Window:           st.Window,
@@ -766,6 +766,7 @@ func (e *engine) kill(id int32) {
 		c := &e.conns[r.conn]
 		if c.queue[c.head] == id {
 			left, _ := e.net.Remove(e.now, c.flow)
+			c.live = false
 			e.account(c, r.bytes-left, false)
 			c.head++
 			if c.head < len(c.queue) {
