@@ -51,10 +51,28 @@ func TestRealPair(t *testing.T) {
 	if v := os.Getenv("SHOAL_DELTA_MAXREF"); v != "" {
 		o.MaxRef, _ = strconv.Atoi(v)
 	}
+	objs := map[int64][]byte{}
+	o.Objects = func(e Entry, obj []byte) error {
+		objs[e.Pos] = append([]byte(nil), obj...)
+		return nil
+	}
 	start := time.Now()
 	ix, st, err := Plan(context.Background(), base, target, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%v: %+v; delta index %d bytes", time.Since(start), st, len(ix.Encode()))
+	// Every delta expands from the base image to its chunk (Expand checks
+	// the chunk ID), references of the full cap included.
+	start = time.Now()
+	var out int64
+	dst, ref := make([]byte, ix.MaxChunk), make([]byte, ix.MaxRef)
+	for _, e := range ix.Entries {
+		got, err := ExpandFrom(dst, ref, target.Index.ID(int(e.Pos)), objs[e.Pos], base.Data, ix.Limits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out += int64(len(got))
+	}
+	t.Logf("expanded %d deltas to %d bytes in %v, reference reads included", len(ix.Entries), out, time.Since(start))
 }
