@@ -37,6 +37,7 @@ with each other.`,
 		newLogCmd(),
 		newNodeCmd(),
 		newFleetCmd(),
+		newSimCmd(),
 	)
 	return root
 }

@@ -187,10 +187,12 @@ func uplinkPlot(name string, res *sim.Result) (*plot.Plot, error) {
 		bound = append(bound, plotter.XY{X: float64(i) - 0.5, Y: y}, plotter.XY{X: float64(i) + 0.5, Y: y})
 	}
 	total, worst := uplinkRatios(res)
-	if err := addLine(p, "bound: the site's new bytes", bound, colorBound, true); err != nil {
+	// The bound is drawn over the points: where they sit on it, the
+	// dashes still show.
+	if err := addPoints(p, fmt.Sprintf("uplink, into the site (ratio %.3f, worst %.3f)", total, worst), up, colorMain); err != nil {
 		return nil, err
 	}
-	if err := addPoints(p, fmt.Sprintf("uplink, into the site (ratio %.3f, worst %.3f)", total, worst), up, colorMain); err != nil {
+	if err := addLine(p, "bound: the site's new bytes", bound, colorBound, true); err != nil {
 		return nil, err
 	}
 	p.Y.Min = 0

@@ -155,11 +155,13 @@ func (s *Scenario) Runs() int {
 }
 
 // Expand makes the runs of the study: one per combination of sweep values
-// (the last axis varying fastest) and per seed. Each Run's Scenario is a
-// deep copy with the combination applied, decoded and checked like the
-// file itself, holding only the run's seed and no sweep. A combination that
-// is invalid (a piece size below a swept chunk size) is an error naming the
-// values.
+// (the last axis varying fastest) and per seed of s.Seeds. Each Run's
+// Scenario is a deep copy holding only the run's seed and no sweep. With a
+// sweep, each combination is applied to the file as decoded and decoded
+// again, so it is checked exactly like the file itself, and a combination
+// that is invalid (a piece size below a swept chunk size) is an error
+// naming the values; fields changed in code after Parse are then not seen,
+// except Seeds. Without a sweep the copy is of s as it is, validated.
 func (s *Scenario) Expand() ([]Run, error) {
 	if n := s.Runs(); n > MaxRuns {
 		return nil, &Error{File: s.File, Line: s.lines["sweep"], Key: "sweep", Msg: fmt.Sprintf("more than %d runs", MaxRuns)}
@@ -182,7 +184,7 @@ func (s *Scenario) Expand() ([]Run, error) {
 		}
 		var base *Scenario
 		params := make([]Param, len(s.Sweep))
-		if s.tree != nil {
+		if len(s.Sweep) > 0 {
 			tree := s.tree
 			swept := map[string]string{}
 			for i, a := range s.Sweep {
@@ -205,7 +207,7 @@ func (s *Scenario) Expand() ([]Run, error) {
 			}
 			base = s
 		}
-		for _, seed := range base.Seeds {
+		for _, seed := range s.Seeds {
 			rs := base.clone()
 			rs.Seeds = []int64{seed}
 			rs.Sweep = nil
