@@ -54,6 +54,8 @@ func (e *engine) result() *Result {
 			UplinkDown: s.uplinkDown, UplinkUp: s.uplinkUp, Completion: last}
 	}
 	r.LowerBound = e.lowerBound()
+	fs := e.net.Stats()
+	r.Engine.RateRecomputations, r.Engine.FlowsRecomputed = fs.Settles, fs.Recomputed
 	if e.progress != nil {
 		e.progress(e.completed, len(e.devs))
 	}

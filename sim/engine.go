@@ -95,6 +95,7 @@ type engine struct {
 	seed     int64
 	hasBase  float64
 	cfg      sched.Config
+	window   int // cfg.Window with the default filled in
 	tick     int64
 	limit    int64
 	lat      [3]int64
@@ -231,9 +232,11 @@ func (e *engine) config() error {
 		OriginFirst:      st.OriginFirst,
 		Strategy:         strat,
 	}
-	if _, err := sched.New(e.cfg, "check", 1, rand.New(rand.NewPCG(0, 0))); err != nil {
+	s, err := sched.New(e.cfg, "check", 1, rand.New(rand.NewPCG(0, 0)))
+	if err != nil {
 		return fmt.Errorf("%w: strategy: %w", ErrInvalid, err)
 	}
+	e.window = s.Config().Window
 	return nil
 }
 
@@ -668,6 +671,7 @@ func (e *engine) decide() {
 			continue
 		}
 		acts := d.sess.Next()
+		e.res.Engine.Decisions++
 		for _, c := range acts.Cancel {
 			e.cancel(i, c)
 		}
@@ -681,6 +685,30 @@ func (e *engine) decide() {
 		}
 	}
 	e.dirty = e.dirty[:0]
+}
+
+// windowFull reports whether device i has a full window of requests
+// outstanding at peer src. Then news that src holds one more piece cannot
+// make i's scheduler ask anything now: src may not be asked more, and the
+// piece is no new choice for any other source (a piece src holds can be
+// asked only of src, or of a peer that held it before and was passed over
+// at the last decision). So the decision waits for the next event that
+// can change it (a block from src frees the window); this saves most
+// decisions in a busy site and decides exactly as deciding now would.
+func (e *engine) windowFull(i, src int32) bool {
+	d := &e.devs[i]
+	if d.npeer < e.window {
+		return false
+	}
+	n := 0
+	for _, id := range d.reqs {
+		if e.reqs[id].src == src {
+			if n++; n >= e.window {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // peerIndex parses a device ID ("d" and its index).
@@ -1032,7 +1060,9 @@ func (e *engine) haveLAN(i, p int32) {
 			continue
 		}
 		_ = md.sess.PeerHas(d.id, int(p)) // known peer, piece in range
-		e.markDirty(m)
+		if !e.windowFull(m, i) {
+			e.markDirty(m)
+		}
 	}
 }
 
@@ -1075,7 +1105,9 @@ func (e *engine) haveWAN(i, bi int32) {
 		for _, p := range batch {
 			if !md.has(p) {
 				_ = md.sess.PeerHas(d.id, int(p))
-				e.markDirty(m)
+				if !e.windowFull(m, i) {
+					e.markDirty(m)
+				}
 			}
 		}
 	}
@@ -1109,6 +1141,7 @@ func (e *engine) tickAll() {
 		}
 		if d.npeer > 0 || split && d.sess.Stats().Awaiting > 0 {
 			d.sess.Tick()
+			e.res.Engine.Ticks++
 			e.markDirty(int32(i))
 		}
 	}

@@ -33,6 +33,9 @@ type Result struct {
 	// SimSeconds is the simulated time at which the run ended.
 	SimSeconds float64 `json:"sim_seconds"`
 	Seed       int64   `json:"seed"`
+	// Engine counts the engine's work (decisions, ticks, rate
+	// recomputations).
+	Engine EngineStats `json:"engine"`
 
 	// Per-device and per-site rows and the time series, for the CSV files
 	// (not in summary.json).

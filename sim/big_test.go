@@ -1,0 +1,99 @@
+package sim
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shoalnet/shoal/sim/scenario"
+)
+
+// bigScenario is the scale target's fleet: sites of equal size behind
+// 50 Mbit/s uplinks, devices on 100 Mbit/s links, a non-blocking LAN
+// switch (10 Gbit/s: not a limit for 100 devices, so left out of the paths),
+// an origin of 10 Gbit/s, a 1 GiB release of which 10% changed (spread
+// over the image, as the fleet harness changes it), every device holding
+// the base. piece is the transfer granularity (0: chunks of 64 KiB).
+func bigScenario(devices, sites int, piece int64, tick time.Duration) *scenario.Scenario {
+	return &scenario.Scenario{
+		Release: scenario.Release{Size: 1 << 30, Changed: 0.1, ChunkSize: 64 << 10, PieceSize: piece},
+		Topology: scenario.Topology{
+			Sites: sites, DevicesPerSite: fixed(float64(devices / sites)),
+			DeviceUp: fixed(12.5e6), DeviceDown: fixed(12.5e6), LAN: fixed(1.25e9),
+			UplinkUp: fixed(6.25e6), UplinkDown: fixed(6.25e6), OriginEgress: 1.25e9,
+			LANLatency: time.Millisecond, WANLatency: 40 * time.Millisecond, OriginLatency: 40 * time.Millisecond,
+		},
+		Initial:  scenario.Initial{HasBase: 1},
+		Strategy: scenario.Strategy{Split: true, OriginFirst: true, Endgame: true, Tick: tick},
+	}
+}
+
+// TestBig runs a scale scenario when SHOAL_SIM_BIG names it: "100k" (the
+// 100,000-device target), "10k" (10,000 devices at 64 KiB chunks), or
+// DEVICES,SITES,PIECE_BYTES,TICK_MS. It reports; it asserts only that the
+// run completes (speed is for docs/simulator-model.md, not a test).
+func TestBig(t *testing.T) {
+	spec := os.Getenv("SHOAL_SIM_BIG")
+	if spec == "" {
+		t.Skip("set SHOAL_SIM_BIG=100k, 10k or DEVICES,SITES,PIECE,TICK_MS")
+	}
+	var sc *scenario.Scenario
+	switch spec {
+	case "100k":
+		sc = bigScenario(100_000, 1000, 4<<20, time.Second)
+	case "10k":
+		sc = bigScenario(10_000, 1000, 0, time.Second)
+	default:
+		var v [4]int64
+		f := splitComma(spec)
+		for i := range v {
+			if i < len(f) {
+				v[i], _ = strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+		sc = bigScenario(int(v[0]), int(v[1]), v[2], time.Duration(v[3])*time.Millisecond)
+	}
+	start := time.Now()
+	r, err := Run(context.Background(), scenario.Run{Seed: 1, Scenario: sc}, func(done, n int) {
+		if done == n || done%(n/10+1) == 0 {
+			t.Logf("  %6.1f s wall: %d of %d done", time.Since(start).Seconds(), done, n)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var up, nw int64
+	for k := range r.UplinkBytesPerSite {
+		up += r.UplinkBytesPerSite[k]
+		nw += r.NewBytesPerSite[k]
+	}
+	t.Logf("%s: %d devices, %d sites: completed %d; completion p50 %.1f p99 %.1f max %.1f s (bound %.1f s); sim %.1f s",
+		spec, r.Devices, r.Sites, r.Completed, r.Completion.P50, r.Completion.P99, r.Completion.Max, r.LowerBound, r.SimSeconds)
+	t.Logf("wall %.1f s, %d events, %.0f events/s; heap sys %.2f GiB; uplink/new bytes %.4f",
+		r.WallSeconds, r.Events, r.EventsPerSecond, float64(ms.Sys)/(1<<30), float64(up)/float64(nw))
+	t.Logf("engine: %+v", r.Engine)
+	if r.Completed != r.Devices {
+		t.Errorf("%d of %d completed", r.Completed, r.Devices)
+	}
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != ',' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
