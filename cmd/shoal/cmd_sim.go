@@ -273,22 +273,23 @@ func (sp *simProgress) startRun(run scenario.Run) {
 		fmt.Fprintf(sp.w, "sim: run %d of %d: seed %d %s\n", run.Index+1, sp.runs, run.Seed, paramText(run.Params))
 	}
 	if sp.devBar != nil {
-		sp.devBar.Abort(true)
-		sp.devBar = nil
+		sp.devBar.SetCurrent(0)
 	}
 }
 
 // devices hears the engine's progress callback.
 func (sp *simProgress) devices(completed, devices int) {
 	if sp.p != nil {
-		if sp.devBar == nil || sp.devTotal != devices {
-			if sp.devBar != nil {
-				sp.devBar.Abort(true)
-			}
-			sp.devTotal = devices
+		// One bar for the devices of every run in turn: a sweep's runs
+		// may differ in size, so its total follows the run.
+		if sp.devBar == nil {
 			sp.devBar = sp.p.AddBar(int64(devices),
 				mpb.PrependDecorators(decor.Name("devices "), decor.CountersNoUnit("%d / %d")),
 				mpb.AppendDecorators(decor.Percentage()))
+			sp.devTotal = devices
+		} else if sp.devTotal != devices {
+			sp.devBar.SetTotal(int64(devices), false)
+			sp.devTotal = devices
 		}
 		sp.devBar.SetCurrent(int64(completed))
 		return
