@@ -293,6 +293,15 @@ func (t *table) secondsDist(k string) Dist {
 	return t.dist(k, unitSeconds, false)
 }
 
+// resolve makes an index path written in a scenario relative to the
+// scenario's directory, so a run works from any working directory.
+func resolve(file, p string) string {
+	if p == "" || filepath.IsAbs(p) || file == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(file), p)
+}
+
 // Defaults that the type comments promise.
 const (
 	DefaultLimit       = 24 * time.Hour
@@ -346,9 +355,11 @@ func build(file string, tree map[string]any, lines map[string]int, swept map[str
 				d.fail(rel.key(k), "conflicts with old_index and new_index, which fix the release's size, chunks and what changed")
 			}
 		}
-		if s.Release.OldIndex == "" || s.Release.NewIndex == "" {
-			d.fail("release", "old_index and new_index go together: the base release and the new one")
+		if s.Release.NewIndex == "" {
+			d.fail("release.old_index", "needs new_index: the release the devices download")
 		}
+		s.Release.OldIndex = resolve(file, s.Release.OldIndex)
+		s.Release.NewIndex = resolve(file, s.Release.NewIndex)
 	} else if !rel.has("size") {
 		rel.missing("size", unitBytes)
 	}

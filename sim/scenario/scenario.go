@@ -60,7 +60,10 @@ type Release struct {
 	PieceSize int64
 	// OldIndex and NewIndex, when set, are real index files (shoal chunk)
 	// of the base and the new release; they replace Size, Changed and
-	// ChunkSize. Paths are resolved relative to File.
+	// ChunkSize. NewIndex alone is a release of which devices hold
+	// nothing. A relative path in a file is relative to the file's
+	// directory; Parse stores it joined to that directory, so these
+	// fields open as they are from any working directory.
 	OldIndex, NewIndex string
 }
 

@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/internal/inputfile"
 )
 
@@ -507,5 +510,33 @@ func TestIndexes(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "v2.idx"), []byte("not an index"), 0o644)
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("bad index: %v", err)
+	}
+	// Real indexes: loaded from another working directory, the paths are
+	// the scenario's directory's.
+	img := make([]byte, 1<<20)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range img {
+		img[i] = byte(rng.Uint32())
+	}
+	for _, name := range []string{"v1.idx", "v2.idx"} {
+		img[len(img)/2]++
+		ix, err := chunker.Split(context.Background(), bytes.NewReader(img), chunker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, name), ix.Encode(), 0o644)
+	}
+	t.Chdir(t.TempDir())
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Release.NewIndex != filepath.Join(dir, "v2.idx") || s.Release.OldIndex != filepath.Join(dir, "v1.idx") {
+		t.Fatalf("index paths %q %q", s.Release.OldIndex, s.Release.NewIndex)
+	}
+	// piece_size below the index's chunks.
+	os.WriteFile(p, []byte(strings.Replace(src, `piece_size = "256KiB"`, `piece_size = "4KiB"`, 1)), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "release.piece_size: 4096 is smaller than the new index's") {
+		t.Fatalf("small pieces: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -224,24 +223,11 @@ func checkDist(d *decoder, key string, dist Dist, positive bool, what string, u 
 	}
 }
 
-// IndexPaths returns OldIndex and NewIndex resolved against the directory
-// of File (relative paths in a scenario are relative to the scenario).
-func (s *Scenario) IndexPaths() (old, new string) {
-	res := func(p string) string {
-		if p == "" || filepath.IsAbs(p) || s.File == "" {
-			return p
-		}
-		return filepath.Join(filepath.Dir(s.File), p)
-	}
-	return res(s.Release.OldIndex), res(s.Release.NewIndex)
-}
-
 // checkIndexes checks that the index files exist and decode, so a typo in
 // a path fails before a sweep of a hundred runs starts.
 func checkIndexes(s *Scenario, d *decoder) {
-	old, new := s.IndexPaths()
 	var chunk int64
-	for _, p := range []struct{ key, path string }{{"release.old_index", old}, {"release.new_index", new}} {
+	for _, p := range []struct{ key, path string }{{"release.old_index", s.Release.OldIndex}, {"release.new_index", s.Release.NewIndex}} {
 		if p.path == "" {
 			continue
 		}
