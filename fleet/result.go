@@ -66,6 +66,13 @@ type Result struct {
 	SiteBytesBySource []map[string]int64 `json:"site_bytes_by_source"`
 	// DeviceBytesBySource is the same per site and device.
 	DeviceBytesBySource [][]map[string]int64 `json:"device_bytes_by_source"`
+	// DeviceSched is, per site and device, its scheduler's counters at the
+	// end: requests by source class (requested_origin, requested_lan,
+	// requested_wan), blocks for pieces it already held (duplicate),
+	// requests given up (stalled) and wanters left out of the split for
+	// stalling (excluded). A restarted device's counters are its last
+	// run's.
+	DeviceSched [][]map[string]int `json:"device_sched,omitempty"`
 	// DeviceStartSeconds is, per site and device, when the harness first
 	// saw the device's transfer of the release (-1: never).
 	DeviceStartSeconds [][]float64 `json:"device_start_seconds,omitempty"`

@@ -68,6 +68,20 @@ type TransferStatus struct {
 	BadBlocks int              `json:"bad_blocks"`
 	Held      int              `json:"held"`
 	Total     int              `json:"total"`
+	// Scheduler state, to see what a transfer waits for: requests
+	// outstanding (at the origin among them), missing pieces left to a
+	// LAN wanter's share, the split set's size, and the endgame.
+	Outstanding int  `json:"outstanding"`
+	AtOrigin    int  `json:"outstanding_origin"`
+	Awaiting    int  `json:"awaiting"`
+	Wanters     int  `json:"wanters"`
+	Endgame     bool `json:"endgame"`
+	Stalled     int  `json:"stalled"`
+	Excluded    int  `json:"excluded"`
+	// Requests issued by source class, and blocks that came for pieces
+	// already held (what the endgame and split disagreements cost).
+	Requested map[string]int `json:"requested"`
+	Duplicate int            `json:"duplicate"`
 }
 
 // ServedStatus counts what the node served its peers.
@@ -113,11 +127,15 @@ func (n *Node) Status() Status {
 }
 
 func transferStatus(index string, done bool, st exchange.DownloadStats) TransferStatus {
-	t := TransferStatus{Index: index, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{},
-		BadBlocks: st.BadBlocks, Held: st.Sched.Held, Total: st.Sched.Pieces}
+	t := TransferStatus{Index: index, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{}, Requested: map[string]int{},
+		BadBlocks: st.BadBlocks, Held: st.Sched.Held, Total: st.Sched.Pieces,
+		Outstanding: st.Sched.Outstanding, AtOrigin: st.Sched.Origin, Awaiting: st.Sched.Awaiting,
+		Wanters: st.Sched.Wanters, Endgame: st.Sched.Endgame, Stalled: st.Sched.Stalled, Excluded: st.Sched.Excluded,
+		Duplicate: st.Sched.Duplicate}
 	for c, name := range classNames {
 		t.Chunks[name] = st.Chunks[c]
 		t.Bytes[name] = st.Bytes[c]
+		t.Requested[name] = st.Sched.Requested[c]
 	}
 	return t
 }

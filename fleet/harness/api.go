@@ -39,6 +39,11 @@ type transferStatus struct {
 	Bytes  map[string]int64 `json:"bytes"`
 	Held   int              `json:"held"`
 	Total  int              `json:"total"`
+	// The scheduler's counters, for diagnostics.
+	Requested map[string]int `json:"requested"`
+	Duplicate int            `json:"duplicate"`
+	Stalled   int            `json:"stalled"`
+	Excluded  int            `json:"excluded"`
 }
 
 // lanPeers counts the node's LAN peers.

@@ -772,6 +772,7 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		fmt.Sscan(string(b), &res.LoadAverage)
 	}
 	res.DeviceBytesBySource = make([][]map[string]int64, len(r.t.Sites))
+	res.DeviceSched = make([][]map[string]int, len(r.t.Sites))
 	res.SiteBytesBySource = make([]map[string]int64, len(r.t.Sites))
 	for i := range res.SiteBytesBySource {
 		res.SiteBytesBySource[i] = map[string]int64{}
@@ -785,6 +786,12 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: status: %v", n.Name, err))
 		} else if tr, ok := s.transfer(r.index); ok {
 			final[n.Name] = tr
+			if !n.Cache {
+				res.DeviceSched[n.Site-1] = append(res.DeviceSched[n.Site-1], map[string]int{
+					"requested_origin": tr.Requested["origin"], "requested_lan": tr.Requested["lan"],
+					"requested_wan": tr.Requested["wan"], "duplicate": tr.Duplicate,
+					"stalled": tr.Stalled, "excluded": tr.Excluded})
+			}
 			for k, v := range tr.Bytes {
 				by[k] += v
 			}

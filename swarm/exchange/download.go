@@ -57,6 +57,17 @@ type DownloadConfig struct {
 	// A peer whose block deliver refuses is disconnected and penalised as
 	// for a block that failed the engine's own check.
 	DeliverChecks bool
+	// PlacedAnnounces says that the caller announces every delivered
+	// chunk itself, with Placed, once its bytes are where the node's
+	// Provider serves them; FetchAll then announces nothing on delivery.
+	// The installer's deliver only queues a chunk for its writer: a
+	// position announced before the write is asked for at once by the
+	// site's peers, the slot still holds the old bytes there, the peers
+	// hear "corrupt" and forget that this node holds the chunk, and, the
+	// bit being set already, they are never told again: they wait for it
+	// until the split gives up on this node and fetch it over the uplink
+	// once more.
+	PlacedAnnounces bool
 }
 
 // Download fetches one release index from the swarm and the origin. It
@@ -154,10 +165,10 @@ func (d *Download) Stats() DownloadStats {
 	return d.stats
 }
 
-// Placed announces positions the node now holds without this download
-// (found in place, copied from the running slot): the node calls it from
-// the updater's Placed callback. Positions a FetchAll delivers are
-// announced by the download itself.
+// Placed announces positions whose bytes are now where the node's
+// Provider serves them: found in place, copied from the running slot, or
+// (with DownloadConfig.PlacedAnnounces) delivered by FetchAll and written
+// since. The node calls it from the updater's Placed callback.
 func (d *Download) Placed(positions []int) { d.e.Announce(d.id, positions) }
 
 // group is every position holding the chunk first at f.
@@ -186,12 +197,13 @@ func (d *Download) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 // never fetched. Positions delivered are announced to peers once deliver
 // returns nil (so deliver must have stored them where the node's Provider
 // serves them: the slot being filled, whose SlotProvider shares
-// Engine.Held). An error of deliver that IsBadChunk accepts counts as a
+// Engine.Held), unless DownloadConfig.PlacedAnnounces leaves that to the
+// caller's Placed. An error of deliver that IsBadChunk accepts counts as a
 // bad block from whoever sent the bytes: the chunk is fetched again
 // elsewhere. FetchAll returns nil when every chunk was delivered, ctx's
 // error when ctx ends, or deliver's other errors.
 func (d *Download) FetchAll(ctx context.Context, want []cid.Cid, deliver func(id cid.Cid, data []byte) error) error {
-	return d.fetch(ctx, want, deliver, true)
+	return d.fetch(ctx, want, deliver, !d.cfg.PlacedAnnounces)
 }
 
 type evKind uint8

@@ -64,10 +64,6 @@ func naiveNext(s *Session) []Request {
 			wanters = append(wanters, p.id)
 		}
 	}
-	originWindow := cfg.OriginWindow
-	if nw := len(wanters); cfg.SiteOriginWindow > 0 && !cfg.NoSplit {
-		originWindow = min(cfg.OriginWindow, max(2, (cfg.SiteOriginWindow+nw)/(1+nw)))
-	}
 	if !cfg.NoShare || len(wanters) == 0 {
 		wanters = append(wanters, s.self) // a node that takes no share stands in only for nobody
 	}
@@ -94,6 +90,19 @@ func naiveNext(s *Session) []Request {
 			return "wan"
 		}
 		return "origin"
+	}
+	// The site origin window is shared with the wanters that still owe
+	// this node pieces (own at least one it awaits).
+	originWindow := cfg.OriginWindow
+	if cfg.SiteOriginWindow > 0 && !cfg.NoSplit {
+		owing := map[string]bool{}
+		for pos := range s.n {
+			if placeOf(pos) == "await" {
+				owing[Owner(pos, wanters)] = true
+			}
+		}
+		nw := len(owing)
+		originWindow = min(cfg.OriginWindow, max(2, (cfg.SiteOriginWindow+nw)/(1+nw)))
 	}
 	bucket := func(pos int, c Class) int {
 		if cfg.Strategy == Random {

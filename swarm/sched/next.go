@@ -36,11 +36,26 @@ func (s *Session) Next() Actions {
 
 // originWindow is how many origin requests this node may have
 // outstanding now (Config.OriginWindow, SiteOriginWindow).
+//
+// The site window is shared only with the wanters that still owe this node
+// pieces. A wanter that owes nothing has no uplink work this node knows of:
+// a piece it owns and this node lacks is either held on the LAN (so it
+// fetches that from the LAN too) or awaited from it. The split divides the
+// pieces evenly but the nodes fetch at different speeds, so near the end
+// most of them have finished their shares while one still has many pieces
+// left; that one then takes the whole site window instead of leaving the
+// uplink idle.
 func (s *Session) originWindow() int {
 	if s.cfg.SiteOriginWindow == 0 || s.cfg.NoSplit {
 		return s.cfg.OriginWindow
 	}
-	share := (s.cfg.SiteOriginWindow + len(s.wanters)) / (1 + len(s.wanters))
+	owing := 0
+	for _, w := range s.wanters {
+		if w.awaited > 0 {
+			owing++
+		}
+	}
+	share := (s.cfg.SiteOriginWindow + owing) / (1 + owing)
 	return min(s.cfg.OriginWindow, max(2, share))
 }
 
