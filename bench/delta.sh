@@ -65,7 +65,9 @@ if [ -z "${SHOAL:-}" ]; then
 fi
 
 # timed OUT CMD...: run CMD under /usr/bin/time -v with its stdout in
-# OUT.out; OUT.time gets the report. Prints "SECONDS MAX_RSS_KIB".
+# OUT.out; OUT.time gets the report. Prints "WALL_SECONDS MAX_RSS_KIB
+# CPU_SECONDS" (user + system: less sensitive than wall time to what else
+# runs on the machine).
 timed() {
 	local out=$1
 	shift
@@ -73,7 +75,8 @@ timed() {
 	awk -F': ' '
 		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i] }
 		/Maximum resident set size/ { rss = $2 }
-		END { printf "%.2f %d\n", s, rss }' "$out.time"
+		/User time \(seconds\)|System time \(seconds\)/ { cpu += $2 }
+		END { printf "%.2f %d %.2f\n", s, rss, cpu }' "$out.time"
 }
 
 # casync_growth KIND: the chunks v2's store adds to v1's: "RAW COMPRESSED COUNT".
@@ -130,12 +133,13 @@ main() {
 	echo
 	echo "Publisher: wall seconds and peak RSS (/usr/bin/time -v), images in the page cache."
 	echo
-	printf '| pair | shoal diff --delta | zstd -3 --long=31 --patch-from | time shoal / zstd | load average before |\n'
-	printf '|---|---:|---:|---:|---|\n'
+	printf '| pair | shoal diff --delta: wall, CPU, peak RSS | zstd -3 --long=31 --patch-from: wall, CPU, peak RSS | wall shoal / zstd | CPU shoal / zstd | load average before |\n'
+	printf '|---|---:|---:|---:|---:|---|\n'
 	for t in "${TIMES[@]}"; do
+		# shellcheck disable=SC2086 # split the fields on purpose
 		set -- $t
-		printf '| %s | %.2f s, %d MiB | %.2f s, %d MiB | %s | %s |\n' "$1" "$2" "$(($3 / 1024))" "$4" "$(($5 / 1024))" \
-			"$(div "$2" "$4")" "${*:6}"
+		printf '| %s | %.2f s, %.2f s, %d MiB | %.2f s, %.2f s, %d MiB | %s | %s | %s |\n' "$1" "$2" "$4" "$(($3 / 1024))" \
+			"$5" "$7" "$(($6 / 1024))" "$(div "$2" "$5")" "$(div "$4" "$7")" "${*:8}"
 	done
 	echo
 	echo "# $(load) (end)"

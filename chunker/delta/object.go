@@ -210,8 +210,9 @@ func ReadReference(buf []byte, base io.ReaderAt, ranges []Range) ([]byte, error)
 // and accepts the result only if it hashes to id. It never allocates more
 // than the header's expanded size, which lim.MaxChunk bounds before
 // anything is decoded; the output goes into dst's capacity when that holds
-// the chunk. The error names the chunk; it wraps ErrCorrupt, ErrTooLarge or
-// ErrBadRange.
+// the chunk. Errors name the chunk. Those about the object wrap ErrCorrupt,
+// ErrTooLarge or ErrBadRange; a caller's mistake (limits out of range, a
+// reference of another length than the header names) wraps none of them.
 func Expand(dst []byte, id cid.Cid, obj, ref []byte, lim Limits) ([]byte, error) {
 	h, frame, err := ParseHeader(obj, lim)
 	if err != nil {
