@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/sim/scenario"
@@ -139,9 +138,8 @@ func indexChunks(sc *scenario.Scenario) (sizes []int64, fresh, full []bool, err 
 		if p == "" {
 			return nil, nil
 		}
-		if !filepath.IsAbs(p) && sc.File != "" {
-			p = filepath.Join(filepath.Dir(sc.File), p)
-		}
+		// scenario.Load stores the path joined to the file's directory
+		// already: it opens as it is.
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("sim: release index: %w", err)
