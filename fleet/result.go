@@ -45,6 +45,17 @@ type Result struct {
 	UplinkRatio []float64 `json:"uplink_ratio"`
 	OriginRatio float64   `json:"origin_ratio"`
 	BoundRatio  float64   `json:"bound_ratio"`
+	// UplinkPayloadBytes and OriginPayloadBytes are the same counts less
+	// FrameHeaderBytes for every frame the interface counted: what TCP
+	// carried for its users (chunks, HTTP, libp2p's own framing). A
+	// 1,500-byte MTU puts 66 bytes of headers on every 1,448 of payload,
+	// 4.6%, so no transfer counted with headers comes within 1.05 of its
+	// payload; these say how much of a ratio is the protocol's and how
+	// much the frames'. The ratios are over the same denominators.
+	UplinkPayloadBytes []int64   `json:"uplink_payload_bytes,omitempty"`
+	OriginPayloadBytes int64     `json:"origin_egress_payload_bytes,omitempty"`
+	UplinkPayloadRatio []float64 `json:"uplink_payload_ratio,omitempty"`
+	OriginPayloadRatio float64   `json:"origin_payload_ratio,omitempty"`
 	// OriginTCPSegments and OriginTCPRetransmits count the TCP segments
 	// the origin sent and resent (its namespace's /proc/net/snmp):
 	// resent segments count in OriginEgressBytes again.
@@ -224,6 +235,11 @@ func (r *Result) Finish() {
 		}
 		if r.Sites > 0 {
 			r.OriginRatio = float64(r.OriginEgressBytes) / float64(r.NewBytes*int64(r.Sites))
+			r.OriginPayloadRatio = float64(r.OriginPayloadBytes) / float64(r.NewBytes*int64(r.Sites))
+		}
+		r.UplinkPayloadRatio = nil
+		for _, b := range r.UplinkPayloadBytes {
+			r.UplinkPayloadRatio = append(r.UplinkPayloadRatio, float64(b)/float64(r.NewBytes))
 		}
 	}
 	if r.LowerBoundSeconds > 0 {
@@ -259,9 +275,15 @@ func (r *Result) WriteText(w io.Writer) {
 		if i < len(r.UplinkOutBytes) {
 			out = fmt.Sprintf(", out %s", MiB(r.UplinkOutBytes[i]))
 		}
+		if i < len(r.UplinkPayloadRatio) {
+			out += fmt.Sprintf("; payload %.3f ×", r.UplinkPayloadRatio[i])
+		}
 		fmt.Fprintf(w, "  site %-3d in %s = %.3f × new bytes%s\n", i+1, MiB(b), r.UplinkRatio[i], out)
 	}
 	fmt.Fprintf(w, "origin     sent %s = %.3f × new bytes × sites", MiB(r.OriginEgressBytes), r.OriginRatio)
+	if r.OriginPayloadBytes > 0 {
+		fmt.Fprintf(w, " (payload %.3f ×)", r.OriginPayloadRatio)
+	}
 	if r.OriginTCPSegments > 0 {
 		fmt.Fprintf(w, "; %d of %d TCP segments resent (%d arrived twice at the nodes)", r.OriginTCPRetransmits, r.OriginTCPSegments, r.NodeTCPDuplicates)
 	}

@@ -154,48 +154,91 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 		}
 	}
 
-	// Local copies first, sequentially; collect what must be fetched,
-	// grouping positions that hold the same chunk so it is fetched once.
+	// Sort the positions: copied from a local release, or fetched
+	// (positions holding the same chunk grouped, so it is fetched once).
+	type copyJob struct {
+		i int
+		l loc
+	}
+	var copies []copyJob
 	var remote [][]int
 	pending := map[chunker.Digest]int{} // digest -> position in remote
-	addRemote := func(i int) {
+	addRemote := func(groups *[][]int, i int) {
 		d := ix.Chunks[i].Digest
 		if k, ok := pending[d]; ok {
-			remote[k] = append(remote[k], i)
+			(*groups)[k] = append((*groups)[k], i)
 			return
 		}
-		pending[d] = len(remote)
-		remote = append(remote, []int{i})
+		pending[d] = len(*groups)
+		*groups = append(*groups, []int{i})
 	}
-	buf := make([]byte, ix.Params.Max)
 	for i, e := range ix.Chunks {
 		if have[i] {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return st, err
+		if l, ok := local[e.Digest]; ok {
+			copies = append(copies, copyJob{i, l})
+		} else {
+			addRemote(&remote, i)
 		}
-		l, ok := local[e.Digest]
-		if !ok {
-			addRemote(i)
-			continue
-		}
-		b := buf[:e.Size]
-		if _, err := l.f.ReadAt(b, l.off); err != nil {
-			// Unreadable local copy: download instead.
-			addRemote(i)
-			continue
-		}
-		if _, err := p.Target.WriteAt(b, off[i]); err != nil {
-			return st, fmt.Errorf("write chunk %d at offset %d of %s: %w", i, off[i], p.Target.Name(), err)
-		}
-		st.LocalBytes += int64(e.Size)
-		report(int64(e.Size))
-		p.placed([]int{i})
 	}
 
-	if err := fetchInto(ctx, p, remote, off, &st, report); err != nil {
+	// The local copies run beside the download: a small change to a large
+	// release would otherwise wait for the whole copy before its first
+	// request. Progress and Placed hear both, one call at a time.
+	var mu sync.Mutex
+	if pl := p.Placed; pl != nil {
+		p.Placed = func(g []int) { mu.Lock(); defer mu.Unlock(); pl(g) }
+	}
+	sreport := func(n int64) { mu.Lock(); defer mu.Unlock(); report(n) }
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var unreadable []int // local copies that could not be read: fetched after
+	copied := make(chan error, 1)
+	go func() {
+		copied <- func() error {
+			buf := make([]byte, ix.Params.Max)
+			for _, c := range copies {
+				if fctx.Err() != nil {
+					return context.Cause(fctx)
+				}
+				e := ix.Chunks[c.i]
+				b := buf[:e.Size]
+				if _, err := c.l.f.ReadAt(b, c.l.off); err != nil {
+					unreadable = append(unreadable, c.i)
+					continue
+				}
+				if _, err := p.Target.WriteAt(b, off[c.i]); err != nil {
+					err = fmt.Errorf("write chunk %d at offset %d of %s: %w", c.i, off[c.i], p.Target.Name(), err)
+					cancel(err)
+					return err
+				}
+				st.LocalBytes += int64(e.Size)
+				sreport(int64(e.Size))
+				p.placed([]int{c.i})
+			}
+			return nil
+		}()
+	}()
+	ferr := fetchInto(fctx, p, remote, off, &st, sreport)
+	if ferr != nil {
+		cancel(ferr)
+	}
+	if err := <-copied; err != nil {
 		return st, err
+	}
+	if ferr != nil {
+		return st, ferr
+	}
+	if len(unreadable) > 0 {
+		var again [][]int
+		pending = map[chunker.Digest]int{}
+		for _, i := range unreadable {
+			addRemote(&again, i)
+		}
+		if err := fetchInto(ctx, p, again, off, &st, sreport); err != nil {
+			return st, err
+		}
 	}
 	if err := p.Target.Sync(); err != nil {
 		return st, fmt.Errorf("fsync %s: %w", p.Target.Name(), err)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -370,5 +372,60 @@ func TestInstallBulkSourceShort(t *testing.T) {
 	_, err := Install(context.Background(), f.plan(shortBulk{newMemSource(f.new)}))
 	if err == nil || !strings.Contains(err.Error(), "not delivered") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// gatedReader is a local copy whose reads wait until the gate opens.
+type gatedReader struct {
+	io.ReaderAt
+	gate <-chan struct{}
+}
+
+func (g gatedReader) ReadAt(p []byte, off int64) (int, error) {
+	<-g.gate
+	return g.ReaderAt.ReadAt(p, off)
+}
+
+// openingBulk opens the gate when it is first asked for chunks.
+type openingBulk struct {
+	*bulkSource
+	once sync.Once
+	gate chan struct{}
+}
+
+func (s *openingBulk) FetchAll(ctx context.Context, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
+	s.once.Do(func() { close(s.gate) })
+	return s.bulkSource.FetchAll(ctx, want, deliver)
+}
+
+// The download does not wait for the local copies: a small change to a
+// large release would otherwise leave the link idle while the unchanged
+// bytes are copied. Here the local copy cannot read a byte until the
+// source has been asked for the new chunks; copying first would hang.
+func TestInstallFetchesBesideLocalCopies(t *testing.T) {
+	f := setup(t, 2<<20)
+	gate := make(chan struct{})
+	src := &openingBulk{bulkSource: &bulkSource{memSource: newMemSource(f.new)}, gate: gate}
+	p := f.plan(src)
+	p.Local = []LocalCopy{{File: gatedReader{f.active, gate}, Index: f.oldIx}}
+	var mu sync.Mutex
+	placed := 0
+	p.Placed = func(pos []int) {
+		mu.Lock()
+		placed += len(pos)
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := Install(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+	if st.FetchedBytes != f.newBytes || st.LocalBytes+st.FetchedBytes < int64(len(f.new)) {
+		t.Fatalf("stats %+v, want %d new bytes fetched", st, f.newBytes)
+	}
+	if placed != len(f.newIx.Chunks) {
+		t.Fatalf("%d positions reported placed, want %d", placed, len(f.newIx.Chunks))
 	}
 }

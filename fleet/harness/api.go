@@ -78,7 +78,10 @@ type client struct {
 func newClient(ns, store string) *client {
 	return &client{apiFile: filepath.Join(store, "api"), http: &http.Client{
 		Transport: &http.Transport{DialContext: nsDialer(ns), MaxIdleConnsPerHost: 1},
-		Timeout:   10 * time.Second,
+		// Generous: 40 nodes on 2 cores answer an announce slowly (one
+		// took more than 10 s at load 86), and a timed-out announce
+		// fails the whole run.
+		Timeout: time.Minute,
 	}}
 }
 

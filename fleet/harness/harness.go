@@ -703,7 +703,8 @@ func (r *run) waitFlips(ctx context.Context) ([][]float64, float64, error) {
 // counterSet is one reading of the counters the result needs.
 type counterSet struct {
 	upIn, upOut               []int64
-	origin                    int64
+	upInFrames                []int64
+	origin, originFrames      int64
 	originSegs, originRetrans int64
 	devDup                    int64 // duplicate segments the devices received
 }
@@ -712,7 +713,7 @@ type counterSet struct {
 // entered the site) and the origin's egress. On loopback there are no
 // interfaces: zero.
 func (r *run) readCounters(ctx context.Context) (counterSet, error) {
-	c := counterSet{upIn: make([]int64, len(r.t.Sites)), upOut: make([]int64, len(r.t.Sites))}
+	c := counterSet{upIn: make([]int64, len(r.t.Sites)), upOut: make([]int64, len(r.t.Sites)), upInFrames: make([]int64, len(r.t.Sites))}
 	if r.t.Loopback {
 		return c, nil
 	}
@@ -722,12 +723,18 @@ func (r *run) readCounters(ctx context.Context) (counterSet, error) {
 			return c, err
 		}
 		c.upIn[i], c.upOut[i] = rx, tx
+		if c.upInFrames[i], _, err = frames(ctx, s.Router, fleet.IfUplink); err != nil {
+			return c, err
+		}
 	}
 	_, tx, err := counters(ctx, r.t.OriginNS, fleet.IfOrigin)
 	if err != nil {
 		return c, err
 	}
 	c.origin = tx
+	if _, c.originFrames, err = frames(ctx, r.t.OriginNS, fleet.IfOrigin); err != nil {
+		return c, err
+	}
 	if c.originSegs, c.originRetrans, _, err = tcpSegments(ctx, r.t.OriginNS); err != nil {
 		return c, err
 	}
@@ -755,6 +762,11 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 			res.UplinkOutBytes[i] = after.upOut[i] - before.upOut[i]
 		}
 		res.OriginEgressBytes = after.origin - before.origin
+		res.UplinkPayloadBytes = make([]int64, len(r.t.Sites))
+		for i := range r.t.Sites {
+			res.UplinkPayloadBytes[i] = res.UplinkBytes[i] - fleet.FrameHeaderBytes*(after.upInFrames[i]-before.upInFrames[i])
+		}
+		res.OriginPayloadBytes = res.OriginEgressBytes - fleet.FrameHeaderBytes*(after.originFrames-before.originFrames)
 		res.OriginTCPSegments = after.originSegs - before.originSegs
 		res.OriginTCPRetransmits = after.originRetrans - before.originRetrans
 		res.NodeTCPDuplicates = after.devDup - before.devDup

@@ -90,6 +90,28 @@ func counters(ctx context.Context, ns, dev string) (rx, tx int64, err error) {
 	return rx, tx, nil
 }
 
+// frames reads an interface's rx_packets and tx_packets inside ns: with
+// the byte counters they give the payload (fleet.FrameHeaderBytes).
+func frames(ctx context.Context, ns, dev string) (rx, tx int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	p := "/sys/class/net/" + dev + "/statistics/"
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", p+"rx_packets", p+"tx_packets").Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("frame counters of %s in %s: %w", dev, ns, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("frame counters of %s in %s: %q", dev, ns, out)
+	}
+	rx, err1 := strconv.ParseInt(f[0], 10, 64)
+	tx, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("frame counters of %s in %s: %q", dev, ns, out)
+	}
+	return rx, tx, nil
+}
+
 // nsDialer dials from inside network namespace ns ("" for this one), so
 // the harness reaches each node's loopback-only API without running a
 // process there. A socket belongs to the namespace it was created in; the
