@@ -206,7 +206,7 @@ func TestSimUsage(t *testing.T) {
 		{[]string{"sim", "run", bad, "-o", filepath.Join(dir, "o1")}, 2, []string{"bad.toml:16: topology.uplink_up:", "bad.toml:17: topology.uplnk: unknown key"}},
 		{[]string{"sim", "sweep", bad, "-o", filepath.Join(dir, "o1")}, 2, []string{"bad.toml:16: topology.uplink_up:"}},
 		{[]string{"sim", "run", good}, 2, []string{"missing -o"}},
-		{[]string{"sim", "run", good, "-o", file}, 2, []string{"is a file"}},
+		{[]string{"sim", "run", good, "-o", file}, 2, []string{"is a regular file"}},
 		{[]string{"sim", "run", good, "-o", fifo}, 2, []string{"is a named pipe"}},
 		{[]string{"sim", "sweep", good, "-o", fifo}, 2, []string{"is a named pipe"}},
 		{[]string{"sim", "run", swept, "-o", filepath.Join(dir, "o2")}, 2, []string{"sim sweep"}},

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 
 	"github.com/shoalnet/shoal/internal/atomicfile"
+	"github.com/shoalnet/shoal/internal/inputfile"
 	"github.com/shoalnet/shoal/sim"
 	"github.com/shoalnet/shoal/sim/scenario"
 )
@@ -109,25 +110,9 @@ func PrepareDir(dir string) error {
 	case err != nil:
 		return fmt.Errorf("output directory: %w", err)
 	case !st.IsDir():
-		return fmt.Errorf("%w: %s is a %s", ErrOutput, dir, kind(st.Mode()))
+		return fmt.Errorf("%w: %s is %s", ErrOutput, dir, inputfile.Kind(st.Mode()))
 	}
 	return nil
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "file"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	}
-	return "special file"
 }
 
 // Write writes one run's outputs into dir. summary.json goes last, so its

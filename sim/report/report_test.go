@@ -230,7 +230,7 @@ func TestPrepareDir(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]string{file: "is a file", fifo: "is a named pipe", "/dev/null": "is a device"} {
+	for path, want := range map[string]string{file: "is a regular file", fifo: "is a named pipe", "/dev/null": "is a character device"} {
 		err := PrepareDir(path)
 		if !errors.Is(err, ErrOutput) || !strings.Contains(err.Error(), want) {
 			t.Errorf("PrepareDir(%s): %v", path, err)
