@@ -160,4 +160,9 @@ else
 fi
 run "$SHOAL" fleet run --sites 2 --devices 3 --size "$FLEET_SIZE" --changed 0.1 "${FLEET_NET[@]}" --timeout 5m
 
+step "12. The simulator: 200 remote sites of 8 devices behind 10 Mbit/s uplinks, each device running the real scheduler"
+# shoal sim run (docs/simulator.md) writes summary.json, CSV files and plots.
+run "$SHOAL" sim run "$ROOT/sim/scenarios/remote-sites.toml" -o sim
+ls sim
+
 printf '\ndemo finished: everything is in %s\n' "$OUT"
