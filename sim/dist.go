@@ -15,72 +15,56 @@ import (
 // one built in code, and draws that land out of range.
 var ErrInvalid = errors.New("sim: invalid scenario")
 
-// draw takes one value from d with rng. The zero Dist is the fixed value
-// 0. Draws are clamped to Min and Max where those are set (for "uniform"
-// they are the range itself).
+// draw takes one value from d with rng: scenario.Dist.Sample, the one
+// definition of every distribution (clamped to Min and Max where they are
+// set, an explicit 0 included), after checking the parameters a scenario
+// built in code may get wrong (scenario.Load has checked a file's). It
+// draws from rng exactly what Sample draws, nothing for a fixed value, so
+// each stream's draws are the same however the others are set.
 func draw(d scenario.Dist, rng *rand.Rand) (float64, error) {
-	var v float64
+	if err := checkDist(d); err != nil {
+		return 0, err
+	}
+	return d.Sample(rng), nil
+}
+
+// checkDist reports parameters Sample cannot draw from meaningfully.
+func checkDist(d scenario.Dist) error {
 	switch d.Kind {
-	case "", "fixed":
-		return d.Value, nil
-	case "uniform":
-		if d.Max < d.Min {
-			return 0, fmt.Errorf("%w: uniform from %v to %v", ErrInvalid, d.Min, d.Max)
+	case "", scenario.DistFixed, scenario.DistNormal:
+	case scenario.DistUniform:
+		if !(d.Min <= d.Max) {
+			return fmt.Errorf("%w: uniform from %v to %v", ErrInvalid, d.Min, d.Max)
 		}
-		return d.Min + (d.Max-d.Min)*rng.Float64(), nil
-	case "normal":
-		v = d.Mean + d.Stddev*rng.NormFloat64()
-	case "lognormal":
-		if d.Mean <= 0 || d.Stddev < 0 {
-			return 0, fmt.Errorf("%w: lognormal of mean %v and deviation %v", ErrInvalid, d.Mean, d.Stddev)
+	case scenario.DistLognormal:
+		if !(d.Mean > 0) || !(d.Stddev >= 0) {
+			return fmt.Errorf("%w: lognormal of mean %v and deviation %v", ErrInvalid, d.Mean, d.Stddev)
 		}
-		// Mean and Stddev are the value's; the underlying normal's follow.
-		s2 := math.Log(1 + d.Stddev*d.Stddev/(d.Mean*d.Mean))
-		v = math.Exp(math.Log(d.Mean) - s2/2 + math.Sqrt(s2)*rng.NormFloat64())
-	case "exp":
-		if d.Mean <= 0 {
-			return 0, fmt.Errorf("%w: exponential of mean %v", ErrInvalid, d.Mean)
+	case scenario.DistExp:
+		if !(d.Mean > 0) {
+			return fmt.Errorf("%w: exponential of mean %v", ErrInvalid, d.Mean)
 		}
-		v = d.Mean * rng.ExpFloat64()
-	case "choice":
+	case scenario.DistChoice:
 		if len(d.Choices) == 0 || len(d.Weights) != 0 && len(d.Weights) != len(d.Choices) {
-			return 0, fmt.Errorf("%w: %d choices with %d weights", ErrInvalid, len(d.Choices), len(d.Weights))
-		}
-		if len(d.Weights) == 0 {
-			v = d.Choices[rng.IntN(len(d.Choices))]
-			break
+			return fmt.Errorf("%w: %d choices with %d weights", ErrInvalid, len(d.Choices), len(d.Weights))
 		}
 		var sum float64
 		for _, w := range d.Weights {
 			if !(w >= 0) {
-				return 0, fmt.Errorf("%w: weight %v", ErrInvalid, w)
+				return fmt.Errorf("%w: weight %v", ErrInvalid, w)
 			}
 			sum += w
 		}
-		if !(sum > 0) {
-			return 0, fmt.Errorf("%w: weights sum to %v", ErrInvalid, sum)
-		}
-		x := rng.Float64() * sum
-		v = d.Choices[len(d.Choices)-1]
-		for i, w := range d.Weights {
-			if x < w {
-				v = d.Choices[i]
-				break
-			}
-			x -= w
+		if len(d.Weights) > 0 && !(sum > 0 && !math.IsInf(sum, 0)) {
+			return fmt.Errorf("%w: weights sum to %v", ErrInvalid, sum)
 		}
 	default:
-		return 0, fmt.Errorf("%w: distribution %q", ErrInvalid, d.Kind)
+		return fmt.Errorf("%w: distribution %q", ErrInvalid, d.Kind)
 	}
-	if d.Min != 0 || d.Max != 0 {
-		if v < d.Min {
-			v = d.Min
-		}
-		if d.Max > d.Min && v > d.Max {
-			v = d.Max
-		}
+	if (d.HasMin || d.Min != 0) && (d.HasMax || d.Max != 0) && d.Min > d.Max {
+		return fmt.Errorf("%w: %s distribution with min %v above max %v", ErrInvalid, d.Kind, d.Min, d.Max)
 	}
-	return v, nil
+	return nil
 }
 
 // drawPositive draws a capacity or a count that must be above zero.

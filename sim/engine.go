@@ -73,6 +73,7 @@ type req struct {
 	gen      uint32
 	state    uint8
 	class    sched.Class
+	nak      bool // answered dont-have
 	bytes    float64
 }
 
@@ -133,10 +134,23 @@ type engine struct {
 	uplinkSum int64
 }
 
-// OriginDelay is how many ticks a session waits before it asks the origin
-// anything, as swarm/exchange's Download does by default: the haves of
-// peers already connected arrive first.
-const OriginDelay = 3
+// OriginDelay is how long a session waits before it asks the origin
+// anything: swarm/exchange's Download waits 3 ticks by default, so that
+// the haves of peers already connected arrive first, and a device ticks
+// every 100 ms. It is simulated time whatever the run's tick: a tick
+// coarsened for speed must not keep the origin away longer than a
+// device does.
+const OriginDelay = 300 * time.Millisecond
+
+// Device timing: swarm/exchange ticks every 100 ms and the scheduler's
+// defaults give a peer 20 ticks without a block before a request stalls
+// and a LAN wanter 40 ticks without a new piece before it is left out of
+// the split.
+const (
+	deviceTick       = 100 * time.Millisecond
+	deviceStall      = 20
+	deviceShareStall = 40
+)
 
 // wanFlush is how often a node tells its WAN peers what it gained (one
 // have per index), as swarm/exchange does.
@@ -217,17 +231,15 @@ func (e *engine) config() error {
 	}
 	// A device declares a stall after 2 s without a block (20 ticks of
 	// 100 ms), blocks being chunks of about 64 KiB. A piece larger than
-	// that arrives here as one block, so the wait grows with the piece;
-	// either way it is counted in ticks of this run's tick.
+	// that arrives here as one block, so the wait grows with the piece.
 	perPiece := max(1, float64(e.rel.totalFull)/float64(len(e.rel.full))/(64<<10))
-	stall := max(1, int(math.Round(2e9*perPiece/float64(e.tick))))
 	e.cfg = sched.Config{
 		Window:           st.Window,
 		OriginWindow:     st.OriginWindow,
 		SiteOriginWindow: st.SiteOriginWindow,
 		NoEndgame:        !st.Endgame,
-		StallTicks:       stall,
-		ShareStallTicks:  2 * stall,
+		StallTicks:       ticksFor(deviceStall, perPiece, e.tick),
+		ShareStallTicks:  ticksFor(deviceShareStall, perPiece, e.tick),
 		NoSplit:          !st.Split,
 		OriginFirst:      st.OriginFirst,
 		Strategy:         strat,
@@ -240,6 +252,20 @@ func (e *engine) config() error {
 	return nil
 }
 
+// ticksFor converts a device's threshold of n ticks of 100 ms (n × scale
+// for pieces of scale chunks) into ticks of tick ns. A threshold counts
+// ticks from the one in which a request was issued (or the last progress),
+// so on a device it fires after between n-1 and n ticks: never before
+// (n-1) × 100 ms. In ticks of T it fires after between k-1 and k of them;
+// k is the least with (k-1)·T at least that, so a coarse tick makes
+// detection coarser, never earlier than on a device (an early stall makes a
+// session forget what a slow peer holds, and an early exclusion re-divides
+// the split).
+func ticksFor(n int, scale float64, tick int64) int {
+	least := (float64(n)*scale - 1) * float64(deviceTick)
+	return max(1, int(math.Ceil(least/float64(tick)-1e-9))+1)
+}
+
 // setup gives every device what it holds at the start and schedules the
 // run's first events.
 func (e *engine) setup() error {
@@ -247,7 +273,7 @@ func (e *engine) setup() error {
 	words := (n + 63) / 64
 	e.bitmap = make([]byte, (n+7)/8)
 	sc := e.sc
-	churn := !isZero(sc.Churn.Awake)
+	churn := !sc.Churn.Awake.IsZero()
 	if !(sc.Churn.PowerCut >= 0 && sc.Churn.PowerCut <= 1) {
 		return fmt.Errorf("%w: power-cut probability %v", ErrInvalid, sc.Churn.PowerCut)
 	}
@@ -507,7 +533,7 @@ func (e *engine) open(i int32) error {
 	d.dropped = d.dropped[:0]
 	d.originRest = true
 	s.SetOrigin(false)
-	e.at(e.now+OriginDelay*e.tick, evOriginResume, i, 0, d.gen)
+	e.at(e.now+int64(OriginDelay), evOriginResume, i, 0, d.gen)
 	st := &e.sites[d.site]
 	for m := st.first; m < st.first+st.n; m++ {
 		if md := &e.devs[m]; m != i && md.online() {
@@ -822,6 +848,13 @@ func (e *engine) arrive(id int32) {
 		e.freeReq(id)
 		return
 	}
+	if r.src >= 0 && !e.devs[r.src].has(r.piece) {
+		// The peer lacks it: it answers dont-have.
+		e.res.Engine.DontHaves++
+		r.state, r.nak = reqInflight, true
+		e.at(e.now+e.lat[r.class], evDeliver, id, 0, 0)
+		return
+	}
 	d := &e.devs[r.dst]
 	var ci int32 = -1
 	for _, x := range d.in {
@@ -959,6 +992,15 @@ func (e *engine) deliver(id int32) error {
 	e.freeReq(id)
 	i := r.dst
 	d := &e.devs[i]
+	if r.nak {
+		if d.sess != nil && e.knows(i, r.src) {
+			if err := d.sess.DontHave(e.devs[r.src].id, int(r.piece)); err != nil {
+				return fmt.Errorf("sim: device %d: %w", i, err)
+			}
+			e.markDirty(i)
+		}
+		return nil
+	}
 	b := int64(r.bytes)
 	switch r.class {
 	case sched.LAN:
@@ -1159,9 +1201,4 @@ func (e *engine) sample() {
 	if e.progress != nil {
 		e.progress(e.completed, len(e.devs))
 	}
-}
-
-// isZero: the zero Dist, the fixed value 0 (churn off).
-func isZero(d scenario.Dist) bool {
-	return (d.Kind == "" || d.Kind == "fixed") && d.Value == 0
 }

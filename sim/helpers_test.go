@@ -36,6 +36,11 @@ func run(t *testing.T, sc *scenario.Scenario, seed int64) *Result {
 	if r.Completed != r.Devices {
 		t.Fatalf("%d of %d devices completed by %v s", r.Completed, r.Devices, r.SimSeconds)
 	}
+	// Devices announce only what they hold and never lose it: no request
+	// may find its peer without the piece.
+	if r.Engine.DontHaves != 0 {
+		t.Errorf("%d requests answered dont-have", r.Engine.DontHaves)
+	}
 	return r
 }
 

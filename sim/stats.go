@@ -10,4 +10,10 @@ type EngineStats struct {
 	// FlowsRecomputed sums the flows each recomputed.
 	RateRecomputations int64 `json:"rate_recomputations"`
 	FlowsRecomputed    int64 `json:"flows_recomputed"`
+	// DontHaves counts requests that reached a peer lacking the piece,
+	// answered dont-have. A device announces a piece only once it holds
+	// it and never loses what it holds, so this stays 0; a session that
+	// hears dont-have forgets that the peer holds the piece, which is how
+	// real nodes lost pieces when they announced before writing.
+	DontHaves int64 `json:"dont_haves"`
 }
