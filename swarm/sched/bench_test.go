@@ -3,6 +3,7 @@ package sched
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -122,5 +123,74 @@ func BenchmarkSplitChange(b *testing.B) {
 		s.PeerWants("late", on)
 		on = !on
 		s.refresh()
+	}
+}
+
+// benchSites are the site model's workloads (site_test.go): the
+// simulator's scale runs seen from one device. 256x100 is a device of a
+// site of 100 fetching 1 GiB in 4 MiB pieces, whole downloads and the
+// endgame alone (all but 32 pieces held); 16384x10 is a device of a site of
+// 10 fetching it in 64 KiB chunks.
+var benchSites = []struct {
+	name string
+	sp   siteParams
+}{
+	{"256x100", siteParams{pieces: 256, lan: 99, cfg: Config{OriginFirst: true}}},
+	{"256x100-endgame", siteParams{pieces: 256, lan: 99, endgameAt: 32, answerOdds: 16, cfg: Config{OriginFirst: true}}},
+	{"16384x10", siteParams{pieces: 16384, lan: 9, cfg: Config{OriginFirst: true}}},
+}
+
+// BenchmarkSite is the site model: one op is one event (a have from a
+// LAN peer, an answer, or a tick) and the decision after it (Next), over
+// whole downloads; setting a session up is not timed.
+func BenchmarkSite(b *testing.B) {
+	for _, c := range benchSites {
+		b.Run(c.name, func(b *testing.B) {
+			var m *siteModel
+			seed := uint64(0)
+			for b.Loop() {
+				if m == nil || m.s.Done() {
+					b.StopTimer()
+					seed++
+					sp := c.sp
+					sp.seed = seed
+					m = newSiteModel(b, sp)
+					b.StartTimer()
+				}
+				m.event()
+			}
+		})
+	}
+}
+
+// BenchmarkSiteSetup is a session of the site model with its peers and
+// their bitmaps, from nothing; retained-B is the heap one session keeps
+// (measured over 64 sessions kept alive at once).
+func BenchmarkSiteSetup(b *testing.B) {
+	for _, c := range benchSites {
+		b.Run(c.name, func(b *testing.B) {
+			seed := uint64(0)
+			for b.Loop() {
+				seed++
+				sp := c.sp
+				sp.seed = seed
+				newSiteModel(b, sp)
+			}
+			b.StopTimer()
+			const keep = 64
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			kept := make([]*Session, keep)
+			for i := range kept {
+				sp := c.sp
+				sp.seed = uint64(i + 1)
+				kept[i] = newSiteModel(b, sp).s
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/keep, "retained-B")
+			runtime.KeepAlive(kept)
+		})
 	}
 }
