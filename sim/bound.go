@@ -29,27 +29,54 @@ type BoundDevice struct {
 }
 
 // LowerBound returns the least time in which any distribution can bring
-// every device what it needs: Kumar and Ross's bound extended to sites
-// behind uplinks (docs/fleet.md, "The lower bound"), generalised to
-// capacities and needs that differ by site and by device. With F_i the
-// bytes device i needs, s_i when it starts, N_k the bytes site k lacks, S
-// the origin, W the WAN core, C↓_k and C↑_k site k's uplink, Λ_k its LAN,
-// d_i and u_i device i's links, and F₀ the most any site lacks:
+// every device what it needs, counted from the announcement: a bound on
+// the last device's completion (completion_seconds.max), not on each
+// device's (see DeviceBounds). It is Kumar and Ross's bound extended to
+// sites behind uplinks (docs/fleet.md, "The lower bound"), generalised to
+// capacities, needs and start times that differ by site and by device.
+// With F_i the bytes device i needs, s_i when it hears of the release, s_k
+// the earliest s_i of site k and s the earliest of all, N_k the bytes no
+// device of site k holds, F₀ the least of them (with synthetic or real
+// releases, what no device anywhere holds), S the origin, W the WAN core,
+// C↓_k and C↑_k site k's uplink, Λ_k its LAN, d_i and u_i device i's
+// links:
 //
-//	T ≥ max{ F₀/S, F₀/W, N_k/C↓_k, s_i + F_i/d_i, ΣN_k/(S + ΣC↑_k), ΣN_k/W,
-//	         Σ_{i∈k} F_i/(C↓_k + Σ_{i∈k} u_i), Σ_{i∈k} F_i/(C↓_k + Λ_k),
-//	         Σ_i F_i/(S + Σ_i u_i) }
+//	T ≥ max{ s + F₀/S, s + F₀/W, s_k + N_k/C↓_k, s_i + F_i/d_i,
+//	         s + ΣN_k/(S + ΣC↑_k), s + ΣN_k/W,
+//	         s_k + Σ_{i∈k} F_i/(C↓_k + Σ_{i∈k} u_i), s_k + Σ_{i∈k} F_i/(C↓_k + Λ_k),
+//	         s + Σ_i F_i/(S + Σ_i u_i) }
 //
 // The origin sends every byte some site lacks at least once; each site's
 // uplink brings in what the site lacks; each device receives what it
-// needs, after it starts; what enters the sites comes from the origin or
-// leaves another site; what a site's devices receive comes through its
-// uplink or from its own devices (over its LAN); and all the bytes
-// devices receive come from the origin or some device's upload. With one
-// value per term it is fleet.Bound's (no helpers), which a test checks.
-// Churn, power cuts, outages and latency are not in it: it is the bound of
-// the topology and the capacities.
+// needs; what enters the sites comes from the origin or leaves another
+// site; what a site's devices receive comes through its uplink or from its
+// own devices (over its LAN); and all the bytes devices receive come from
+// the origin or some device's upload. Nothing moves before a device asks,
+// so each term starts at the earliest start of the devices it is about.
+// With one value per term and every device starting at 0 it is
+// fleet.Bound's (no helpers), which a test checks. Churn, power cuts,
+// outages and latency are not in it: it is the bound of the topology, the
+// capacities and the starts.
 func LowerBound(in BoundInput) float64 {
+	fleet, _ := bounds(in, false)
+	return fleet
+}
+
+// DeviceBounds returns, per site and device, the least time in which that
+// device could hold the release if the rest of the fleet did not compete
+// with it: its own download after it starts, s_i + F_i/d_i; the bytes it
+// needs that no device of its site holds, min(F_i, N_k), through the
+// site's uplink (and the WAN core) after the site's first device starts;
+// and those no device anywhere holds, min(F_i, F₀), from the origin after
+// the fleet's first start. No device can complete before its own bound;
+// devices that start early or have fast links complete before LowerBound,
+// which only the last must reach.
+func DeviceBounds(in BoundInput) [][]float64 {
+	_, dev := bounds(in, true)
+	return dev
+}
+
+func bounds(in BoundInput, perDevice bool) (float64, [][]float64) {
 	var best float64
 	up := func(v float64) {
 		if v > best && !math.IsNaN(v) && !math.IsInf(v, 0) {
@@ -63,13 +90,28 @@ func LowerBound(in BoundInput) float64 {
 		return a / b
 	}
 	var sumN, sumUpC, sumF, sumU float64
-	minN := math.Inf(1)
-	for _, s := range in.Sites {
+	minN, s0 := math.Inf(1), math.Inf(1)
+	starts := make([]float64, len(in.Sites))
+	for k, s := range in.Sites {
+		minN = math.Min(minN, float64(s.New))
+		starts[k] = math.Inf(1)
+		for _, d := range s.Devices {
+			starts[k] = math.Min(starts[k], d.Start)
+		}
+		if len(s.Devices) == 0 {
+			starts[k] = 0
+		}
+		s0 = math.Min(s0, starts[k])
+	}
+	if len(in.Sites) == 0 {
+		s0, minN = 0, 0
+	}
+	for k, s := range in.Sites {
 		n := float64(s.New)
-		minN = math.Min(minN, n)
+		sk := starts[k]
 		sumN += n
 		sumUpC += s.Up
-		up(div(n, s.Down))
+		up(sk + div(n, s.Down))
 		var fk, uk float64
 		for _, d := range s.Devices {
 			f := float64(d.Need)
@@ -77,21 +119,39 @@ func LowerBound(in BoundInput) float64 {
 			fk += f
 			uk += d.Up
 		}
-		up(div(fk, s.Down+uk))
+		up(sk + div(fk, s.Down+uk))
 		if s.LAN > 0 {
-			up(div(fk, s.Down+s.LAN))
+			up(sk + div(fk, s.Down+s.LAN))
 		}
 		sumF += fk
 		sumU += uk
 	}
-	up(div(minN, in.Origin))
-	up(div(sumN, in.Origin+sumUpC))
-	up(div(sumF, in.Origin+sumU))
+	up(s0 + div(minN, in.Origin))
+	up(s0 + div(sumN, in.Origin+sumUpC))
+	up(s0 + div(sumF, in.Origin+sumU))
 	if in.WAN > 0 {
-		up(div(minN, in.WAN))
-		up(div(sumN, in.WAN))
+		up(s0 + div(minN, in.WAN))
+		up(s0 + div(sumN, in.WAN))
 	}
-	return best
+	if !perDevice {
+		return best, nil
+	}
+	dev := make([][]float64, len(in.Sites))
+	for k, s := range in.Sites {
+		dev[k] = make([]float64, len(s.Devices))
+		for j, d := range s.Devices {
+			f := float64(d.Need)
+			site, all := math.Min(f, float64(s.New)), math.Min(f, minN)
+			b := d.Start + div(f, d.Down)
+			b = math.Max(b, starts[k]+div(site, s.Down))
+			b = math.Max(b, s0+div(all, in.Origin))
+			if in.WAN > 0 {
+				b = math.Max(b, starts[k]+div(site, in.WAN))
+			}
+			dev[k][j] = b
+		}
+	}
+	return best, dev
 }
 
 // boundInput describes this run's fleet for LowerBound.
@@ -113,4 +173,12 @@ func (e *engine) boundInput() BoundInput {
 	return in
 }
 
-func (e *engine) lowerBound() float64 { return LowerBound(e.boundInput()) }
+// lowerBounds are this run's bound and every device's (by device index).
+func (e *engine) lowerBounds() (float64, []float64) {
+	fleet, per := bounds(e.boundInput(), true)
+	dev := make([]float64, 0, len(e.devs))
+	for _, site := range per {
+		dev = append(dev, site...)
+	}
+	return fleet, dev
+}

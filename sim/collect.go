@@ -12,11 +12,13 @@ func (e *engine) result() *Result {
 	r.SimSeconds = seconds(e.now)
 	r.Events = e.nev
 	var times []float64
+	var dev []float64
+	r.LowerBound, dev = e.lowerBounds()
 	r.DeviceRows = make([]DeviceRow, len(e.devs))
 	for i := range e.devs {
 		d := &e.devs[i]
 		row := d.row
-		row.Device, row.Site, row.HadBase = i, int(d.site), d.hasBase
+		row.Device, row.Site, row.HadBase, row.LowerBound = i, int(d.site), d.hasBase, dev[i]
 		row.Completion = -1
 		if d.done {
 			row.Completion = seconds(d.complete)
@@ -53,7 +55,6 @@ func (e *engine) result() *Result {
 		r.SiteRows[k] = SiteRow{Site: k, Devices: int(s.n), NewBytes: s.newBytes,
 			UplinkDown: s.uplinkDown, UplinkUp: s.uplinkUp, Completion: last}
 	}
-	r.LowerBound = e.lowerBound()
 	fs := e.net.Stats()
 	r.Engine.RateRecomputations, r.Engine.FlowsRecomputed = fs.Settles, fs.Recomputed
 	if e.progress != nil {

@@ -12,7 +12,10 @@ type Result struct {
 	// announcement.
 	Completion Quantiles `json:"completion_seconds"`
 	// LowerBound is the Kumar–Ross bound extended to sites behind
-	// uplinks, for this topology and these capacities (docs/simulator.md).
+	// uplinks, for this topology, these capacities and start times
+	// (docs/simulator-model.md): a bound on the last device's completion
+	// (Completion.Max). Devices that start early or have fast links may
+	// complete before it; each device's own bound is in DeviceRows.
 	LowerBound float64 `json:"lower_bound_seconds"`
 	// OriginEgressBytes is what the origin sent.
 	OriginEgressBytes int64 `json:"origin_egress_bytes"`
@@ -65,6 +68,10 @@ type DeviceRow struct {
 	Site   int
 	// Completion in simulated seconds, or -1 when it did not complete.
 	Completion float64
+	// LowerBound is the least time in which this device could have held
+	// the release (DeviceBounds): its own start and links, and its site's
+	// uplink for what the site lacked. Completion is never below it.
+	LowerBound float64
 	// Received bytes by source class; Sent bytes to peers.
 	Received BySource
 	Sent     int64
