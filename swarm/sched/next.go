@@ -1,5 +1,11 @@
 package sched
 
+import (
+	"cmp"
+	"math/bits"
+	"slices"
+)
+
 // Next returns what to do now: the cancels and drops the events since the
 // last call produced, and new requests filling the free windows. The
 // caller must carry out all of it; the requests count as outstanding from
@@ -16,8 +22,8 @@ func (s *Session) Next() Actions {
 	a.Request = a.Request[:0]
 	a.Cancel, s.cancels = s.cancels, a.Cancel[:0]
 	a.Dropped, s.dropped = s.dropped, a.Dropped[:0]
-	s.fill(s.order[:s.nLAN], false)
-	s.fill(s.order[s.nLAN:], false)
+	s.fill(LAN)
+	s.fill(WAN)
 	if s.originUp {
 		for s.originOut < s.originWindow() && s.globalFree() {
 			q := s.origin.first(nil)
@@ -28,8 +34,10 @@ func (s *Session) Next() Actions {
 		}
 	}
 	if missing := s.n - s.held; !s.cfg.NoEndgame && missing > 0 && missing <= s.cfg.EndgameThreshold {
-		s.fill(s.order[:s.nLAN], true)
-		s.fill(s.order[s.nLAN:], true)
+		if s.duplicates() {
+			s.fillDuplicates(LAN)
+			s.fillDuplicates(WAN)
+		}
 	}
 	return *a
 }
@@ -63,28 +71,49 @@ func (s *Session) globalFree() bool {
 	return s.cfg.MaxOutstanding == 0 || s.out < s.cfg.MaxOutstanding
 }
 
-// fill asks the peers, in rounds, for what pick (or, in the endgame,
-// pickDuplicate) chooses for them, until their windows are full or there
-// is nothing more to choose.
-func (s *Session) fill(peers []*peer, duplicates bool) {
+// classRange is the positions in s.order of the peers of class c.
+func (s *Session) classRange(c Class) (lo, hi int) {
+	if c == LAN {
+		return 0, s.nLAN
+	}
+	return s.nLAN, len(s.order)
+}
+
+// gather returns the peers of class c whose bits are set in set, in
+// service order.
+func (s *Session) gather(set []uint64, c Class) []*peer {
 	act := s.scratch[:0]
-	for _, p := range peers {
-		if p.free() > 0 {
-			act = append(act, p)
+	lo, hi := s.classRange(c)
+	for w := lo >> 6; w<<6 < hi; w++ {
+		x := set[w]
+		if w<<6 < lo {
+			x &^= 1<<(lo&63) - 1
+		}
+		for x != 0 {
+			k := w<<6 + bits.TrailingZeros64(x)
+			if k >= hi {
+				break
+			}
+			act = append(act, s.order[k])
+			x &= x - 1
 		}
 	}
+	return act
+}
+
+// fill asks the peers of class c, in rounds, for what pick chooses for
+// them, until their windows are full or there is nothing more to choose.
+// Only the ready peers (a free window and a useful piece) can be given
+// anything; the others' picks would find nothing.
+func (s *Session) fill(c Class) {
+	act := s.gather(s.ready, c)
 	for len(act) > 0 && s.globalFree() {
 		k := 0
 		for _, p := range act {
 			if !s.globalFree() {
 				break
 			}
-			var q int32
-			if duplicates {
-				q = s.pickDuplicate(p)
-			} else {
-				q = s.pick(p)
-			}
+			q := s.pick(p)
 			if q < 0 {
 				continue // nothing for p now, nor later in this call
 			}
@@ -113,33 +142,134 @@ func (s *Session) pick(p *peer) int32 {
 	return -1
 }
 
-// pickDuplicate returns the endgame piece p should be asked for as well:
-// one already outstanding elsewhere, with fewer than EndgameDuplicates
+// dupCand is a piece the endgame may ask of one more source: outstanding,
+// with at most EndgameDuplicates requests.
+type dupCand struct {
+	q     int32
+	head  int32 // its newest request
+	n     int32 // its requests outstanding
+	class Class // of the peers that may be asked (its best class), or Origin for none
+}
+
+func (d *dupCand) before(o *dupCand) bool {
+	return d.n < o.n || d.n == o.n && d.q < o.q
+}
+
+// duplicates collects the endgame's candidates in s.dups, fewest requests
+// first, then in random order (as pickDuplicate takes them), and reports
+// whether there are any.
+func (s *Session) duplicates() bool {
+	s.dups = s.dups[:0]
+	s.dupClass = [2]bool{}
+	for ri := range s.reqs {
+		r := &s.reqs[ri]
+		if !r.live || !r.head {
+			continue
+		}
+		n := int32(0)
+		for i := int32(ri); i >= 0; i = s.reqs[i].next {
+			n++
+		}
+		if n > int32(s.cfg.EndgameDuplicates) {
+			continue
+		}
+		c := s.dupClassOf(r.q)
+		if c == Origin {
+			continue
+		}
+		s.dupClass[c] = true
+		s.dups = append(s.dups, dupCand{q: r.q, head: int32(ri), n: n, class: c})
+	}
+	if len(s.dups) == 0 {
+		return false
+	}
+	slices.SortFunc(s.dups, func(a, b dupCand) int {
+		return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.q, b.q))
+	})
+	return true
+}
+
+// dupClassOf is the class of the peers an outstanding q may also be asked
+// of (see bestClass), or Origin if none: no peer of any other class can
+// be, and a WAN peer holding q means some WAN peer holds it.
+func (s *Session) dupClassOf(q int32) Class {
+	st := &s.pcs[q]
+	switch {
+	case st.lan > 0:
+		return LAN
+	case st.wan == 0:
+		return Origin
+	case s.bestClass(q, WAN):
+		return WAN
+	}
+	return Origin
+}
+
+// fillDuplicates is fill for the endgame: it asks the peers of class c
+// with a free window, in rounds, for what pickDuplicate chooses for them.
+func (s *Session) fillDuplicates(c Class) {
+	if !s.dupClass[c] {
+		return
+	}
+	act := s.gather(s.room, c)
+	for len(act) > 0 && s.globalFree() && len(s.dups) > 0 {
+		k := 0
+		for _, p := range act {
+			if !s.globalFree() {
+				break
+			}
+			i := s.pickDuplicate(p)
+			if i < 0 {
+				continue // nothing for p now, nor later in this call
+			}
+			d := &s.dups[i]
+			d.head = s.issue(d.q, p)
+			d.n++
+			s.requeue(i)
+			if p.free() > 0 {
+				act[k] = p
+				k++
+			}
+		}
+		act = act[:k]
+	}
+	s.scratch = act[:0]
+}
+
+// requeue moves s.dups[i], which got one more request, to its place, or
+// drops it once it may get no more.
+func (s *Session) requeue(i int) {
+	if s.dups[i].n > int32(s.cfg.EndgameDuplicates) {
+		s.dups = slices.Delete(s.dups, i, i+1)
+		return
+	}
+	for ; i+1 < len(s.dups) && s.dups[i+1].before(&s.dups[i]); i++ {
+		s.dups[i], s.dups[i+1] = s.dups[i+1], s.dups[i]
+	}
+}
+
+// pickDuplicate returns which of s.dups p should be asked for as well: a
+// piece already outstanding elsewhere, with fewer than EndgameDuplicates
 // extra requests, that p holds, not asked of p yet, and whose best class
 // is p's (a LAN peer holds it, or, for a WAN peer, none does and the
 // piece is this node's to fetch). Fewest requests first, then random
 // order; -1 if none.
-func (s *Session) pickDuplicate(p *peer) int32 {
-	best, bestN := int32(-1), 0
-	for ri := range s.reqs {
-		r := &s.reqs[ri]
-		if !r.live || s.head[r.q] != int32(ri) || !p.has(r.q) {
+func (s *Session) pickDuplicate(p *peer) int {
+	src := int32(p.idx)
+next:
+	for i := range s.dups {
+		d := &s.dups[i]
+		if d.class != p.class || !p.has(d.q) {
 			continue
 		}
-		n, asked := 0, false
-		for i := int32(ri); i >= 0; i = s.reqs[i].next {
-			n++
-			asked = asked || s.reqs[i].src == int32(p.idx)
+		for ri := d.head; ri >= 0; ri = s.reqs[ri].next {
+			if s.reqs[ri].src == src {
+				continue next
+			}
 		}
-		if asked || n > s.cfg.EndgameDuplicates || best >= 0 && (n > bestN || n == bestN && r.q > best) {
-			continue
-		}
-		if !s.bestClass(r.q, p.class) {
-			continue
-		}
-		best, bestN = r.q, n
+		return i
 	}
-	return best
+	return -1
 }
 
 // bestClass reports whether class c, of a peer holding q, is where q would

@@ -5,33 +5,76 @@ import (
 	"math/bits"
 )
 
-// peer is what a session knows of one peer.
+// peer is what a session knows of one peer. The small fields come first,
+// packed into one word, so that a record takes 128 bytes.
 type peer struct {
-	id      string
-	class   Class
-	idx     uint16 // slot in Session.slots
-	seq     uint64 // order of AddPeer
-	key     uint64 // idKey(id)
-	have    []uint64
-	useful  int // pieces in its class's pool it holds
-	out     int // requests outstanding
-	window  int
-	strikes int
-	struck  int64 // tick of the last strike
+	id       string
+	class    Class
+	wants    bool   // the split: it fetches the release too
+	noShare  bool   // takes no share: it cannot reach the origin
+	excluded bool   // left out for stalling on its share
+	idx      uint16 // slot in Session.slots
+	pos      uint16 // place in Session.order, noPos when out of it
+	seq      uint64 // order of AddPeer
+	key      uint64 // idKey(id)
+	have     []uint64
+	useful   int // pieces in its class's pool it holds
+	out      int // requests outstanding
+	window   int
+	strikes  int
+	struck   int64 // tick of the last strike
 	// lastRecv is the tick of its last block; requests stall only when
 	// the peer delivered nothing for StallTicks.
 	lastRecv int64
-
-	// The split.
-	wants    bool
-	noShare  bool  // takes no share: it cannot reach the origin
-	excluded bool  // left out for stalling on its share
-	awaited  int   // pieces this node awaits from it
+	awaited  int   // pieces this node awaits from it (the split)
 	progress int64 // tick it last brought a new piece into the site, or owed nothing
 }
 
+// noPos is peer.pos of a peer not in Session.order.
+const noPos = 1<<16 - 1
+
 func (p *peer) has(q int32) bool { return hasBit(p.have, q) }
 func (p *peer) free() int        { return p.window - p.out }
+
+// mark updates p's bits in Session.room and Session.ready after its
+// window, requests outstanding or useful count changed.
+func (s *Session) mark(p *peer) {
+	if p.pos != noPos {
+		s.markAt(int(p.pos), p)
+	}
+}
+
+func (s *Session) markAt(k int, p *peer) {
+	w, b := k>>6, uint64(1)<<(k&63)
+	if p.window > p.out {
+		s.room[w] |= b
+		if p.useful > 0 {
+			s.ready[w] |= b
+		} else {
+			s.ready[w] &^= b
+		}
+	} else {
+		s.room[w] &^= b
+		s.ready[w] &^= b
+	}
+}
+
+// renumber sets the positions of s.order[from:] and their bits, after
+// peers moved in s.order; the bit past its end is cleared.
+func (s *Session) renumber(from int) {
+	if need := (len(s.order) + 64) / 64; len(s.room) < need {
+		s.room = append(s.room, make([]uint64, need-len(s.room))...)
+		s.ready = append(s.ready, make([]uint64, need-len(s.ready))...)
+	}
+	for k := from; k < len(s.order); k++ {
+		p := s.order[k]
+		p.pos = uint16(k)
+		s.markAt(k, p)
+	}
+	k := len(s.order)
+	s.room[k>>6] &^= 1 << (k & 63)
+	s.ready[k>>6] &^= 1 << (k & 63)
+}
 
 // before is the order peers are served in: LAN first, fewer strikes first,
 // then the order they were added.
@@ -65,18 +108,17 @@ func (s *Session) insert(p *peer) {
 	if p.class == LAN {
 		s.nLAN++
 	}
+	s.renumber(i)
 }
 
 func (s *Session) unlink(p *peer) {
-	for i, o := range s.order {
-		if o == p {
-			s.order = append(s.order[:i], s.order[i+1:]...)
-			break
-		}
-	}
+	i := int(p.pos)
+	s.order = append(s.order[:i], s.order[i+1:]...)
+	p.pos = noPos
 	if p.class == LAN {
 		s.nLAN--
 	}
+	s.renumber(i)
 }
 
 func (s *Session) remove(p *peer, cancel bool) {
@@ -114,6 +156,7 @@ func (s *Session) strike(p *peer) {
 	}
 	p.struck = s.tick
 	p.window = max(1, p.window/2)
+	s.mark(p)
 	if p.strikes+1 >= s.cfg.MaxStrikes {
 		s.dropped = append(s.dropped, p.id)
 		s.stats.Dropped++

@@ -31,6 +31,7 @@ func (s *Session) setHave(p *peer, q int32) {
 	// from here on.
 	if s.inPool(q, p.class) {
 		p.useful++
+		s.mark(p)
 	}
 	p.have[q>>6] |= 1 << (q & 63)
 	st := &s.pcs[q]
@@ -58,6 +59,7 @@ func (s *Session) clearHave(p *peer, q int32) {
 	}
 	if s.inPool(q, p.class) {
 		p.useful--
+		s.mark(p)
 	}
 	p.have[q>>6] &^= 1 << (q & 63)
 	if st := &s.pcs[q]; p.class == WAN {
@@ -161,7 +163,9 @@ func (s *Session) leave(q int32) {
 		s.pools[c][st.bucket].remove(q)
 		for _, p := range s.classPeers(c) {
 			if p.has(q) {
-				p.useful--
+				if p.useful--; p.useful == 0 {
+					s.mark(p)
+				}
 			}
 		}
 	case placeOrigin:
@@ -188,7 +192,9 @@ func (s *Session) enter(q int32, np uint8, owner uint16) {
 		s.pools[c][st.bucket].add(q, s.words)
 		for _, p := range s.classPeers(c) {
 			if p.has(q) {
-				p.useful++
+				if p.useful++; p.useful == 1 {
+					s.mark(p)
+				}
 			}
 		}
 	case placeOrigin:

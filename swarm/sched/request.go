@@ -8,6 +8,7 @@ type request struct {
 	next   int32 // the piece's next request, -1
 	issued int64
 	live   bool
+	head   bool // the first of its chain (Session.head)
 }
 
 // hold marks q held; its requests are cancelled, except the one with
@@ -49,12 +50,14 @@ func (s *Session) find(q int32, p *peer) int32 {
 	return -1
 }
 
-// issue asks src (nil: the origin) for q.
-func (s *Session) issue(q int32, p *peer) {
+// issue asks src (nil: the origin) for q, and returns the request's
+// index.
+func (s *Session) issue(q int32, p *peer) int32 {
 	st := &s.pcs[q]
 	next := int32(-1)
 	if st.place == placeRequested {
 		next = s.head[q]
+		s.reqs[next].head = false
 	} else {
 		s.leave(q)
 		st.place = placeRequested
@@ -67,12 +70,14 @@ func (s *Session) issue(q int32, p *peer) {
 		ri = int32(len(s.reqs))
 		s.reqs = append(s.reqs, request{})
 	}
-	r := request{q: q, src: -1, next: next, issued: s.tick, live: true}
+	r := request{q: q, src: -1, next: next, issued: s.tick, live: true, head: true}
 	c := Origin
 	if p != nil {
 		r.src = int32(p.idx)
 		c = p.class
 		p.out++
+		s.mark(p)
+		s.stallAt = min(s.stallAt, s.tick+int64(s.cfg.StallTicks))
 	} else {
 		s.originOut++
 	}
@@ -81,6 +86,7 @@ func (s *Session) issue(q int32, p *peer) {
 	s.out++
 	s.stats.Requested[c]++
 	s.acts.Request = append(s.acts.Request, s.request(r))
+	return ri
 }
 
 func (s *Session) request(r request) Request {
@@ -102,7 +108,9 @@ func (s *Session) freeReq(ri int32) {
 	if r.src < 0 {
 		s.originOut--
 	} else {
-		s.slots[r.src].out--
+		p := s.slots[r.src]
+		p.out--
+		s.mark(p)
 	}
 	s.out--
 	r.live = false
@@ -116,9 +124,10 @@ func (s *Session) release(ri int32, cancel bool) {
 	if cancel {
 		s.cancel(ri)
 	}
-	if s.head[r.q] == ri {
+	if r.head {
 		if r.next >= 0 {
 			s.head[r.q] = r.next
+			s.reqs[r.next].head = true
 		} else {
 			delete(s.head, r.q)
 		}
@@ -131,7 +140,7 @@ func (s *Session) release(ri int32, cancel bool) {
 		}
 	}
 	s.freeReq(ri)
-	if _, ok := s.head[r.q]; !ok {
+	if r.head && r.next < 0 { // it was the piece's only request
 		s.pcs[r.q].place = placeNone
 		s.reconcile(r.q)
 	}

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 )
@@ -74,6 +75,9 @@ type Session struct {
 	ord     order
 	words   int
 	tick    int64
+	// stallAt: no request to a peer stalls before this tick (a lower
+	// bound: a block from the peer or the request's end only delays it).
+	stallAt int64
 
 	pcs      []pieceState // by rank
 	held     int          // aliases included
@@ -84,9 +88,13 @@ type Session struct {
 	peers map[string]*peer
 	order []*peer // LAN then WAN, each by before
 	nLAN  int
-	slots []*peer
-	free  []uint16
-	seq   uint64
+	// By position in order: room has the peers with a free window, ready
+	// those of them that hold a piece of their class's pool (useful > 0).
+	// Next visits only these.
+	room, ready []uint64
+	slots       []*peer
+	free        []uint16
+	seq         uint64
 
 	wanters []*peer // LAN peers that want the release, share, and are not excluded
 	dirty   bool    // wanters changed since the pieces were divided
@@ -97,13 +105,15 @@ type Session struct {
 	out       int
 	originOut int
 
-	cancels []Request
-	dropped []string
-	acts    Actions
-	scratch []*peer
-	stalled []int32
-	bits    []uint64
-	stats   Stats
+	dups     []dupCand // the endgame's candidates, during Next
+	dupClass [2]bool   // whether s.dups holds one for LAN, WAN peers
+	cancels  []Request
+	dropped  []string
+	acts     Actions
+	scratch  []*peer
+	stalled  []int32
+	bits     []uint64
+	stats    Stats
 }
 
 // maxPeers is how many peers a session tracks at once (slots are uint16).
@@ -397,6 +407,7 @@ func (s *Session) Received(id string, piece int) error {
 				s.insert(p)
 			}
 			p.window = min(p.window+1, s.cfg.Window)
+			s.mark(p)
 		}
 		if ri < 0 {
 			s.stats.Unrequested++
@@ -498,14 +509,27 @@ func (s *Session) Tick() {
 	s.refresh()
 	s.tick++
 	s.stalled = s.stalled[:0]
-	for ri := range s.reqs {
-		r := &s.reqs[ri]
-		if !r.live || r.src < 0 {
-			continue
+	if s.tick >= s.stallAt && s.out > s.originOut {
+		// Some request to a peer may have stalled: find them, and the
+		// first tick at which one of the others may.
+		stall := int64(s.cfg.StallTicks)
+		next := int64(math.MaxInt64)
+		for ri := range s.reqs {
+			r := &s.reqs[ri]
+			if !r.live || r.src < 0 {
+				continue
+			}
+			if s.tick-r.issued < stall {
+				next = min(next, r.issued+stall)
+				continue
+			}
+			if since := max(r.issued, s.slots[r.src].lastRecv); s.tick-since >= stall {
+				s.stalled = append(s.stalled, int32(ri))
+			} else {
+				next = min(next, since+stall)
+			}
 		}
-		if since := max(r.issued, s.slots[r.src].lastRecv); s.tick-since >= int64(s.cfg.StallTicks) {
-			s.stalled = append(s.stalled, int32(ri))
-		}
+		s.stallAt = next
 	}
 	for _, ri := range s.stalled {
 		r := s.reqs[ri]
