@@ -20,12 +20,15 @@ type BoundSite struct {
 	Devices       []BoundDevice
 }
 
-// BoundDevice is one device: its links, the bytes it needs, and when it
-// hears of the release (seconds).
+// BoundDevice is one device: its links, the bytes it needs, when it hears
+// of the release and how long it takes to install it (seconds).
 type BoundDevice struct {
 	Down, Up float64
 	Need     int64
 	Start    float64
+	// Install is how long it takes, once it holds the release, to run it
+	// (seconds).
+	Install float64
 }
 
 // LowerBound returns the least time in which any distribution can bring
@@ -52,11 +55,15 @@ type BoundDevice struct {
 // site; what a site's devices receive comes through its uplink or from its
 // own devices (over its LAN); and all the bytes devices receive come from
 // the origin or some device's upload. Nothing moves before a device asks,
-// so each term starts at the earliest start of the devices it is about.
-// With one value per term and every device starting at 0 it is
-// fleet.Bound's (no helpers), which a test checks. Churn, power cuts,
-// outages and latency are not in it: it is the bound of the topology, the
-// capacities and the starts.
+// so each term starts at the earliest start of the devices it is about;
+// and a device completes its install time I_i after it holds the
+// release, so each term ends with the shortest install of those devices
+// (I_i for s_i + F_i/d_i, the site's least for a site's terms, the
+// fleet's least for the fleet's). With one value per term, every device
+// starting at 0 and installing at once it is fleet.Bound's (no helpers),
+// which a test checks. Churn, power cuts, outages and latency are not in
+// it: it is the bound of the topology, the capacities, the starts and
+// the install times.
 func LowerBound(in BoundInput) float64 {
 	fleet, _ := bounds(in, false)
 	return fleet
@@ -68,7 +75,8 @@ func LowerBound(in BoundInput) float64 {
 // needs that no device of its site holds, min(F_i, N_k), through the
 // site's uplink (and the WAN core) after the site's first device starts;
 // and those no device anywhere holds, min(F_i, F₀), from the origin after
-// the fleet's first start. No device can complete before its own bound;
+// the fleet's first start; then its install time. No device can complete
+// before its own bound;
 // devices that start early or have fast links complete before LowerBound,
 // which only the last must reach.
 func DeviceBounds(in BoundInput) [][]float64 {
@@ -90,48 +98,53 @@ func bounds(in BoundInput, perDevice bool) (float64, [][]float64) {
 		return a / b
 	}
 	var sumN, sumUpC, sumF, sumU float64
-	minN, s0 := math.Inf(1), math.Inf(1)
+	// The earliest start and the shortest install, per site (s_k, I_k) and
+	// of the fleet (s, I).
+	minN, s0, i0 := math.Inf(1), math.Inf(1), math.Inf(1)
 	starts := make([]float64, len(in.Sites))
+	installs := make([]float64, len(in.Sites))
 	for k, s := range in.Sites {
 		minN = math.Min(minN, float64(s.New))
-		starts[k] = math.Inf(1)
+		starts[k], installs[k] = math.Inf(1), math.Inf(1)
 		for _, d := range s.Devices {
 			starts[k] = math.Min(starts[k], d.Start)
+			installs[k] = math.Min(installs[k], d.Install)
 		}
 		if len(s.Devices) == 0 {
-			starts[k] = 0
+			starts[k], installs[k] = 0, 0
 		}
 		s0 = math.Min(s0, starts[k])
+		i0 = math.Min(i0, installs[k])
 	}
 	if len(in.Sites) == 0 {
-		s0, minN = 0, 0
+		s0, i0, minN = 0, 0, 0
 	}
 	for k, s := range in.Sites {
 		n := float64(s.New)
-		sk := starts[k]
+		sk, ik := starts[k], installs[k]
 		sumN += n
 		sumUpC += s.Up
-		up(sk + div(n, s.Down))
+		up(sk + div(n, s.Down) + ik)
 		var fk, uk float64
 		for _, d := range s.Devices {
 			f := float64(d.Need)
-			up(d.Start + div(f, d.Down))
+			up(d.Start + div(f, d.Down) + d.Install)
 			fk += f
 			uk += d.Up
 		}
-		up(sk + div(fk, s.Down+uk))
+		up(sk + div(fk, s.Down+uk) + ik)
 		if s.LAN > 0 {
-			up(sk + div(fk, s.Down+s.LAN))
+			up(sk + div(fk, s.Down+s.LAN) + ik)
 		}
 		sumF += fk
 		sumU += uk
 	}
-	up(s0 + div(minN, in.Origin))
-	up(s0 + div(sumN, in.Origin+sumUpC))
-	up(s0 + div(sumF, in.Origin+sumU))
+	up(s0 + div(minN, in.Origin) + i0)
+	up(s0 + div(sumN, in.Origin+sumUpC) + i0)
+	up(s0 + div(sumF, in.Origin+sumU) + i0)
 	if in.WAN > 0 {
-		up(s0 + div(minN, in.WAN))
-		up(s0 + div(sumN, in.WAN))
+		up(s0 + div(minN, in.WAN) + i0)
+		up(s0 + div(sumN, in.WAN) + i0)
 	}
 	if !perDevice {
 		return best, nil
@@ -148,7 +161,7 @@ func bounds(in BoundInput, perDevice bool) (float64, [][]float64) {
 			if in.WAN > 0 {
 				b = math.Max(b, starts[k]+div(site, in.WAN))
 			}
-			dev[k][j] = b
+			dev[k][j] = b + d.Install
 		}
 	}
 	return best, dev
@@ -166,7 +179,7 @@ func (e *engine) boundInput() BoundInput {
 		}
 		for i := s.first; i < s.first+s.n; i++ {
 			d := &e.devs[i]
-			bs.Devices = append(bs.Devices, BoundDevice{Down: d.downCap, Up: d.upCap, Need: d.need, Start: seconds(d.start)})
+			bs.Devices = append(bs.Devices, BoundDevice{Down: d.downCap, Up: d.upCap, Need: d.need, Start: seconds(d.start), Install: seconds(d.install)})
 		}
 		in.Sites[k] = bs
 	}

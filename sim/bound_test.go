@@ -36,7 +36,7 @@ func TestBoundStarts(t *testing.T) {
 // the fleet's, with staggered announcements and capacities drawn from
 // distributions (the lan-edge example: a uniform stagger over 10 s, links
 // drawn from a choice; and a small fleet with lognormal links, a normal
-// stagger and devices without the base).
+// stagger, install times from a uniform and devices without the base).
 func TestNoDeviceBeforeItsBound(t *testing.T) {
 	edge, err := scenario.Load("scenarios/lan-edge.toml")
 	if err != nil {
@@ -45,6 +45,7 @@ func TestNoDeviceBeforeItsBound(t *testing.T) {
 	mixed := sites()
 	mixed.Initial.Stagger = scenario.Dist{Kind: "normal", Mean: 3, Stddev: 2, HasMin: true}
 	mixed.Topology.DeviceDown = scenario.Dist{Kind: "lognormal", Mean: 6e6, Stddev: 4e6, Min: 0.5e6}
+	mixed.Topology.InstallTime = scenario.Dist{Kind: "uniform", Min: 0.5, Max: 2}
 	for _, tc := range []struct {
 		name string
 		sc   *scenario.Scenario
@@ -73,5 +74,27 @@ func TestNoDeviceBeforeItsBound(t *testing.T) {
 		}
 		t.Logf("%s seed %d: p50 %.2f max %.2f s, bound %.2f s; %d of %d devices before the fleet's bound, %d within 10%% of their own",
 			tc.name, tc.seed, r.Completion.P50, r.Completion.Max, r.LowerBound, early, r.Devices, binds)
+	}
+}
+
+// An install time shifts each device's completion by exactly its value
+// (the download is the same: a device serves its peers while it
+// installs), and the bound with it.
+func TestInstallTime(t *testing.T) {
+	sc := sites()
+	a := run(t, sc, 1)
+	sc.Topology.InstallTime = fixed(1.5)
+	b := run(t, sc, 1)
+	for i := range a.DeviceRows {
+		da, db := a.DeviceRows[i], b.DeviceRows[i]
+		if !near(db.Completion, da.Completion+1.5, 1e-12) || db.Received != da.Received || db.Sent != da.Sent {
+			t.Errorf("device %d: completed at %v and received %+v without, %v and %+v with 1.5 s to install", i, da.Completion, da.Received, db.Completion, db.Received)
+		}
+		if !near(db.LowerBound, da.LowerBound+1.5, 1e-12) {
+			t.Errorf("device %d: bound %v without, %v with", i, da.LowerBound, db.LowerBound)
+		}
+	}
+	if !near(b.LowerBound, a.LowerBound+1.5, 1e-12) || b.OriginEgressBytes != a.OriginEgressBytes {
+		t.Errorf("bound %v, origin %d without; %v, %d with", a.LowerBound, a.OriginEgressBytes, b.LowerBound, b.OriginEgressBytes)
 	}
 }

@@ -20,7 +20,7 @@ func (e *engine) result() *Result {
 		row := d.row
 		row.Device, row.Site, row.HadBase, row.LowerBound = i, int(d.site), d.hasBase, dev[i]
 		row.Completion = -1
-		if d.done {
+		if d.complete >= 0 {
 			row.Completion = seconds(d.complete)
 			times = append(times, row.Completion)
 		}

@@ -22,6 +22,7 @@ type device struct {
 	upCap, downCap float64
 	hasBase        bool
 	start          int64 // when it hears the announcement
+	install        int64 // from holding the release to running it
 
 	have []uint64 // pieces it holds
 	held int
@@ -466,6 +467,8 @@ func (e *engine) handle(ev event) error {
 		if d.online() {
 			return e.online(ev.a)
 		}
+	case evInstalled:
+		e.installed(ev.a)
 	case evOriginResume:
 		d := &e.devs[ev.a]
 		if d.gen == ev.c && d.sess != nil && d.originRest {
@@ -1058,12 +1061,17 @@ func (e *engine) deliver(id int32) error {
 	return nil
 }
 
-// finish: device i holds the whole release.
+// finish: device i holds the whole release. Its download ends; it
+// completes (runs the release) after its install time, serving its peers
+// meanwhile.
 func (e *engine) finish(i int32) {
 	d := &e.devs[i]
 	d.done = true
-	d.complete = e.now
-	e.completed++
+	if d.install > 0 {
+		e.at(e.now+d.install, evInstalled, i, 0, 0)
+	} else {
+		e.installed(i)
+	}
 	for len(d.reqs) > 0 {
 		e.kill(d.reqs[len(d.reqs)-1])
 	}
@@ -1072,6 +1080,12 @@ func (e *engine) finish(i int32) {
 	if had && e.sites[d.site].n > 1 {
 		e.at(e.now+e.lat[sched.LAN], evWants, i, 0, 0)
 	}
+}
+
+// installed: device i runs the release.
+func (e *engine) installed(i int32) {
+	e.devs[i].complete = e.now
+	e.completed++
 }
 
 // announce: device i holds piece p now. Its site hears at once (after the

@@ -17,6 +17,7 @@ const (
 	evOriginResume              // a: device, c: generation: its origin delay ended
 	evUplink                    // a: site or -1, b: 1 up / 0 down
 	evOrigin                    // b: 1 up / 0 down
+	evInstalled                 // a: device: its install time is over
 )
 
 // event is one timed event; ties in time go to the one scheduled first.

@@ -98,6 +98,15 @@ func (e *engine) build() error {
 				return fmt.Errorf("%w: device %d stagger %v s", ErrInvalid, i, st)
 			}
 			d.start = int64(st * 1e9)
+			// Drawn last, so the draws above are the same with or without it.
+			in, err := draw(t.InstallTime, rng)
+			if err != nil {
+				return fmt.Errorf("install time: %w", err)
+			}
+			if !(in >= 0) || in > 1e9 {
+				return fmt.Errorf("%w: device %d install time %v s", ErrInvalid, i, in)
+			}
+			d.install = int64(in * 1e9)
 			if d.up, err = n.AddLink(d.upCap); err != nil {
 				return err
 			}

@@ -379,6 +379,7 @@ func build(file string, tree map[string]any, lines map[string]int, swept map[str
 		WANLatency:     top.duration("wan_latency", 0),
 		OriginLatency:  top.duration("origin_latency", 0),
 		WANPeers:       top.int("wan_peers", 0, false),
+		InstallTime:    top.secondsDist("install_time"),
 	}
 	// wan: a rate, or 0, "unlimited" or "none": not a bottleneck.
 	if v, ok := top.get("wan"); ok {

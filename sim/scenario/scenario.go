@@ -94,6 +94,11 @@ type Topology struct {
 	// may trade with (what the DHT would find); 0: none, sites trade only
 	// inside themselves and with the origin.
 	WANPeers int
+	// InstallTime is how long a device takes, once it holds every piece,
+	// to run the release (seconds, drawn per device): a real node's
+	// fsync, re-verification of the slot and flip. The device serves its
+	// peers meanwhile; it completes at the end. Zero value: at once.
+	InstallTime Dist
 }
 
 // Initial is the devices' state when the release is announced.

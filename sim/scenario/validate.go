@@ -112,6 +112,8 @@ func validate(s *Scenario, d *decoder) {
 		}
 	}
 
+	checkDist(d, "topology.install_time", t.InstallTime, false, "an install time", unitSeconds)
+
 	in := s.Initial
 	if !(in.HasBase >= 0 && in.HasBase <= 1) {
 		d.fail("initial.has_base", "must be a fraction in [0, 1], not %g", in.HasBase)
