@@ -155,6 +155,8 @@ type Verified struct {
 	// indexTargets are the signed target files of the artifacts' indexes,
 	// parallel to Release.Artifacts, for FetchIndexes.
 	indexTargets []*metadata.TargetFiles
+	// deltas are the release's signed delta targets (Delta).
+	deltas map[deltaKey]DeltaTarget
 }
 
 // State file names in ClientConfig.State.
@@ -462,6 +464,9 @@ func (c *Client) VerifyMetadata(ctx context.Context, dev Device, mirrors []fetch
 	v.UpToDate = r.Version == dev.Installed
 	for _, a := range r.Artifacts {
 		v.indexTargets = append(v.indexTargets, targets.Signed.Targets[TargetPath(r.Channel, r.Version, a.Name)])
+	}
+	if v.deltas, err = deltasOf(&targets.Signed, r); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

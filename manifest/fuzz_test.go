@@ -86,6 +86,15 @@ func FuzzReleasesIn(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
+	// A targets metadata with a delta target (publish --delta-from).
+	editImage(f, filepath.Join(fx.dir, "img-stable-1"), filepath.Join(fx.dir, "v2.img"), 7)
+	if _, err := publishImage(fx, 2, filepath.Join(fx.dir, "v2.img"), func(o *PublishOptions) { o.DeltaFrom = []DeltaBase{{Version: 1}} }); err != nil {
+		f.Fatal(err)
+	}
+	if b, err = os.ReadFile(filepath.Join(fx.repo, "metadata", "2.targets.json")); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		md, err := metadata.Targets().FromBytes(data)
 		if err != nil {

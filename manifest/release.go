@@ -301,6 +301,9 @@ func releasesIn(t *metadata.TargetsType) (map[string][]*Release, error) {
 	byKey := map[key]*Release{}
 	paths := make([]string, 0, len(t.Targets))
 	for p := range t.Targets {
+		if isDeltaTargetPath(p) {
+			continue // a release's delta indexes: checkDeltaTargets below
+		}
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
@@ -332,6 +335,9 @@ func releasesIn(t *metadata.TargetsType) (map[string][]*Release, error) {
 	}
 	for _, rs := range out {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].Version > rs[j].Version })
+	}
+	if err := checkDeltaTargets(t, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

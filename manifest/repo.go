@@ -18,10 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/internal/atomicfile"
 )
 
@@ -74,6 +76,15 @@ type PublishOptions struct {
 	Now      func() time.Time
 	Progress func(done, total int64) // bytes of all images read so far
 	Log      TargetsLog              // nil: no transparency log
+
+	// DeltaFrom lists releases of the same channel, listed in the
+	// repository's current targets, to compute delta objects against
+	// (docs/deltas.md). Each delta index becomes a TUF target
+	// (DeltaTargetPath). Empty: no deltas.
+	DeltaFrom []DeltaBase
+	// DeltaOptions tune the delta planner (its Objects field is
+	// publish's own). The zero value uses the planner's defaults.
+	DeltaOptions delta.Options
 }
 
 // PublishedArtifact reports one artifact of a publish.
@@ -101,6 +112,9 @@ type PublishResult struct {
 	NewChunks        int   // chunk objects written (not already present)
 	NewBytes         int64 // bytes of those objects on disk
 	NewRawBytes      int64 // uncompressed bytes of those chunks
+	// Deltas reports each (artifact, base) pair of DeltaFrom whose base
+	// has the artifact, sorted by base version then artifact.
+	Deltas []PublishedDelta
 }
 
 func (o *PublishOptions) fill() error {
@@ -150,6 +164,9 @@ func (o *PublishOptions) fill() error {
 		if o.Artifacts[i].Slot == "" {
 			o.Artifacts[i].Slot = o.Artifacts[i].Name
 		}
+	}
+	if err := o.checkDeltaFrom(); err != nil {
+		return err
 	}
 	// Validate every field before reading any image.
 	r := o.release()
@@ -203,10 +220,17 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		return nil, fmt.Errorf("publish: current repository metadata: %w", err)
 	}
 	kept := map[string]*metadata.TargetFiles{}
+	var bases []*Release
+	if len(o.DeltaFrom) > 0 && prev == nil {
+		return nil, fmt.Errorf("publish: %w: the repository has no release yet", ErrNoBase)
+	}
 	if prev != nil {
 		byChannel, err := releasesIn(&prev.targets.Signed)
 		if err != nil {
 			return nil, fmt.Errorf("publish: current targets: %w", err)
+		}
+		if bases, err = o.deltaBases(byChannel); err != nil {
+			return nil, err
 		}
 		if rs := byChannel[o.Channel]; len(rs) > 0 && rs[0].Version >= o.Version {
 			return nil, fmt.Errorf("publish %s version %d: %w: channel %s is at version %d",
@@ -225,6 +249,19 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 					p := TargetPath(r.Channel, r.Version, a.Name)
 					kept[p] = prev.targets.Signed.Targets[p]
 				}
+			}
+		}
+		// A kept release keeps its delta indexes.
+		for p, tf := range prev.targets.Signed.Targets {
+			if !isDeltaTargetPath(p) {
+				continue
+			}
+			dt, err := parseDeltaTarget(p, tf)
+			if err != nil {
+				return nil, fmt.Errorf("publish: current targets: %w", err)
+			}
+			if _, ok := kept[TargetPath(dt.Channel, dt.Version, dt.Artifact)]; ok {
+				kept[p] = tf
 			}
 		}
 	}
@@ -249,6 +286,7 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		data []byte
 	}
 	var indexes []indexFile
+	newIndexes := map[string]*chunker.Index{}
 	var done int64
 	for _, in := range o.Artifacts {
 		ix, pa, err := w.writeImage(ctx, in, o, func(n int64) {
@@ -271,6 +309,7 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 			}
 		}
 		indexes = append(indexes, indexFile{filepath.Join(o.Repo, IndexPath(ix.CID())), enc})
+		newIndexes[in.Name] = ix
 		res.Artifacts = append(res.Artifacts, *pa)
 		res.Bytes += ix.Size
 		res.Chunks += pa.Chunks
@@ -296,6 +335,21 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	}
 	for p, tf := range kept {
 		targets[p] = tf
+	}
+	if len(bases) > 0 {
+		paths := map[string]string{}
+		for _, in := range o.Artifacts {
+			paths[in.Name] = in.Path
+		}
+		dts, pds, err := publishDeltas(ctx, deltaJob{repo: o.Repo, o: &o, prev: &prev.targets.Signed,
+			bases: bases, rel: rel, indexes: newIndexes, paths: paths})
+		if err != nil {
+			return nil, err
+		}
+		for p, tf := range dts {
+			targets[p] = tf
+		}
+		res.Deltas = pds
 	}
 	// Every target, new or kept, gets its file under targets/ (for stock
 	// TUF clients) before any metadata lists it.
@@ -470,19 +524,20 @@ func tmpName(final string) string {
 	return filepath.Join(d, "."+f+tmpSuffix)
 }
 
-// put stores one chunk unless the repository already has it.
-func (w *chunkWriter) put(h chunker.Hash, c chunker.Chunk, data []byte, pa *artifactCounters) error {
-	if _, dup := w.claimed.LoadOrStore(c.Digest, struct{}{}); dup {
-		return nil
+// claim decides whether the object named id (digest d) must be written:
+// not when this publish claimed it already or the repository has it.
+// It returns the object's final path and shard when it must.
+func (w *chunkWriter) claim(id cid.Cid, d chunker.Digest) (final, sh string, write bool, err error) {
+	if _, dup := w.claimed.LoadOrStore(d, struct{}{}); dup {
+		return "", "", false, nil
 	}
-	id := h.ID(c.Digest)
 	s := id.String()
-	sh := shard(s)
-	final := filepath.Join(w.dir, sh, s)
+	sh = shard(s)
+	final = filepath.Join(w.dir, sh, s)
 	fresh, known := w.shards.Load(sh)
 	if !known {
-		// First chunk of this shard in this publish: a new directory
-		// cannot hold the chunk, an old one may.
+		// First object of this shard in this publish: a new directory
+		// cannot hold the object, an old one may.
 		err := os.Mkdir(filepath.Join(w.dir, sh), 0o755)
 		switch {
 		case err == nil:
@@ -490,13 +545,50 @@ func (w *chunkWriter) put(h chunker.Hash, c chunker.Chunk, data []byte, pa *arti
 		case errors.Is(err, fs.ErrExist):
 			fresh, _ = w.shards.LoadOrStore(sh, false)
 		default:
-			return err
+			return "", "", false, err
 		}
 	}
 	if !fresh.(bool) {
 		if _, err := os.Lstat(final); err == nil {
-			return nil
+			return "", "", false, nil
 		}
+	}
+	return final, sh, true, nil
+}
+
+// queue hands obj to the writers under final's temporary name.
+func (w *chunkWriter) queue(final, sh string, obj []byte) error {
+	if err := w.write(tmpName(final), obj); err != nil {
+		return fmt.Errorf("store object %s: %w", filepath.Base(final), err)
+	}
+	w.mu.Lock()
+	w.pending = append(w.pending, final)
+	w.touched[sh] = true
+	w.mu.Unlock()
+	return nil
+}
+
+// putObject stores an already encoded object (a delta object) named id
+// unless the repository has it, and reports whether it wrote it. obj
+// becomes the writer's.
+func (w *chunkWriter) putObject(id cid.Cid, d chunker.Digest, obj []byte) (bool, error) {
+	final, sh, ok, err := w.claim(id, d)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := w.queue(final, sh, obj); err != nil {
+		return false, err
+	}
+	w.newChunks.Add(1)
+	w.newBytes.Add(int64(len(obj)))
+	return true, nil
+}
+
+// put stores one chunk unless the repository already has it.
+func (w *chunkWriter) put(h chunker.Hash, c chunker.Chunk, data []byte, pa *artifactCounters) error {
+	final, sh, ok, err := w.claim(h.ID(c.Digest), c.Digest)
+	if err != nil || !ok {
+		return err
 	}
 	var buf []byte
 	if b, ok := w.bufs.Get().(*[]byte); ok {
@@ -504,13 +596,9 @@ func (w *chunkWriter) put(h chunker.Hash, c chunker.Chunk, data []byte, pa *arti
 	}
 	obj := EncodeChunk(buf, data)
 	n := int64(len(obj))
-	if err := w.write(tmpName(final), obj); err != nil {
-		return fmt.Errorf("store chunk %s: %w", s, err)
+	if err := w.queue(final, sh, obj); err != nil {
+		return err
 	}
-	w.mu.Lock()
-	w.pending = append(w.pending, final)
-	w.touched[sh] = true
-	w.mu.Unlock()
 	w.newChunks.Add(1)
 	if total := w.newBytes.Add(n); total-w.flushedAt.Load() > flushEvery {
 		w.flushedAt.Store(total)

@@ -55,7 +55,7 @@ func writeTargetFiles(repo string, targets map[string]*metadata.TargetFiles) err
 	dirty := map[string]bool{}
 	for _, p := range slices.Sorted(maps.Keys(targets)) {
 		tf := targets[p]
-		_, a, err := parseTarget(p, tf)
+		src, err := targetSource(repo, p, tf)
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,6 @@ func writeTargetFiles(repo string, targets map[string]*metadata.TargetFiles) err
 			return fmt.Errorf("target %s: %w: path leaves the repository", p, ErrBadMetadata)
 		}
 		final := filepath.Join(repo, filepath.FromSlash(rel))
-		src := filepath.Join(repo, filepath.FromSlash(IndexPath(a.Index)))
 		if targetFileCurrent(final, src, tf.Length, sum) {
 			continue
 		}
@@ -82,6 +81,27 @@ func writeTargetFiles(repo string, targets map[string]*metadata.TargetFiles) err
 		dirty[filepath.Dir(final)] = true
 	}
 	return syncDirs(slices.Sorted(maps.Keys(dirty)))
+}
+
+// targetSource returns the repository file that holds the bytes of the
+// target at path p: the index of a release target, the delta index of a
+// delta target.
+func targetSource(repo, p string, tf *metadata.TargetFiles) (string, error) {
+	var rel string
+	if isDeltaTargetPath(p) {
+		dt, err := parseDeltaTarget(p, tf)
+		if err != nil {
+			return "", err
+		}
+		rel = DeltaIndexPath(dt.DeltaIndex)
+	} else {
+		_, a, err := parseTarget(p, tf)
+		if err != nil {
+			return "", err
+		}
+		rel = IndexPath(a.Index)
+	}
+	return filepath.Join(repo, filepath.FromSlash(rel)), nil
 }
 
 // targetFileCurrent reports whether final already holds the target's

@@ -32,13 +32,26 @@ type OfferOptions struct {
 	// InstallPlan.Placed): a node serves those to its peers meanwhile,
 	// reading them through Filling.
 	Placed func(positions []int)
+	// Deltas serves the repository's delta indexes and delta objects (a
+	// directory, an HTTP origin, a bundle). With it, a device whose active
+	// slot holds a release the new one lists a delta index for builds the
+	// chunks that index covers from deltas against that slot, and fetches
+	// only the rest whole from the chunk source (docs/deltas.md). Nil: whole
+	// chunks only. A node whose chunks come from the swarm may set its
+	// origin here: deltas then cross the uplink once per device, not once
+	// per site.
+	Deltas fetch.Fetcher
+	// DeltasName names Deltas in messages (default: SourceName).
+	DeltasName string
 }
 
 // ApplyOptions configure Apply.
 type ApplyOptions struct {
 	// Mirrors serve the repository (directory, HTTP origin or bundle).
 	Mirrors []fetch.Fetcher
-	// Chunks serves chunk bytes; default: chunk objects from Mirrors[0].
+	// Chunks serves chunk bytes; default: chunk objects from the mirror
+	// whose metadata won, which then serves delta objects too (unless
+	// Deltas is set).
 	Chunks ChunkSource
 	OfferOptions
 }
@@ -78,6 +91,9 @@ func (d *Device) applyOnce(ctx context.Context, o ApplyOptions) (*ApplyResult, e
 			maxChunk = max(maxChunk, ix.Params.Max)
 		}
 		chunks = RepoChunks{Fetcher: o.Mirrors[v.Mirror], MaxChunk: maxChunk}
+		if o.Deltas == nil {
+			o.Deltas = o.Mirrors[v.Mirror]
+		}
 	}
 	return d.offer(ctx, v, chunks, o.OfferOptions)
 }
@@ -206,7 +222,7 @@ func (d *Device) offer(ctx context.Context, v *manifest.Verified, chunks ChunkSo
 			}
 			fetched = true
 			res.Slot = a.Slot
-			stats, err := d.install(ctx, a.Slot, ix, chunks, o)
+			stats, err := d.install(ctx, a.Slot, v, art, ix, chunks, o)
 			res.Stats = stats
 			if err != nil {
 				installErr = err

@@ -367,7 +367,7 @@ func PickArtifact(v *manifest.Verified, want string) (manifest.Artifact, *chunke
 }
 
 // install writes ix into slot, copying what the active slot holds.
-func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, chunks ChunkSource, o OfferOptions) (InstallStats, error) {
+func (d *Device) install(ctx context.Context, slot string, v *manifest.Verified, art manifest.Artifact, ix *chunker.Index, chunks ChunkSource, o OfferOptions) (InstallStats, error) {
 	target := d.Config.SlotPath(slot)
 	idxPath := d.slotIndexPath(slot)
 	// When the slot was being filled with this very index (an interrupted
@@ -400,16 +400,76 @@ func (d *Device) install(ctx context.Context, slot string, ix *chunker.Index, ch
 		return InstallStats{}, err
 	}
 	plan := InstallPlan{Target: f, TargetSize: size, Index: ix, Source: chunks, Resume: resume,
-		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers, Placed: o.Placed}
+		Progress: o.Progress, SourceName: o.SourceName, Fetchers: o.Fetchers, Placed: o.Placed, Log: d.log}
 	active := state.Other(slot)
+	var base *LocalCopy
 	if aix, err := d.readSlotIndex(active); err == nil {
 		if af, err := d.fs.OpenFile(d.Config.SlotPath(active), os.O_RDONLY, 0); err == nil {
 			defer af.Close()
 			plan.Local = append(plan.Local, LocalCopy{File: af, Index: aix})
+			base = &plan.Local[len(plan.Local)-1]
 		}
 	}
-	d.log("installing %d chunks (%d bytes) into slot %s (%s)", len(ix.Chunks), ix.Size, slot, target)
-	return Install(ctx, plan)
+	var note InstallStats
+	plan.Deltas = d.deltaPlan(ctx, v, art, ix, active, base, o, &note)
+	if plan.Deltas != nil {
+		d.log("installing %d chunks (%d bytes) into slot %s (%s), %d of them from deltas against v%d",
+			len(ix.Chunks), ix.Size, slot, target, len(plan.Deltas.Index.Entries), note.DeltaBase)
+	} else {
+		d.log("installing %d chunks (%d bytes) into slot %s (%s)", len(ix.Chunks), ix.Size, slot, target)
+	}
+	st, err := Install(ctx, plan)
+	st.DeltaBase, st.DeltaIndexBytes, st.DeltaNote = note.DeltaBase, note.DeltaIndexBytes, note.DeltaNote
+	if plan.Deltas == nil {
+		st.DeltaFailed += note.DeltaFailed
+		st.DeltaRefusals = append(note.DeltaRefusals, st.DeltaRefusals...)
+	}
+	return st, err
+}
+
+// deltaPlan returns the deltas that build ix over the active slot, or nil
+// (with the reason in note) when there are none to use: no fetcher for
+// them, nothing installed in the active slot, no delta index from the
+// installed release, or one that cannot be fetched or does not check.
+// The active slot's index was checked against its signed Merkle root when
+// it was installed, and the delta target names the base index it was made
+// against; the two must be the same index.
+func (d *Device) deltaPlan(ctx context.Context, v *manifest.Verified, art manifest.Artifact, ix *chunker.Index, active string, base *LocalCopy, o OfferOptions, note *InstallStats) *DeltaPlan {
+	if o.Deltas == nil || v == nil {
+		return nil
+	}
+	st := d.m.State()
+	switch {
+	case base == nil:
+		note.DeltaNote = "no verified release in the active slot"
+		return nil
+	case st.Active != active || st.Installed == 0:
+		note.DeltaNote = "the active slot's release is not known"
+		return nil
+	}
+	dt, ok := v.Delta(art.Name, st.Installed)
+	if !ok {
+		note.DeltaNote = fmt.Sprintf("the repository lists no delta index from v%d", st.Installed)
+		return nil
+	}
+	if !base.Index.CID().Equals(dt.BaseIndex) {
+		note.DeltaNote = fmt.Sprintf("the active slot's index %s is not the delta base's %s", base.Index.CID(), dt.BaseIndex)
+		return nil
+	}
+	name := o.DeltasName
+	if name == "" {
+		name = o.SourceName
+	}
+	dix, err := manifest.FetchDeltaIndex(ctx, o.Deltas, dt, 0)
+	if err != nil {
+		err = fmt.Errorf("delta index %s from %s: %w", dt.Path, name, err)
+		d.log("%v; fetching whole chunks", err)
+		note.noteDelta(err)
+		note.DeltaNote = "the delta index was refused"
+		return nil
+	}
+	note.DeltaBase, note.DeltaIndexBytes = dt.BaseVersion, dt.Length
+	return &DeltaPlan{Index: dix, Base: *base, Fetcher: o.Deltas, SourceName: name}
 }
 
 // notActive checks that the opened target f is not the other slot's file.

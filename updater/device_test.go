@@ -34,6 +34,8 @@ type world struct {
 	keys *manifest.Keyring
 	repo string
 	base []byte
+	// lastPublish is what the last publish reported.
+	lastPublish *manifest.PublishResult
 }
 
 func newWorld(t *testing.T) *world {
@@ -76,9 +78,11 @@ func (w *world) publish(channel string, version uint64, mod func(*manifest.Publi
 	if mod != nil {
 		mod(&o)
 	}
-	if _, err := manifest.Publish(context.Background(), o); err != nil {
+	res, err := manifest.Publish(context.Background(), o)
+	if err != nil {
 		w.t.Fatal(err)
 	}
+	w.lastPublish = res
 	return img
 }
 

@@ -79,6 +79,13 @@ type InstallPlan struct {
 	// is written. A node serves them to its peers while the install runs.
 	// Called from one goroutine at a time.
 	Placed func(positions []int)
+	// Deltas, if set, builds the new chunks its delta index lists from
+	// delta objects against the base it names instead of fetching them
+	// whole from Source; a delta that fails is refused and its chunk
+	// fetched whole.
+	Deltas *DeltaPlan
+	// Log, if set, hears what a person may want to know (a refused delta).
+	Log func(format string, args ...any)
 }
 
 // InstallStats says where the bytes of an install came from.
@@ -89,6 +96,18 @@ type InstallStats struct {
 	FetchedBytes  int64 `json:"fetched_bytes"`  // downloaded from the source
 	FetchedChunks int   `json:"fetched_chunks"`
 	Refetched     int   `json:"refetched"` // chunks fetched again after failing verification
+
+	// Deltas (docs/deltas.md). DeltaBase is the release the deltas were
+	// made against (0: no delta index was used; DeltaNote says why).
+	DeltaBase       uint64   `json:"delta_base,omitempty"`
+	DeltaIndexBytes int64    `json:"delta_index_bytes"` // the delta index fetched
+	DeltaChunks     int      `json:"delta_chunks"`      // chunks built from deltas
+	DeltaBytes      int64    `json:"delta_bytes"`       // delta objects fetched, refused ones included
+	DeltaRawBytes   int64    `json:"delta_raw_bytes"`   // bytes of the chunks they built
+	DeltaRefBytes   int64    `json:"delta_ref_bytes"`   // reference bytes read from the active slot
+	DeltaFailed     int      `json:"delta_failed"`      // deltas refused or unavailable; their chunks were fetched whole
+	DeltaRefusals   []string `json:"delta_refusals,omitempty"`
+	DeltaNote       string   `json:"delta_note,omitempty"` // why no delta index was used
 }
 
 // Install writes the release described by p.Index into p.Target, fsyncs
@@ -182,6 +201,8 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 			addRemote(&remote, i)
 		}
 	}
+	// Chunks with a delta are built from it instead of fetched.
+	remote, deltaJobs := splitDeltas(&p, remote, &st)
 
 	// The local copies run beside the download: a small change to a large
 	// release would otherwise wait for the whole copy before its first
@@ -220,18 +241,38 @@ func Install(ctx context.Context, p InstallPlan) (InstallStats, error) {
 			return nil
 		}()
 	}()
+	// Deltas are expanded beside both: they cost the origin little and
+	// the device CPU and slot reads, which the whole-chunk download does
+	// not compete for much.
+	var refused [][]int
+	expanded := make(chan error, 1)
+	go func() {
+		var err error
+		refused, err = expandDeltas(fctx, p, deltaJobs, off, &st, sreport)
+		if err != nil {
+			cancel(err)
+		}
+		expanded <- err
+	}()
 	ferr := fetchInto(fctx, p, remote, off, &st, sreport)
 	if ferr != nil {
 		cancel(ferr)
 	}
+	derr := <-expanded
 	if err := <-copied; err != nil {
 		return st, err
 	}
 	if ferr != nil {
 		return st, ferr
 	}
-	if len(unreadable) > 0 {
-		var again [][]int
+	if derr != nil {
+		return st, derr
+	}
+	if len(unreadable) > 0 || len(refused) > 0 {
+		// Refused deltas' chunks and unreadable local copies are fetched
+		// whole now. The two never share a chunk: a chunk with a local
+		// copy is not given to a delta.
+		again := refused
 		pending = map[chunker.Digest]int{}
 		for _, i := range unreadable {
 			addRemote(&again, i)

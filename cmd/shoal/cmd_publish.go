@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/cobra"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/internal/progress"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/rollout"
@@ -30,6 +33,10 @@ func newPublishCmd() *cobra.Command {
 		p                      = chunker.DefaultParams
 		hashName               string
 		asJSON                 bool
+		deltaFrom              []string
+		deltaImages            []string
+		deltaMaxRef            = delta.DefaultMaxRef
+		deltaLevel             = "best"
 	)
 	c := &cobra.Command{
 		Use:   "publish --repo DIR --keys DIR --channel C --version N NAME=IMAGE...",
@@ -50,12 +57,23 @@ demands the log ('verify --require-log') can prove the release is there.
 
 The release version must be above the channel's last one. NAME is the
 artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
-(default: NAME).`,
+(default: NAME).
+
+--delta-from N[,M...] also computes delta objects of the new chunks against
+each named release of the channel (docs/deltas.md): a device whose active slot
+holds release N then downloads small zstd deltas against its own slot instead
+of whole chunks. The objects go to REPO/deltas/, and each (base, artifact)
+pair's delta index is a signed target of its own,
+releases/CHANNEL/VERSION/ARTIFACT.delta/N. The base image is rebuilt from the
+repository's chunks (each checked against its ID) unless --delta-base-image
+N=PATH (or N:ARTIFACT=PATH) gives it; a given image must match its index.`,
 		Example: `  shoal publish --repo repo/ --keys keys/ --channel stable --version 1 rootfs=v1.img
   shoal publish --repo repo/ --keys keys/ --channel stable --version 2 \
       --hardware rpi4 --arch arm64 --rollout 'percent=10, region=eu' --sbom sbom.json \
       rootfs=v2.img boot=boot.img --slot boot=bootfs
-  shoal publish ... --json | jq .new_bytes`,
+  shoal publish ... --json | jq .new_bytes
+  shoal publish --repo repo/ --keys keys/ --channel stable --version 3 --delta-from 2,1 \
+      --delta-base-image 2=v2.img rootfs=v3.img`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("no images: give NAME=IMAGE")}
@@ -98,6 +116,19 @@ artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
 			}
 			for name := range slotOf {
 				return usageError{fmt.Errorf("--slot %s=...: no image named %s", name, name)}
+			}
+			if o.DeltaFrom, err = parseDeltaFrom(deltaFrom, deltaImages, o.Artifacts); err != nil {
+				return usageError{err}
+			}
+			if len(o.DeltaFrom) > 0 {
+				ok, level := zstd.EncoderLevelFromString(deltaLevel)
+				if !ok {
+					return usageError{fmt.Errorf("--delta-level %q: want fastest, default, better or best", deltaLevel)}
+				}
+				if deltaMaxRef < 1 || deltaMaxRef > delta.RefCeil {
+					return usageError{fmt.Errorf("--delta-max-ref %d: want 1 to %d bytes", deltaMaxRef, delta.RefCeil)}
+				}
+				o.DeltaOptions = delta.Options{MaxRef: deltaMaxRef, Level: level}
 			}
 			if o.Rollout, err = readRollout(rolloutText); err != nil {
 				return usageError{err}
@@ -157,7 +188,56 @@ artifact name (e.g. rootfs); --slot NAME=SLOT says where devices install it
 	f.Var(sizeFlag{&p.Max}, "max", "maximum chunk size")
 	f.StringVar(&hashName, "hash", "sha2-256", "chunk hash function: sha2-256 or blake3")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	f.StringSliceVar(&deltaFrom, "delta-from", nil, "also compute deltas against these releases of the channel (N[,M...])")
+	f.StringArrayVar(&deltaImages, "delta-base-image", nil, "image of a delta base, as N=PATH or N:ARTIFACT=PATH (default: rebuilt from the repository)")
+	f.Var(sizeFlag{&deltaMaxRef}, "delta-max-ref", "reference bytes per delta at most (what a device reads from its slot per delta)")
+	f.StringVar(&deltaLevel, "delta-level", deltaLevel, "zstd level of the deltas (fastest, default, better, best)")
 	return c
+}
+
+// parseDeltaFrom turns --delta-from and --delta-base-image into the
+// publish's delta bases. N=PATH names the image of the only artifact;
+// with several artifacts each needs N:ARTIFACT=PATH.
+func parseDeltaFrom(from, images []string, arts []manifest.ArtifactInput) ([]manifest.DeltaBase, error) {
+	var out []manifest.DeltaBase
+	at := map[uint64]int{}
+	for _, s := range from {
+		v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+		if err != nil || v == 0 {
+			return nil, fmt.Errorf("--delta-from %q: want release versions N[,M...]", s)
+		}
+		if _, dup := at[v]; dup {
+			return nil, fmt.Errorf("--delta-from: version %d given twice", v)
+		}
+		at[v] = len(out)
+		out = append(out, manifest.DeltaBase{Version: v})
+	}
+	for _, s := range images {
+		key, path, ok := strings.Cut(s, "=")
+		ver, art, named := strings.Cut(key, ":")
+		v, err := strconv.ParseUint(ver, 10, 64)
+		if !ok || path == "" || err != nil {
+			return nil, fmt.Errorf("--delta-base-image %q: want N=PATH or N:ARTIFACT=PATH", s)
+		}
+		i, listed := at[v]
+		if !listed {
+			return nil, fmt.Errorf("--delta-base-image %q: version %d is not in --delta-from", s, v)
+		}
+		if !named {
+			if len(arts) != 1 {
+				return nil, fmt.Errorf("--delta-base-image %q: the release has %d artifacts; say which, as N:ARTIFACT=PATH", s, len(arts))
+			}
+			art = arts[0].Name
+		}
+		if out[i].Images == nil {
+			out[i].Images = map[string]string{}
+		}
+		if _, dup := out[i].Images[art]; dup {
+			return nil, fmt.Errorf("--delta-base-image: two images for %s of version %d", art, v)
+		}
+		out[i].Images[art] = path
+	}
+	return out, nil
 }
 
 // readRollout turns --rollout into the policy JSON signed with the
@@ -216,6 +296,25 @@ type publishArtifact struct {
 	NewBytes  int64  `json:"new_bytes"`
 }
 
+// publishDelta reports the deltas of one artifact against one base.
+type publishDelta struct {
+	Artifact       string `json:"artifact"`
+	BaseVersion    uint64 `json:"base_version"`
+	Target         string `json:"target,omitempty"` // empty: no delta kept, no target
+	DeltaIndex     string `json:"delta_index,omitempty"`
+	IndexBytes     int    `json:"delta_index_bytes"`
+	Rebuilt        bool   `json:"base_rebuilt"`
+	NewChunks      int    `json:"new_chunks"`
+	NewBytes       int64  `json:"new_bytes"`
+	WholeBytes     int64  `json:"whole_compressed_bytes"`
+	DeltaBytes     int64  `json:"delta_bytes"`
+	Deltas         int    `json:"deltas"`
+	KeptWhole      int    `json:"kept_whole"`
+	ObjectBytes    int64  `json:"delta_object_bytes"`
+	NewObjects     int    `json:"new_delta_objects"`
+	ReferenceBytes int64  `json:"reference_bytes"`
+}
+
 type publishResult struct {
 	Channel          string            `json:"channel"`
 	Version          uint64            `json:"version"`
@@ -232,6 +331,7 @@ type publishResult struct {
 	Seconds          float64           `json:"seconds"`
 	MBPerSec         float64           `json:"mb_per_s"`
 	Log              *logJSON          `json:"log,omitempty"`
+	Deltas           []publishDelta    `json:"deltas,omitempty"`
 }
 
 // logJSON is where a targets version sits in the transparency log.
@@ -262,6 +362,13 @@ func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, lp *man
 	for _, a := range res.Artifacts {
 		r.Artifacts = append(r.Artifacts, publishArtifact{a.Name, a.Index, a.Size, a.Root, a.Chunks, a.NewChunks, a.NewBytes})
 	}
+	for _, d := range res.Deltas {
+		st := d.Stats
+		r.Deltas = append(r.Deltas, publishDelta{Artifact: d.Artifact, BaseVersion: d.BaseVersion, Target: d.Target,
+			DeltaIndex: d.DeltaIndex, IndexBytes: d.IndexBytes, Rebuilt: d.Rebuilt, NewChunks: st.NewChunks, NewBytes: st.NewBytes,
+			WholeBytes: st.WholeBytes, DeltaBytes: st.DeltaBytes, Deltas: st.Deltas, KeptWhole: st.KeptWhole,
+			ObjectBytes: st.ObjectBytes, NewObjects: d.NewObjects, ReferenceBytes: st.RefBytes})
+	}
 	if asJSON {
 		return writeJSON(w, r)
 	}
@@ -271,6 +378,18 @@ func printPublish(w io.Writer, asJSON bool, res *manifest.PublishResult, lp *man
 		fmt.Fprintf(w, "  %-10s %s, %d chunks, root %s\n", a.Name, humanBytes(a.Size), a.Chunks, a.Root)
 	}
 	fmt.Fprintf(w, "wrote %d new chunks, %s (%s before compression)\n", r.NewChunks, humanBytes(r.NewBytes), humanBytes(r.NewRawBytes))
+	for _, d := range r.Deltas {
+		from := "its image"
+		if d.Rebuilt {
+			from = "rebuilt from the repository"
+		}
+		if d.Target == "" {
+			fmt.Fprintf(w, "deltas %s from v%d (%s): none worth keeping for %d new chunks; devices fetch them whole\n", d.Artifact, d.BaseVersion, from, d.NewChunks)
+			continue
+		}
+		fmt.Fprintf(w, "deltas %s from v%d (%s): %s for a device on v%d instead of %s whole (%d deltas, %d chunks whole, delta index %s)\n",
+			d.Artifact, d.BaseVersion, from, humanBytes(d.DeltaBytes+int64(d.IndexBytes)), d.BaseVersion, humanBytes(d.WholeBytes), d.Deltas, d.KeptWhole, humanBytes(int64(d.IndexBytes)))
+	}
 	fmt.Fprintf(w, "metadata: targets v%d, snapshot v%d, timestamp v%d, root v%d\n", r.TargetsVersion, r.SnapshotVersion, r.TimestampVersion, r.RootVersion)
 	if r.Log != nil {
 		fmt.Fprintf(w, "log: targets v%d is entry %d; checkpoint: %d entries, root hash %s\n", r.TargetsVersion, r.Log.Entry, r.Log.TreeSize, r.Log.RootHash)

@@ -82,7 +82,10 @@ hardware, rollout), installs it into the inactive slot — copying chunks the
 active slot already holds, fetching the rest from the source — then fsyncs,
 re-reads and checks every chunk against the signed Merkle root, and only then
 tells the bootloader to try the new slot. Interrupted, it resumes from what the
-slot already holds.`,
+slot already holds. When the repository lists a delta index from the release
+the active slot holds ('publish --delta-from'), the chunks it covers are built
+from small zstd deltas against the active slot instead (docs/deltas.md); a
+delta that fails its checks is refused, named, and its chunk fetched whole.`,
 		Example: `  shoal update apply --config /etc/shoal/shoal.toml --source https://updates.example/repo
   shoal update apply --config dev/shoal.toml --source ./repo --json
   shoal update apply --config dev/shoal.toml --source release-42.tar   # offline bundle
@@ -148,6 +151,10 @@ slot already holds.`,
 			s := res.Stats
 			fmt.Fprintf(w, "installed %s v%d into slot %s in %.1fs: %s copied locally, %s downloaded (%d chunks), %s already in place\n",
 				res.Channel, res.Version, res.Slot, out.Seconds, humanBytes(s.LocalBytes), humanBytes(s.FetchedBytes), s.FetchedChunks, humanBytes(s.InPlaceBytes))
+			if s.DeltaChunks > 0 || s.DeltaFailed > 0 {
+				fmt.Fprintf(w, "deltas against v%d: %d chunks (%s) built from %s of deltas; %d refused and fetched whole\n",
+					s.DeltaBase, s.DeltaChunks, humanBytes(s.DeltaRawBytes), humanBytes(s.DeltaBytes+s.DeltaIndexBytes), s.DeltaFailed)
+			}
 			fmt.Fprintf(w, "slot %s verified against the signed Merkle root; bootloader will try it next boot (%s)\n", res.Slot, res.State)
 			return rebootIf(cmd, d, reboot && res.Reboot)
 		},

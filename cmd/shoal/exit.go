@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/bundle"
 	"github.com/shoalnet/shoal/manifest/tlog"
@@ -32,6 +33,10 @@ func (e usageError) Unwrap() error { return e.error }
 var integrityErrors = []error{
 	chunker.ErrMismatch,
 	chunker.ErrMalformedIndex,
+	delta.ErrCorrupt,
+	delta.ErrTooLarge,
+	delta.ErrBadRange,
+	delta.ErrMalformedIndex,
 	manifest.ErrThreshold,
 	manifest.ErrRollback,
 	manifest.ErrExpired,

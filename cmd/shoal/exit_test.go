@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/manifest"
 )
 
@@ -24,6 +25,25 @@ func TestIntegrityErrorsExit3(t *testing.T) {
 	}
 	if got := exitCode(errors.New("plain")); got != exitFailure {
 		t.Errorf("plain error: exit %d", got)
+	}
+}
+
+// Errors of delta objects and delta indexes are integrity failures, as
+// the codec returns them.
+func TestDeltaErrorsExit3(t *testing.T) {
+	for _, s := range []error{delta.ErrCorrupt, delta.ErrTooLarge, delta.ErrBadRange, delta.ErrMalformedIndex, delta.ErrImageMismatch} {
+		if got := exitCode(fmt.Errorf("apply: %w", s)); got != exitIntegrity {
+			t.Errorf("%v: exit %d, want %d", s, got, exitIntegrity)
+		}
+	}
+	_, err := delta.DecodeIndex([]byte("SHOALDLT but not an index"))
+	if got := exitCode(err); err == nil || got != exitIntegrity {
+		t.Errorf("DecodeIndex of junk: %v, exit %d", err, got)
+	}
+	lim := delta.Limits{MaxChunk: 1 << 16, MaxRef: 1 << 20, BaseSize: 100}
+	_, _, err = delta.ParseHeader([]byte{delta.KindDelta, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200}, lim)
+	if got := exitCode(err); !errors.Is(err, delta.ErrBadRange) || got != exitIntegrity {
+		t.Errorf("a range outside the base: %v, exit %d", err, got)
 	}
 }
 

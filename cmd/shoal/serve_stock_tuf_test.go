@@ -17,9 +17,16 @@ import (
 // TestServeStockTUFClient: what `shoal publish` writes and `shoal serve`
 // serves is a standard TUF repository: go-tuf's own client, given
 // URL/metadata/ and URL/targets/, refreshes the metadata and downloads
-// and verifies every target, each the bytes of its index file.
+// and verifies every target, each the bytes of its index file, or for a
+// delta target (publish --delta-from) the bytes of its delta index.
 func TestServeStockTUFClient(t *testing.T) {
 	keys, repo, _ := publishTwo(t)
+	img := filepath.Join(t.TempDir(), "v3.img")
+	writeImage(t, img, 1<<20, 3)
+	if _, errs, code := runCLI(t, "publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "3",
+		"--hardware", "rpi4", "--delta-from", "1,2", "rootfs="+img); code != 0 {
+		t.Fatal(errs)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := newRootCmd()
 	var out syncBuffer
@@ -65,9 +72,10 @@ func TestServeStockTUFClient(t *testing.T) {
 		t.Fatalf("stock TUF client refresh: %v", err)
 	}
 	targets := up.GetTopLevelTargets()
-	if len(targets) != 2 {
-		t.Fatalf("stock client sees %d targets, want 2 (two releases)", len(targets))
+	if len(targets) != 5 {
+		t.Fatalf("stock client sees %d targets, want 5 (three releases, two delta indexes)", len(targets))
 	}
+	deltas := 0
 	for p := range targets {
 		tf, err := up.GetTargetInfo(p)
 		if err != nil {
@@ -79,16 +87,27 @@ func TestServeStockTUFClient(t *testing.T) {
 		}
 		var custom struct {
 			Index string `json:"index"`
+			Delta *struct {
+				DeltaIndex string `json:"delta_index"`
+			} `json:"delta"`
 		}
-		if tf.Custom == nil || json.Unmarshal(*tf.Custom, &custom) != nil || custom.Index == "" {
+		if tf.Custom == nil || json.Unmarshal(*tf.Custom, &custom) != nil || (custom.Index == "" && custom.Delta == nil) {
 			t.Fatalf("target %s: no index in custom", p)
 		}
-		want, err := os.ReadFile(filepath.Join(repo, "index", custom.Index))
+		file := filepath.Join(repo, "index", custom.Index)
+		if custom.Delta != nil {
+			deltas++
+			file = filepath.Join(repo, "deltas", "index", custom.Delta.DeltaIndex)
+		}
+		want, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(data, want) {
-			t.Fatalf("target %s: downloaded bytes differ from index/%s", p, custom.Index)
+			t.Fatalf("target %s: downloaded bytes differ from %s", p, file)
 		}
+	}
+	if deltas != 2 {
+		t.Fatalf("%d delta targets, want 2", deltas)
 	}
 }
