@@ -3,6 +3,7 @@ package sched
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -13,9 +14,28 @@ import (
 // positions, the room and ready bits, request chain heads, and the stall
 // bound.
 func checkIndexes(s *Session) error {
+	if len(s.posSlot) != len(s.order) {
+		return fmt.Errorf("%d positions' slots for %d peers", len(s.posSlot), len(s.order))
+	}
 	for k, p := range s.order {
-		if int(p.pos) != k {
-			return fmt.Errorf("peer %s at %d has pos %d", p.id, k, p.pos)
+		if int(p.pos) != k || s.posSlot[k] != p.idx {
+			return fmt.Errorf("peer %s at %d has pos %d, slot %d at its position", p.id, k, p.pos, s.posSlot[k])
+		}
+		if len(p.have) != s.words || s.words > 0 && &p.have[0] != &s.haves[int(p.idx)*s.words] {
+			return fmt.Errorf("peer %s: its bitmap is not its row of haves", p.id)
+		}
+	}
+	if len(s.wslots) != len(s.wanters) || len(s.wkeys) != len(s.wanters) {
+		return fmt.Errorf("%d wanters, %d slots, %d keys", len(s.wanters), len(s.wslots), len(s.wkeys))
+	}
+	for i, w := range s.wanters {
+		if s.wslots[i] != w.idx || s.wkeys[i] != w.key {
+			return fmt.Errorf("wanter %s: slot %d key %x listed", w.id, s.wslots[i], s.wkeys[i])
+		}
+	}
+	for _, p := range s.order {
+		if int(s.awaitedBy[p.idx]) != p.awaited {
+			return fmt.Errorf("peer %s: awaitedBy %d, awaited %d", p.id, s.awaitedBy[p.idx], p.awaited)
 		}
 	}
 	for k := range len(s.room) * 64 {
@@ -40,6 +60,21 @@ func checkIndexes(s *Session) error {
 			since := max(r.issued, s.slots[r.src].lastRecv)
 			if since+int64(s.cfg.StallTicks) < s.stallAt {
 				return fmt.Errorf("request %d may stall at %d, before the bound %d", ri, since+int64(s.cfg.StallTicks), s.stallAt)
+			}
+		}
+	}
+	if s.dupsValid {
+		kept, keptClass := slices.Clone(s.dups), s.dupClass
+		s.dupsValid = false
+		s.duplicates()
+		fresh := s.dups
+		s.dups, s.dupClass, s.dupsValid = kept, keptClass, true
+		if !slices.Equal(kept, fresh) {
+			return fmt.Errorf("endgame candidates %v, collected afresh %v", kept, fresh)
+		}
+		for _, d := range fresh {
+			if !s.dupClass[d.class] {
+				return fmt.Errorf("endgame candidate %v of a class marked empty", d)
 			}
 		}
 	}

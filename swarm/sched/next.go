@@ -38,6 +38,8 @@ func (s *Session) Next() Actions {
 			s.fillDuplicates(LAN)
 			s.fillDuplicates(WAN)
 		}
+		// The fills kept s.dups up to date with their own requests.
+		s.dupsValid = true
 	}
 	return *a
 }
@@ -58,8 +60,8 @@ func (s *Session) originWindow() int {
 		return s.cfg.OriginWindow
 	}
 	owing := 0
-	for _, w := range s.wanters {
-		if w.awaited > 0 {
+	for _, slot := range s.wslots {
+		if s.awaitedBy[slot] > 0 {
 			owing++
 		}
 	}
@@ -159,6 +161,9 @@ func (d *dupCand) before(o *dupCand) bool {
 // first, then in random order (as pickDuplicate takes them), and reports
 // whether there are any.
 func (s *Session) duplicates() bool {
+	if s.dupsValid {
+		return len(s.dups) > 0
+	}
 	s.dups = s.dups[:0]
 	s.dupClass = [2]bool{}
 	for ri := range s.reqs {
@@ -211,7 +216,7 @@ func (s *Session) fillDuplicates(c Class) {
 	if !s.dupClass[c] {
 		return
 	}
-	act := s.gather(s.room, c)
+	act := s.dupTakers(c)
 	for len(act) > 0 && s.globalFree() && len(s.dups) > 0 {
 		k := 0
 		for _, p := range act {
@@ -234,6 +239,56 @@ func (s *Session) fillDuplicates(c Class) {
 		act = act[:k]
 	}
 	s.scratch = act[:0]
+}
+
+// dupTakers returns the peers of class c with a free window that hold
+// one of its candidates, in service order (in s.scratch). The others'
+// picks would find nothing; it reads their bitmaps, not the peers.
+func (s *Session) dupTakers(c Class) []*peer {
+	masks := s.dupMasks[:0]
+next:
+	for _, d := range s.dups {
+		if d.class != c {
+			continue
+		}
+		w, bit := d.q>>6, uint64(1)<<(d.q&63)
+		for i := range masks {
+			if masks[i].w == w {
+				masks[i].bits |= bit
+				continue next
+			}
+		}
+		masks = append(masks, wordMask{w, bit})
+	}
+	s.dupMasks = masks
+	act := s.scratch[:0]
+	lo, hi := s.classRange(c)
+	for w := lo >> 6; w<<6 < hi; w++ {
+		x := s.room[w]
+		if w<<6 < lo {
+			x &^= 1<<(lo&63) - 1
+		}
+		for ; x != 0; x &= x - 1 {
+			k := w<<6 + bits.TrailingZeros64(x)
+			if k >= hi {
+				break
+			}
+			row := int(s.posSlot[k]) * s.words
+			for _, m := range masks {
+				if s.haves[row+int(m.w)]&m.bits != 0 {
+					act = append(act, s.order[k])
+					break
+				}
+			}
+		}
+	}
+	return act
+}
+
+// wordMask is some bits of one word of a bitmap.
+type wordMask struct {
+	w    int32
+	bits uint64
 }
 
 // requeue moves s.dups[i], which got one more request, to its place, or

@@ -26,8 +26,7 @@ type peer struct {
 	// lastRecv is the tick of its last block; requests stall only when
 	// the peer delivered nothing for StallTicks.
 	lastRecv int64
-	awaited  int   // pieces this node awaits from it (the split)
-	progress int64 // tick it last brought a new piece into the site, or owed nothing
+	awaited  int // pieces this node awaits from it (the split; also Session.awaitedBy)
 }
 
 // noPos is peer.pos of a peer not in Session.order.
@@ -59,6 +58,30 @@ func (s *Session) markAt(k int, p *peer) {
 	}
 }
 
+// row is the have-bitmap of the peer in slot i.
+func (s *Session) row(i int) []uint64 {
+	return s.haves[i*s.words : (i+1)*s.words : (i+1)*s.words]
+}
+
+// growHaves makes room in s.haves for every slot, moving the bitmaps (by
+// a quarter more each time, to waste little).
+func (s *Session) growHaves() {
+	need := len(s.slots) * s.words
+	if need <= cap(s.haves) {
+		s.haves = s.haves[:need]
+		return
+	}
+	rows := max(4, len(s.slots)+len(s.slots)/4)
+	h := make([]uint64, need, rows*s.words)
+	copy(h, s.haves)
+	s.haves = h
+	for _, p := range s.slots {
+		if p != nil {
+			p.have = s.row(int(p.idx))
+		}
+	}
+}
+
 // renumber sets the positions of s.order[from:] and their bits, after
 // peers moved in s.order; the bit past its end is cleared.
 func (s *Session) renumber(from int) {
@@ -66,9 +89,11 @@ func (s *Session) renumber(from int) {
 		s.room = append(s.room, make([]uint64, need-len(s.room))...)
 		s.ready = append(s.ready, make([]uint64, need-len(s.ready))...)
 	}
+	s.posSlot = s.posSlot[:len(s.order)]
 	for k := from; k < len(s.order); k++ {
 		p := s.order[k]
 		p.pos = uint16(k)
+		s.posSlot[k] = p.idx
 		s.markAt(k, p)
 	}
 	k := len(s.order)
@@ -105,6 +130,7 @@ func (s *Session) insert(p *peer) {
 	s.order = append(s.order, nil)
 	copy(s.order[i+1:], s.order[i:])
 	s.order[i] = p
+	s.posSlot = append(s.posSlot, 0)
 	if p.class == LAN {
 		s.nLAN++
 	}
@@ -123,6 +149,7 @@ func (s *Session) unlink(p *peer) {
 
 func (s *Session) remove(p *peer, cancel bool) {
 	s.unlink(p)
+	s.dupsValid = false
 	for ri := range s.reqs {
 		if r := &s.reqs[ri]; r.live && r.src == int32(p.idx) {
 			s.release(int32(ri), cancel)

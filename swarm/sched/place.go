@@ -35,12 +35,15 @@ func (s *Session) setHave(p *peer, q int32) {
 	}
 	p.have[q>>6] |= 1 << (q & 63)
 	st := &s.pcs[q]
+	if st.place == placeRequested && (p.class == LAN && st.lan == 0 || p.class == WAN && st.wan == 0) {
+		s.dupsValid = false // its endgame class may change
+	}
 	if p.class == WAN {
 		st.wan++
 	} else {
 		if st.lan == 0 && st.place != placeHeld && st.place != placeAlias {
 			// p brought a piece this node lacks into the site.
-			p.progress = s.tick
+			s.progress[p.idx] = s.tick
 			if p.excluded && p.wants {
 				p.excluded = false
 				s.stats.Reinstated++
@@ -62,10 +65,14 @@ func (s *Session) clearHave(p *peer, q int32) {
 		s.mark(p)
 	}
 	p.have[q>>6] &^= 1 << (q & 63)
-	if st := &s.pcs[q]; p.class == WAN {
+	st := &s.pcs[q]
+	if p.class == WAN {
 		st.wan--
 	} else {
 		st.lan--
+	}
+	if st.place == placeRequested && (p.class == LAN && st.lan == 0 || p.class == WAN && st.wan == 0) {
+		s.dupsValid = false // its endgame class may change
 	}
 	s.reconcile(q)
 }
@@ -151,6 +158,22 @@ func (s *Session) classPeers(c Class) []*peer {
 	return s.order[s.nLAN:]
 }
 
+// addUseful adds d to the useful count of the peers of class c that hold
+// q. It finds them in the bitmaps, without reading the other peers.
+func (s *Session) addUseful(q int32, c Class, d int) {
+	lo, hi := s.classRange(c)
+	w, bit := int(q>>6), uint64(1)<<(q&63)
+	for k := lo; k < hi; k++ {
+		if i := int(s.posSlot[k]); s.haves[i*s.words+w]&bit != 0 {
+			p := s.slots[i]
+			p.useful += d
+			if p.useful == 0 || p.useful == d {
+				s.markAt(k, p)
+			}
+		}
+	}
+}
+
 // leave takes q out of its place.
 func (s *Session) leave(q int32) {
 	st := &s.pcs[q]
@@ -161,18 +184,13 @@ func (s *Session) leave(q int32) {
 			c = WAN
 		}
 		s.pools[c][st.bucket].remove(q)
-		for _, p := range s.classPeers(c) {
-			if p.has(q) {
-				if p.useful--; p.useful == 0 {
-					s.mark(p)
-				}
-			}
-		}
+		s.addUseful(q, c, -1)
 	case placeOrigin:
 		s.origin.remove(q)
 	case placeAwait:
 		if o := s.slots[st.owner]; o != nil {
 			o.awaited--
+			s.awaitedBy[st.owner]--
 		}
 	}
 	st.place = placeNone
@@ -190,19 +208,14 @@ func (s *Session) enter(q int32, np uint8, owner uint16) {
 		}
 		st.bucket = s.bucketOf(n)
 		s.pools[c][st.bucket].add(q, s.words)
-		for _, p := range s.classPeers(c) {
-			if p.has(q) {
-				if p.useful++; p.useful == 1 {
-					s.mark(p)
-				}
-			}
-		}
+		s.addUseful(q, c, +1)
 	case placeOrigin:
 		s.origin.add(q, s.words)
 	case placeAwait:
 		st.owner = owner
 		if o := s.slots[owner]; o != nil {
 			o.awaited++
+			s.awaitedBy[owner]++
 		}
 	}
 }

@@ -92,12 +92,23 @@ type Session struct {
 	// those of them that hold a piece of their class's pool (useful > 0).
 	// Next visits only these.
 	room, ready []uint64
+	posSlot     []uint16 // the slot of the peer at each position in order
 	slots       []*peer
-	free        []uint16
-	seq         uint64
+	// haves holds the peers' have-bitmaps (peer.have), words apiece, by
+	// slot: scanning who holds a piece reads it, not the peers.
+	haves []uint64
+	free  []uint16
+	seq   uint64
 
-	wanters []*peer // LAN peers that want the release, share, and are not excluded
-	dirty   bool    // wanters changed since the pieces were divided
+	wanters []*peer  // LAN peers that want the release, share, and are not excluded
+	wslots  []uint16 // their slots
+	wkeys   []uint64 // their keys
+	dirty   bool     // wanters changed since the pieces were divided
+	// By slot, so that a tick does not visit every wanter: its awaited
+	// count (peer.awaited), and the tick it last brought a new piece into
+	// the site or owed nothing.
+	awaitedBy []int32
+	progress  []int64
 
 	reqs      []request
 	freeReqs  []int32
@@ -107,13 +118,19 @@ type Session struct {
 
 	dups     []dupCand // the endgame's candidates, during Next
 	dupClass [2]bool   // whether s.dups holds one for LAN, WAN peers
-	cancels  []Request
-	dropped  []string
-	acts     Actions
-	scratch  []*peer
-	stalled  []int32
-	bits     []uint64
-	stats    Stats
+	// dupsValid: nothing s.dups depends on (requests, which classes hold
+	// the outstanding pieces, the origin, the split) changed since the
+	// last endgame decision, so s.dups is still what duplicates would
+	// collect.
+	dupsValid bool
+	dupMasks  []wordMask
+	cancels   []Request
+	dropped   []string
+	acts      Actions
+	scratch   []*peer
+	stalled   []int32
+	bits      []uint64
+	stats     Stats
 }
 
 // maxPeers is how many peers a session tracks at once (slots are uint16).
@@ -258,7 +275,6 @@ func (s *Session) AddPeer(id string, class Class) error {
 		class:  class,
 		seq:    s.seq,
 		key:    idKey(id),
-		have:   make([]uint64, s.words),
 		window: s.cfg.Window,
 		struck: -1,
 	}
@@ -270,7 +286,15 @@ func (s *Session) AddPeer(id string, class Class) error {
 	} else {
 		p.idx = uint16(len(s.slots))
 		s.slots = append(s.slots, p)
+		s.growHaves()
 	}
+	p.have = s.row(int(p.idx))
+	clear(p.have)
+	if int(p.idx) == len(s.awaitedBy) {
+		s.awaitedBy = append(s.awaitedBy, 0)
+		s.progress = append(s.progress, 0)
+	}
+	s.awaitedBy[p.idx], s.progress[p.idx] = 0, 0
 	s.peers[id] = p
 	s.insert(p)
 	return nil
@@ -354,7 +378,7 @@ func (s *Session) PeerWants(id string, wants bool) error {
 	p.wants = wants
 	if wants {
 		p.excluded = false
-		p.progress = s.tick
+		s.progress[p.idx] = s.tick
 	}
 	if p.class == LAN {
 		s.wantersChanged()
@@ -482,6 +506,7 @@ func (s *Session) SetOrigin(up bool) {
 		return
 	}
 	s.originUp = up
+	s.dupsValid = false
 	if !up {
 		for ri := range s.reqs {
 			if r := &s.reqs[ri]; r.live && r.src < 0 {
@@ -547,12 +572,12 @@ func (s *Session) Tick() {
 	}
 	s.refresh()
 	excluded := false
-	for _, w := range s.wanters {
+	for i, slot := range s.wslots {
 		switch {
-		case w.awaited == 0:
-			w.progress = s.tick
-		case s.tick-w.progress >= int64(s.cfg.ShareStallTicks):
-			w.excluded = true
+		case s.awaitedBy[slot] == 0:
+			s.progress[slot] = s.tick
+		case s.tick-s.progress[slot] >= int64(s.cfg.ShareStallTicks):
+			s.wanters[i].excluded = true
 			excluded = true
 			s.stats.Excluded++
 		}

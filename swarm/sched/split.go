@@ -57,9 +57,9 @@ func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
 		best, bestID = weight(s.selfKey, pos), s.self
 	}
 	mine = true
-	for _, w := range s.wanters {
-		if wt := weight(w.key, pos); none || wt > best || wt == best && w.id < bestID {
-			best, bestID, mine, owner, none = wt, w.id, false, w.idx, false
+	for i, key := range s.wkeys {
+		if wt := weight(key, pos); none || wt > best || wt == best && s.wanters[i].id < bestID {
+			best, bestID, mine, owner, none = wt, s.wanters[i].id, false, s.wslots[i], false
 		}
 	}
 	return mine, owner
@@ -69,15 +69,18 @@ func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
 // Re-dividing the pieces waits until the next decision (refresh), so that a
 // burst of announcements costs one pass.
 func (s *Session) wantersChanged() {
-	s.wanters = s.wanters[:0]
+	s.wanters, s.wslots, s.wkeys = s.wanters[:0], s.wslots[:0], s.wkeys[:0]
 	for _, p := range s.order[:s.nLAN] {
 		if p.wants && !p.excluded && !p.noShare {
 			s.wanters = append(s.wanters, p)
+			s.wslots = append(s.wslots, p.idx)
+			s.wkeys = append(s.wkeys, p.key)
 		}
 	}
 	if !s.cfg.NoSplit {
 		s.dirty = true
 	}
+	s.dupsValid = false
 }
 
 // refresh re-divides the pieces no LAN peer holds after the split set
@@ -90,6 +93,7 @@ func (s *Session) refresh() {
 	s.dirty = false
 	for _, p := range s.order {
 		p.awaited = 0
+		s.awaitedBy[p.idx] = 0
 	}
 	for i := range s.pcs {
 		q := int32(i)

@@ -34,8 +34,8 @@ func (s *Session) Stats() Stats {
 	st.Held = s.held
 	st.Outstanding = s.out
 	st.Origin = s.originOut
-	for _, w := range s.wanters {
-		st.Awaiting += w.awaited
+	for _, slot := range s.wslots {
+		st.Awaiting += int(s.awaitedBy[slot])
 	}
 	if !s.cfg.NoSplit {
 		st.Wanters = 1 + len(s.wanters)
