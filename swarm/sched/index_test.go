@@ -63,6 +63,16 @@ func checkIndexes(s *Session) error {
 			}
 		}
 	}
+	if s.dupsIdle && !s.dupsValid {
+		return fmt.Errorf("endgame idle with its candidates stale")
+	}
+	if missing := s.n - s.held; s.dupsIdle && missing > 0 && missing <= s.cfg.EndgameThreshold && s.globalFree() {
+		for _, p := range s.order {
+			if i := s.pickDuplicate(p); p.free() > 0 && i >= 0 {
+				return fmt.Errorf("endgame idle, but %s may be asked for %d", p.id, s.ord.pos(s.dups[i].q))
+			}
+		}
+	}
 	if s.dupsValid {
 		kept, keptClass := slices.Clone(s.dups), s.dupClass
 		s.dupsValid = false

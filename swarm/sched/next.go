@@ -34,12 +34,13 @@ func (s *Session) Next() Actions {
 		}
 	}
 	if missing := s.n - s.held; !s.cfg.NoEndgame && missing > 0 && missing <= s.cfg.EndgameThreshold {
-		if s.duplicates() {
+		if !s.dupsIdle && s.duplicates() {
 			s.fillDuplicates(LAN)
 			s.fillDuplicates(WAN)
 		}
-		// The fills kept s.dups up to date with their own requests.
-		s.dupsValid = true
+		// The fills kept s.dups up to date with their own requests, and
+		// asked for everything they could.
+		s.dupsValid, s.dupsIdle = true, true
 	}
 	return *a
 }
@@ -194,6 +195,12 @@ func (s *Session) duplicates() bool {
 	return true
 }
 
+// dupsChanged records that s.dups may no longer be what duplicates
+// would collect.
+func (s *Session) dupsChanged() {
+	s.dupsValid, s.dupsIdle = false, false
+}
+
 // dupClassOf is the class of the peers an outstanding q may also be asked
 // of (see bestClass), or Origin if none: no peer of any other class can
 // be, and a WAN peer holding q means some WAN peer holds it.
@@ -262,6 +269,9 @@ next:
 	}
 	s.dupMasks = masks
 	act := s.scratch[:0]
+	if len(masks) == 0 {
+		return act
+	}
 	lo, hi := s.classRange(c)
 	for w := lo >> 6; w<<6 < hi; w++ {
 		x := s.room[w]

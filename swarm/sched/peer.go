@@ -149,7 +149,7 @@ func (s *Session) unlink(p *peer) {
 
 func (s *Session) remove(p *peer, cancel bool) {
 	s.unlink(p)
-	s.dupsValid = false
+	s.dupsChanged()
 	for ri := range s.reqs {
 		if r := &s.reqs[ri]; r.live && r.src == int32(p.idx) {
 			s.release(int32(ri), cancel)

@@ -35,8 +35,11 @@ func (s *Session) setHave(p *peer, q int32) {
 	}
 	p.have[q>>6] |= 1 << (q & 63)
 	st := &s.pcs[q]
-	if st.place == placeRequested && (p.class == LAN && st.lan == 0 || p.class == WAN && st.wan == 0) {
-		s.dupsValid = false // its endgame class may change
+	if st.place == placeRequested {
+		s.dupsIdle = false // p may be asked for it too
+		if p.class == LAN && st.lan == 0 || p.class == WAN && st.wan == 0 {
+			s.dupsChanged() // its endgame class may change
+		}
 	}
 	if p.class == WAN {
 		st.wan++
@@ -72,7 +75,7 @@ func (s *Session) clearHave(p *peer, q int32) {
 		st.lan--
 	}
 	if st.place == placeRequested && (p.class == LAN && st.lan == 0 || p.class == WAN && st.wan == 0) {
-		s.dupsValid = false // its endgame class may change
+		s.dupsChanged() // its endgame class may change
 	}
 	s.reconcile(q)
 }

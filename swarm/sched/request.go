@@ -85,7 +85,7 @@ func (s *Session) issue(q int32, p *peer) int32 {
 	s.head[q] = ri
 	s.out++
 	s.stats.Requested[c]++
-	s.dupsValid = false
+	s.dupsChanged()
 	s.acts.Request = append(s.acts.Request, s.request(r))
 	return ri
 }
@@ -114,7 +114,7 @@ func (s *Session) freeReq(ri int32) {
 		s.mark(p)
 	}
 	s.out--
-	s.dupsValid = false
+	s.dupsChanged()
 	r.live = false
 	s.freeReqs = append(s.freeReqs, ri)
 }

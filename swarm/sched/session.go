@@ -121,16 +121,19 @@ type Session struct {
 	// dupsValid: nothing s.dups depends on (requests, which classes hold
 	// the outstanding pieces, the origin, the split) changed since the
 	// last endgame decision, so s.dups is still what duplicates would
-	// collect.
-	dupsValid bool
-	dupMasks  []wordMask
-	cancels   []Request
-	dropped   []string
-	acts      Actions
-	scratch   []*peer
-	stalled   []int32
-	bits      []uint64
-	stats     Stats
+	// collect. dupsIdle: nor did a peer come to hold an outstanding piece,
+	// so the endgame would ask nothing more now (the last decision asked
+	// for all it could, and only a request ending or a new holder, class
+	// or candidate can change that).
+	dupsValid, dupsIdle bool
+	dupMasks            []wordMask
+	cancels             []Request
+	dropped             []string
+	acts                Actions
+	scratch             []*peer
+	stalled             []int32
+	bits                []uint64
+	stats               Stats
 }
 
 // maxPeers is how many peers a session tracks at once (slots are uint16).
@@ -506,7 +509,7 @@ func (s *Session) SetOrigin(up bool) {
 		return
 	}
 	s.originUp = up
-	s.dupsValid = false
+	s.dupsChanged()
 	if !up {
 		for ri := range s.reqs {
 			if r := &s.reqs[ri]; r.live && r.src < 0 {

@@ -80,7 +80,7 @@ func (s *Session) wantersChanged() {
 	if !s.cfg.NoSplit {
 		s.dirty = true
 	}
-	s.dupsValid = false
+	s.dupsChanged()
 }
 
 // refresh re-divides the pieces no LAN peer holds after the split set
