@@ -12,6 +12,11 @@
 // chunker.Split, stores new chunks as zstd objects on every core, writes
 // each index, and signs targets, snapshot and timestamp so the release
 // becomes visible in one step (docs/formats.md, "Repository layout").
+// With [PublishOptions.DeltaFrom] it also plans delta objects of the new
+// chunks against earlier releases (chunker/delta), stores them under
+// deltas/, and signs each delta index as a target of its own
+// ([DeltaTargetPath]); a device finds it with [Verified.Delta] and
+// fetches it with [FetchDeltaIndex].
 //
 // # Device
 //

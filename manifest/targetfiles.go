@@ -42,7 +42,8 @@ func TargetFilePath(targetPath string, sha256sum []byte) string {
 var linkFile = os.Link
 
 // writeTargetFiles gives every target its file under targets/: a hard link
-// to the target's index file, or a copy where linking fails (another
+// to the target's index file (a delta target's: its delta index file), or
+// a copy where linking fails (another
 // filesystem, or one without hard links). A file already in place is kept
 // when it holds the target's bytes (an earlier publish made it) and
 // replaced when not; each new file appears under its name in one rename,

@@ -464,6 +464,12 @@ func (d *Device) deltaPlan(ctx context.Context, v *manifest.Verified, art manife
 	if err != nil {
 		err = fmt.Errorf("delta index %s from %s: %w", dt.Path, name, err)
 		d.log("%v; fetching whole chunks", err)
+		if errors.Is(err, fetch.ErrNotFound) {
+			// A source without deltas (a bundle, a mirror that copied
+			// only chunks/) is no fault of the source.
+			note.DeltaNote = "the source does not hold the delta index"
+			return nil
+		}
 		note.noteDelta(err)
 		note.DeltaNote = "the delta index was refused"
 		return nil

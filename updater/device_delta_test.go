@@ -125,6 +125,20 @@ func TestDeviceInstallsFromDeltas(t *testing.T) {
 	if r := reboot(t, cfg); !r.Committed {
 		t.Fatalf("v3: %+v", r)
 	}
+
+	// v4 has deltas from v3, but the source lacks the delta index (a
+	// mirror that copied only chunks/): whole chunks, and no refusal.
+	w.publish("stable", 4, func(o *manifest.PublishOptions) { o.DeltaFrom = []manifest.DeltaBase{{Version: 3}} })
+	if err := os.RemoveAll(filepath.Join(w.repo, "deltas", "index")); err != nil {
+		t.Fatal(err)
+	}
+	res, err = open(t, cfg).Apply(ctx, updater.ApplyOptions{Mirrors: []fetch.Fetcher{w.counted()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.Stats; st.DeltaChunks != 0 || st.DeltaFailed != 0 || !strings.Contains(st.DeltaNote, "does not hold") || st.FetchedChunks == 0 {
+		t.Fatalf("source without the delta index: %+v", st)
+	}
 }
 
 // deltaObjects lists the delta object files of a repository.
