@@ -31,6 +31,11 @@ func TestChunksNearBound(t *testing.T) {
 		r := run(t, sc, 1)
 		t.Logf("%s: completion p50 %.2f max %.2f s, bound %.2f s: %.3f ×; uplink/new %.4f",
 			tc.name, r.Completion.P50, r.Completion.Max, r.LowerBound, r.Completion.Max/r.LowerBound, uplinkRatio(r))
+		// Nothing here is slow enough to stall: a stall or an exclusion
+		// would be a tick converted wrongly.
+		if x := r.Engine; x.Stalled != 0 || x.Excluded != 0 || x.Dropped != 0 {
+			t.Errorf("%s: %d requests stalled, %d wanters excluded, %d peers dropped", tc.name, x.Stalled, x.Excluded, x.Dropped)
+		}
 		for _, d := range r.DeviceRows {
 			if d.Completion > ratio*r.LowerBound {
 				t.Errorf("%s: device %d completed at %.2f s, over %.2f × the bound %.2f s", tc.name, d.Device, d.Completion, ratio, r.LowerBound)

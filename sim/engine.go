@@ -635,7 +635,7 @@ func (e *engine) offline(i int32) {
 		_ = md.sess.RemovePeer(d.id) // it knew d: d was online
 		e.markDirty(m)
 	})
-	d.sess = nil
+	e.endSession(d)
 	d.pending = d.pending[:0]
 }
 
@@ -1076,10 +1076,25 @@ func (e *engine) finish(i int32) {
 		e.kill(d.reqs[len(d.reqs)-1])
 	}
 	had := d.sess != nil
-	d.sess = nil
+	e.endSession(d)
 	if had && e.sites[d.site].n > 1 {
 		e.at(e.now+e.lat[sched.LAN], evWants, i, 0, 0)
 	}
+}
+
+// endSession ends device d's session, adding its scheduler's counters to
+// the run's.
+func (e *engine) endSession(d *device) {
+	if d.sess == nil {
+		return
+	}
+	st := d.sess.Stats()
+	x := &e.res.Engine
+	x.Stalled += int64(st.Stalled)
+	x.Excluded += int64(st.Excluded)
+	x.Dropped += int64(st.Dropped)
+	x.Duplicate += int64(st.Duplicate)
+	d.sess = nil
 }
 
 // installed: device i runs the release.

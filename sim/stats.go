@@ -16,4 +16,12 @@ type EngineStats struct {
 	// hears dont-have forgets that the peer holds the piece, which is how
 	// real nodes lost pieces when they announced before writing.
 	DontHaves int64 `json:"dont_haves"`
+	// The sessions' scheduler counters (sched.Stats), summed over every
+	// session when it ends: requests given up as stalled, LAN wanters
+	// left out of the split for stalling on their share, peers dropped
+	// for too many strikes, blocks that came for pieces already held.
+	Stalled   int64 `json:"stalled"`
+	Excluded  int64 `json:"excluded"`
+	Dropped   int64 `json:"dropped"`
+	Duplicate int64 `json:"duplicate"`
 }
