@@ -55,7 +55,9 @@ func (s *Session) setHave(p *peer, q int32) {
 		}
 		st.lan++
 	}
+	s.holder = p
 	s.reconcile(q)
+	s.holder = nil
 }
 
 // clearHave records that p does not hold q.
@@ -162,18 +164,37 @@ func (s *Session) classPeers(c Class) []*peer {
 }
 
 // addUseful adds d to the useful count of the peers of class c that hold
-// q. It finds them in the bitmaps, without reading the other peers.
+// q. It finds them in the bitmaps, without reading the other peers, and
+// stops once it found as many as q's count of holders of class c (which
+// is never below the number in s.order), starting with s.holder if that
+// is one.
 func (s *Session) addUseful(q int32, c Class, d int) {
+	st := &s.pcs[q]
+	left := int(st.lan)
+	if c == WAN {
+		left = int(st.wan)
+	}
+	skip := -1
+	if h := s.holder; h != nil && h.class == c && h.pos != noPos && h.has(q) {
+		s.bump(h, int(h.pos), d)
+		skip = int(h.pos)
+		left--
+	}
 	lo, hi := s.classRange(c)
 	w, bit := int(q>>6), uint64(1)<<(q&63)
-	for k := lo; k < hi; k++ {
-		if i := int(s.posSlot[k]); s.haves[i*s.words+w]&bit != 0 {
-			p := s.slots[i]
-			p.useful += d
-			if p.useful == 0 || p.useful == d {
-				s.markAt(k, p)
-			}
+	for k := lo; k < hi && left > 0; k++ {
+		if i := int(s.posSlot[k]); s.haves[i*s.words+w]&bit != 0 && k != skip {
+			s.bump(s.slots[i], k, d)
+			left--
 		}
+	}
+}
+
+// bump adds d to the useful count of p, at position k.
+func (s *Session) bump(p *peer, k int, d int) {
+	p.useful += d
+	if p.useful == 0 || p.useful == d {
+		s.markAt(k, p)
 	}
 }
 

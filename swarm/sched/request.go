@@ -59,7 +59,9 @@ func (s *Session) issue(q int32, p *peer) int32 {
 		next = s.head[q]
 		s.reqs[next].head = false
 	} else {
+		s.holder = p
 		s.leave(q)
+		s.holder = nil
 		st.place = placeRequested
 	}
 	var ri int32

@@ -131,6 +131,7 @@ type Session struct {
 	dropped             []string
 	acts                Actions
 	scratch             []*peer
+	holder              *peer // a peer known to hold the piece being moved, for addUseful
 	stalled             []int32
 	bits                []uint64
 	stats               Stats
