@@ -117,16 +117,19 @@ func (f *faultRun) stepCut(ctx context.Context, now float64, devs []*nodeRun, st
 	switch {
 	case f.cutPhase == 0 && now >= w.At.Seconds():
 		c.HeldAtCut = held()
-		rx, err := f.siteRx(ctx, c.Site)
-		if err != nil {
-			return err
-		}
-		f.cutRx = rx
 		for _, cmd := range f.r.t.CutCommands(c.Site, true) {
 			if err := ipCommand(ctx, cmd); err != nil {
 				return err
 			}
 		}
+		// Counted from once the routes are down: on a loaded machine the
+		// two ip(8) commands take a few hundred milliseconds, during which
+		// the uplink still runs at its rate.
+		rx, err := f.siteRx(ctx, c.Site)
+		if err != nil {
+			return err
+		}
+		f.cutRx = rx
 		c.DownAt, c.Positions, f.cutPhase = now, f.positions, 1
 		f.r.progress("site %d's uplink cut at %.1f s; positions held %v", c.Site, now, c.HeldAtCut)
 	case f.cutPhase == 1 && now >= (w.At+w.For).Seconds():
