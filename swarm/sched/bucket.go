@@ -22,6 +22,24 @@ func (b *bucket) add(q int32, nwords int) {
 	b.size++
 }
 
+// fill makes b the set of all of 0..n-1.
+func (b *bucket) fill(n int) {
+	if n == 0 {
+		return
+	}
+	nwords := (n + 63) / 64
+	b.words = make([]uint64, nwords)
+	b.sum = make([]uint64, (nwords+63)/64)
+	for w := range b.words {
+		b.words[w] = ^uint64(0)
+		b.sum[w>>6] |= 1 << (w & 63)
+	}
+	if r := n % 64; r != 0 {
+		b.words[nwords-1] = 1<<r - 1
+	}
+	b.size = n
+}
+
 func (b *bucket) remove(q int32) {
 	w := q >> 6
 	b.words[w] &^= 1 << (q & 63)

@@ -206,14 +206,21 @@ func newSession(cfg Config, self string, n int, first []int, rng *rand.Rand, ide
 		s.pools[c] = make([]bucket, cfg.RarityCap)
 	}
 	s.bits = make([]uint64, s.words)
-	for i := range n {
-		q := s.ord.rank(i)
-		if first != nil && first[i] != i {
-			s.pcs[q].place = placeAlias
-			s.held++
-			continue
+	// Every piece starts in the origin pool (no peer holds anything yet),
+	// but for the aliases.
+	for q := range s.pcs {
+		s.pcs[q].place = placeOrigin
+	}
+	s.origin.fill(n)
+	if first != nil {
+		for i, f := range first {
+			if f != i {
+				q := s.ord.rank(i)
+				s.origin.remove(q)
+				s.pcs[q].place = placeAlias
+				s.held++
+			}
 		}
-		s.enter(q, placeOrigin, 0)
 	}
 	return s, nil
 }
