@@ -14,6 +14,7 @@ import (
 // positions, the room and ready bits, request chain heads, and the stall
 // bound.
 func checkIndexes(s *Session) error {
+	s.refresh()
 	if len(s.posSlot) != len(s.order) {
 		return fmt.Errorf("%d positions' slots for %d peers", len(s.posSlot), len(s.order))
 	}

@@ -100,10 +100,11 @@ type Session struct {
 	free  []uint16
 	seq   uint64
 
-	wanters []*peer  // LAN peers that want the release, share, and are not excluded
-	wslots  []uint16 // their slots
-	wkeys   []uint64 // their keys
-	dirty   bool     // wanters changed since the pieces were divided
+	wanters      []*peer  // LAN peers that want the release, share, and are not excluded
+	wantersStale bool     // s.wanters needs listWanters
+	wslots       []uint16 // their slots
+	wkeys        []uint64 // their keys
+	dirty        bool     // wanters changed since the pieces were divided
 	// By slot, so that a tick does not visit every wanter: its awaited
 	// count (peer.awaited), and the tick it last brought a new piece into
 	// the site or owed nothing.

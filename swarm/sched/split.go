@@ -49,6 +49,7 @@ func Owner(piece int, ids []string) string {
 // ownerOf returns whether this node owns the piece at position pos among
 // itself and the current wanters, or else which wanter does.
 func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
+	s.listWanters()
 	var best uint64
 	var bestID string
 	// A node that takes no share stands in only when no wanter shares.
@@ -65,10 +66,27 @@ func (s *Session) ownerOf(pos int) (mine bool, owner uint16) {
 	return mine, owner
 }
 
-// wantersChanged rebuilds the split set after a LAN peer joined or left it.
-// Re-dividing the pieces waits until the next decision (refresh), so that a
+// wantersChanged records that the split set changed: a LAN peer joined or
+// left it. Listing the set again waits until it is read (listWanters), and
+// re-dividing the pieces until the next decision (refresh), so that a
 // burst of announcements costs one pass.
 func (s *Session) wantersChanged() {
+	s.wantersStale = true
+	if !s.cfg.NoSplit {
+		s.dirty = true
+	}
+	s.dupsChanged()
+}
+
+// listWanters rebuilds s.wanters (and its slots and keys) if the split set
+// changed since it was built: once for a burst of announcements (a node
+// hears of a whole site at once), before anything reads it. Its order is
+// the service order at the time and matters to no reader.
+func (s *Session) listWanters() {
+	if !s.wantersStale {
+		return
+	}
+	s.wantersStale = false
 	s.wanters, s.wslots, s.wkeys = s.wanters[:0], s.wslots[:0], s.wkeys[:0]
 	for _, p := range s.order[:s.nLAN] {
 		if p.wants && !p.excluded && !p.noShare {
@@ -77,16 +95,13 @@ func (s *Session) wantersChanged() {
 			s.wkeys = append(s.wkeys, p.key)
 		}
 	}
-	if !s.cfg.NoSplit {
-		s.dirty = true
-	}
-	s.dupsChanged()
 }
 
 // refresh re-divides the pieces no LAN peer holds after the split set
 // changed: it recomputes the owner of every piece waiting in the WAN or
 // origin pool or awaited from a wanter, and recounts what each wanter owes.
 func (s *Session) refresh() {
+	s.listWanters()
 	if !s.dirty {
 		return
 	}
