@@ -289,3 +289,90 @@ func decodeDeltaIndex(p string, b []byte, dt DeltaTarget) (*delta.Index, error) 
 	}
 	return dix, nil
 }
+
+// LookupDeltaTarget returns the delta target of targets that builds
+// artifact of release version of channel from release base, parsed as
+// strictly as a device parses it. It is for readers of targets metadata
+// that is not verified yet (manifest/bundle's Create, whose output is
+// verified later); a device uses Verified.Delta.
+func LookupDeltaTarget(targets map[string]*metadata.TargetFiles, channel string, version uint64, artifact string, base uint64) (DeltaTarget, bool, error) {
+	p := DeltaTargetPath(channel, version, artifact, base)
+	tf, ok := targets[p]
+	if !ok {
+		return DeltaTarget{}, false, nil
+	}
+	dt, err := parseDeltaTarget(p, tf)
+	if err != nil {
+		return DeltaTarget{}, false, err
+	}
+	return dt, true, nil
+}
+
+// DecodeDeltaIndex checks the bytes of dt's delta index (read by the
+// caller, who keeps them: a bundle copies them unchanged) against dt's
+// signed length, sha256 and content ID and decodes them. Errors wrap
+// ErrIndexHash or delta.ErrMalformedIndex.
+func DecodeDeltaIndex(b []byte, dt DeltaTarget) (*delta.Index, error) {
+	return decodeDeltaIndex(DeltaIndexPath(dt.DeltaIndex), b, dt)
+}
+
+// CheckedDeltaIndex is a delta index checked against its signed target
+// and against the pair of indexes it joins, reduced to what a reader that
+// carries delta objects without expanding them needs (manifest/bundle,
+// which then does not depend on the delta codec itself).
+type CheckedDeltaIndex struct {
+	ix *delta.Index
+}
+
+// DeltaObject is one entry of a CheckedDeltaIndex.
+type DeltaObject struct {
+	Pos  int64   // the chunk's position in the target index
+	ID   cid.Cid // the delta object's ID; its file is DeltaPath(ID)
+	Size int     // the delta object's signed length
+}
+
+// CheckDeltaIndex decodes b, the bytes of dt's delta index, checking them
+// against dt (DecodeDeltaIndex) and the index pair (delta.Index.Check).
+func CheckDeltaIndex(b []byte, dt DeltaTarget, base, target *chunker.Index) (*CheckedDeltaIndex, error) {
+	dix, err := DecodeDeltaIndex(b, dt)
+	if err != nil {
+		return nil, err
+	}
+	if err := dix.Check(base, target); err != nil {
+		return nil, fmt.Errorf("%s (delta target %s): %w", DeltaIndexPath(dt.DeltaIndex), dt.Path, err)
+	}
+	return &CheckedDeltaIndex{ix: dix}, nil
+}
+
+// Objects lists the delta objects of c by target position.
+func (c *CheckedDeltaIndex) Objects() []DeltaObject {
+	out := make([]DeltaObject, len(c.ix.Entries))
+	for i, e := range c.ix.Entries {
+		out[i] = DeltaObject{Pos: e.Pos, ID: c.ix.ID(e), Size: e.Size}
+	}
+	return out
+}
+
+// CheckObject checks obj against the entry of c with ID o.ID: its signed
+// length and digest, and a header within c's limits that builds want
+// bytes (the chunk's size). It cannot expand obj: that needs the base
+// image. Errors wrap delta.ErrCorrupt (or the header's sentinels) and
+// name the object.
+func (c *CheckedDeltaIndex) CheckObject(o DeltaObject, obj []byte, want int) error {
+	p := DeltaPath(o.ID)
+	if len(obj) != o.Size || !c.ix.Hash.ID(c.ix.Hash.Sum(obj)).Equals(o.ID) {
+		return fmt.Errorf("%s: %w: %d bytes that do not hash to its ID (the signed delta index says %d bytes)", p, delta.ErrCorrupt, len(obj), o.Size)
+	}
+	h, _, err := delta.ParseHeader(obj, c.ix.Limits())
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	if h.Size != want {
+		return fmt.Errorf("%s: %w: builds %d bytes, its chunk has %d", p, delta.ErrCorrupt, h.Size, want)
+	}
+	return nil
+}
+
+// MaxDeltaObjectSize is the largest delta object a reader accepts for
+// chunks of at most maxChunk bytes (delta.MaxObjectSize).
+func MaxDeltaObjectSize(maxChunk int) int64 { return delta.MaxObjectSize(maxChunk) }

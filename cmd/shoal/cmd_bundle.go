@@ -52,7 +52,11 @@ timestamp, snapshot and targets metadata, the transparency log files a device
 needs (when the repository has a log), the release's indexes and its chunk
 objects into one tar file. With --from M it leaves out every chunk that
 release M already has, for sites whose devices run M (M's indexes stay in, so
-the bundle can be checked on its own).
+the bundle can be checked on its own). When the repository has a delta index
+from M ('publish --delta-from M'), the bundle carries it and its delta objects
+instead of the whole chunks they build (--no-deltas: whole chunks). Such a
+bundle installs only on devices whose active slot holds M: a delta that
+cannot be used has no whole chunk in the bundle to fall back to.
 
 Everything copied is checked on the way (metadata against the hashes its
 parents sign, indexes against their targets, chunks against their IDs, log
@@ -64,6 +68,7 @@ A device always takes the newest release of its channel, so that is the one
 a bundle carries; --version N only makes sure it is N.`,
 		Example: `  shoal bundle create --repo repo/ --channel stable -o stable.tar
   shoal bundle create --repo http://origin:8080/ --channel stable --version 7 --from 6 -o stable-6-to-7.tar
+  shoal bundle create --repo repo/ --channel stable --from 6 --no-deltas -o stable-6-whole.tar
   shoal bundle create --repo repo/ --channel beta -o beta.tar --json | jq .bytes`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,6 +76,9 @@ a bundle carries; --version N only makes sure it is N.`,
 				if f.v == "" {
 					return usageError{fmt.Errorf("missing %s", f.name)}
 				}
+			}
+			if o.NoDeltas && o.From == 0 {
+				return usageError{fmt.Errorf("--no-deltas needs --from")}
 			}
 			bar := progress.Start("bundle")
 			o.Progress = bar.Report
@@ -88,6 +96,7 @@ a bundle carries; --version N only makes sure it is N.`,
 	f.StringVar(&o.Channel, "channel", "", "release channel, e.g. stable")
 	f.Uint64Var(&o.Version, "version", 0, "the release version expected (0: whatever is newest)")
 	f.Uint64Var(&o.From, "from", 0, "leave out the chunks of this release (the one the devices run)")
+	f.BoolVar(&o.NoDeltas, "no-deltas", false, "with --from: carry whole chunks, not the repository's deltas against that release")
 	f.StringVarP(&o.Out, "output", "o", "", "bundle file to write")
 	f.BoolVar(&o.NoLog, "no-log", false, "leave the transparency log out")
 	f.IntVar(&o.Workers, "workers", 0, "chunks fetched and checked in parallel (0: 2 per core)")
@@ -97,18 +106,29 @@ a bundle carries; --version N only makes sure it is N.`,
 
 type bundleCreateJSON struct {
 	bundleInfoJSON
-	Path          string  `json:"path"`
-	Bytes         int64   `json:"bytes"`
-	Chunks        int     `json:"chunks"`
-	ChunkBytes    int64   `json:"chunk_bytes"`
-	RawBytes      int64   `json:"raw_bytes"`
-	ReleaseChunks int     `json:"release_chunks"`
-	SkippedChunks int     `json:"skipped_chunks"`
-	Indexes       int     `json:"indexes"`
-	Metadata      int     `json:"metadata_files"`
-	LogFiles      int     `json:"log_files"`
-	LogTreeSize   int64   `json:"log_tree_size,omitempty"`
-	Seconds       float64 `json:"seconds"`
+	Path          string `json:"path"`
+	Bytes         int64  `json:"bytes"`
+	Chunks        int    `json:"chunks"`
+	ChunkBytes    int64  `json:"chunk_bytes"`
+	RawBytes      int64  `json:"raw_bytes"`
+	ReleaseChunks int    `json:"release_chunks"`
+	SkippedChunks int    `json:"skipped_chunks"`
+	// Deltas (with --from, when the repository has them): the delta
+	// indexes and objects carried, the raw bytes of the chunks they build,
+	// and the chunks left out because of them.
+	DeltaIndexes     int      `json:"delta_indexes"`
+	DeltaIndexBytes  int64    `json:"delta_index_bytes"`
+	DeltaObjects     int      `json:"delta_objects"`
+	DeltaBytes       int64    `json:"delta_bytes"`
+	DeltaRawBytes    int64    `json:"delta_raw_bytes"`
+	ReplacedChunks   int      `json:"replaced_chunks"`
+	ReplacedRawBytes int64    `json:"replaced_raw_bytes"`
+	DeltaNotes       []string `json:"delta_notes,omitempty"`
+	Indexes          int      `json:"indexes"`
+	Metadata         int      `json:"metadata_files"`
+	LogFiles         int      `json:"log_files"`
+	LogTreeSize      int64    `json:"log_tree_size,omitempty"`
+	Seconds          float64  `json:"seconds"`
 }
 
 func printBundleCreate(w io.Writer, asJSON bool, r *bundle.Result, secs float64) error {
@@ -116,6 +136,8 @@ func printBundleCreate(w io.Writer, asJSON bool, r *bundle.Result, secs float64)
 		bundleInfoJSON: infoJSON(r.Info), Path: r.Path, Bytes: r.Bytes,
 		Chunks: r.Chunks, ChunkBytes: r.ChunkBytes, RawBytes: r.RawBytes,
 		ReleaseChunks: r.ReleaseChunks, SkippedChunks: r.SkippedChunks,
+		DeltaIndexes: r.DeltaIndexes, DeltaIndexBytes: r.DeltaIndexBytes, DeltaObjects: r.Deltas, DeltaBytes: r.DeltaBytes,
+		DeltaRawBytes: r.DeltaRawBytes, ReplacedChunks: r.ReplacedChunks, ReplacedRawBytes: r.ReplacedRawBytes, DeltaNotes: r.DeltaNotes,
 		Indexes: r.IndexFiles, Metadata: r.MetadataFiles, LogFiles: r.LogFiles, LogTreeSize: r.LogTreeSize,
 		Seconds: secs,
 	}
@@ -128,6 +150,13 @@ func printBundleCreate(w io.Writer, asJSON bool, r *bundle.Result, secs float64)
 		fmt.Fprintf(w, "; %d left out, release %d has them", out.SkippedChunks, out.From)
 	}
 	fmt.Fprintln(w)
+	if out.DeltaIndexes > 0 {
+		fmt.Fprintf(w, "  %d delta objects (%s) build %d more chunks (%s raw) against release %d; %d delta indexes (%s); only devices on release %d can install it\n",
+			out.DeltaObjects, humanBytes(out.DeltaBytes), out.ReplacedChunks, humanBytes(out.ReplacedRawBytes), out.From, out.DeltaIndexes, humanBytes(out.DeltaIndexBytes), out.From)
+	}
+	for _, n := range out.DeltaNotes {
+		fmt.Fprintf(w, "  no deltas for %s\n", n)
+	}
 	fmt.Fprintf(w, "  %d indexes, %d metadata files, ", out.Indexes, out.Metadata)
 	if out.LogFiles > 0 {
 		fmt.Fprintf(w, "%d log files (tree of %d entries)\n", out.LogFiles, out.LogTreeSize)
@@ -221,6 +250,10 @@ type bundleVerifyJSON struct {
 	SkippedChunks int                `json:"skipped_chunks"`
 	ChunkBytes    int64              `json:"chunk_bytes"`
 	RawBytes      int64              `json:"raw_bytes"`
+	DeltaObjects  int                `json:"delta_objects"`
+	DeltaBytes    int64              `json:"delta_bytes"`
+	DeltaRawBytes int64              `json:"delta_raw_bytes"`
+	Replaced      int                `json:"replaced_chunks"`
 	RootVersion   int64              `json:"root_version"`
 	Hardware      string             `json:"hardware,omitempty"`
 	Arch          string             `json:"arch,omitempty"`
@@ -235,6 +268,7 @@ func printBundleVerify(w io.Writer, asJSON bool, path string, r *bundle.VerifyRe
 	out := bundleVerifyJSON{
 		bundleInfoJSON: infoJSON(r.Info), Path: path, Entries: r.Entries,
 		Chunks: r.Chunks, SkippedChunks: r.SkippedChunks, ChunkBytes: r.ChunkBytes, RawBytes: r.RawBytes,
+		DeltaObjects: r.Deltas, DeltaBytes: r.DeltaBytes, DeltaRawBytes: r.DeltaRawBytes, Replaced: r.ReplacedChunks,
 		RootVersion: v.RootVersion, Hardware: r.Device.Hardware, Arch: r.Device.Arch, Installed: r.Device.Installed,
 		Log: r.Log, Seconds: secs,
 	}
@@ -256,6 +290,10 @@ func printBundleVerify(w io.Writer, asJSON bool, path string, r *bundle.VerifyRe
 		fmt.Fprintf(w, "; %d more come from release %d", out.SkippedChunks, out.From)
 	}
 	fmt.Fprintln(w)
+	if out.DeltaObjects > 0 || out.Replaced > 0 {
+		fmt.Fprintf(w, "  %d delta objects checked (%s), building %d chunks (%s raw) on devices on release %d\n",
+			out.DeltaObjects, humanBytes(out.DeltaBytes), out.Replaced, humanBytes(out.DeltaRawBytes), out.From)
+	}
 	switch {
 	case out.Log == nil:
 		fmt.Fprintln(w, "  no transparency log in the bundle")
@@ -282,7 +320,11 @@ offers. Then it decodes every chunk, checks it against its ID and puts it into
 the chunk store at --store (created if missing), stores the indexes and pins
 the release's as CHANNEL/VERSION/ARTIFACT, so that garbage collection keeps
 its chunks and a node serves them to its LAN. A pin is written only after all
-chunks are in.`,
+chunks are in.
+
+A bundle made with --from that carries deltas is refused: a store holds whole
+chunks, and the swarm does not trade deltas yet; make the bundle for a node
+with --no-deltas.`,
 		Example: `  shoal bundle import stable.tar --store /var/lib/shoal/store --root /etc/shoal/root.json
   shoal bundle import stable.tar --store store/ --root root.json --require-log --json`,
 		Args: exactArgs(1),
@@ -303,6 +345,9 @@ chunks are in.`,
 			defer r.Close()
 			verified, err := r.Verify(ctx, o)
 			if err != nil {
+				return err
+			}
+			if err := r.Importable(); err != nil {
 				return err
 			}
 			db, err := store.Open(storeDir)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shoalnet/shoal/manifest/bundle"
 	"github.com/shoalnet/shoal/store"
 )
 
@@ -204,4 +205,193 @@ func TestBundleImportForeignRoot(t *testing.T) {
 	if _, err := os.Stat(storeDir); err == nil {
 		t.Fatal("a refused import created the store")
 	}
+}
+
+// TestBundleDeltas: a bundle made --from 1 over a repository published
+// with --delta-from 1 carries the delta index and its delta objects
+// instead of the chunks they build, is smaller than the bundle without
+// them, verifies, and installs on a device on v1 from deltas; a device
+// not on v1, a damaged delta and a damaged delta index each fail clearly,
+// leaving the running slot as it was.
+func TestBundleDeltas(t *testing.T) {
+	dir := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		out, errs, code := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
+	writeImage(t, img1, 2<<20, 0)
+	writeImage(t, img2, 2<<20, 0x55)
+	keys, repo := filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
+	root := filepath.Join(keys, "root.json")
+	must("keys", "init", keys)
+	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
+	devs := map[string]string{}
+	for _, name := range []string{"v1", "v1-bad", "fresh"} {
+		d := filepath.Join(dir, "dev-"+name)
+		must("device", "init", d, "--slot-size", "3M", "--root", root, "--channel", "stable")
+		devs[name] = filepath.Join(d, "shoal.toml")
+		if name == "fresh" {
+			continue
+		}
+		must("device", "reboot", "--config", devs[name])
+		must("update", "boot-check", "--config", devs[name])
+		must("update", "apply", "--config", devs[name], "--source", repo)
+		must("device", "reboot", "--config", devs[name])
+		must("update", "boot-check", "--config", devs[name])
+	}
+	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "2", "--delta-from", "1", "rootfs="+img2)
+
+	create := func(name string, args ...string) (bundleCreateJSON, string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		var cr bundleCreateJSON
+		out := must(append([]string{"bundle", "create", "--repo", repo, "--channel", "stable", "-o", p, "--json"}, args...)...)
+		if err := json.Unmarshal([]byte(out), &cr); err != nil {
+			t.Fatalf("create --json: %v\n%s", err, out)
+		}
+		return cr, p
+	}
+	full, _ := create("full.tar")
+	whole, _ := create("whole.tar", "--from", "1", "--no-deltas")
+	dc, deltaPath := create("delta.tar", "--from", "1")
+	t.Logf("v1 -> v2 bundles (2 MiB image): full %d bytes, --from 1 --no-deltas %d, --from 1 %d (%d delta objects, %d bytes, for %d chunks of %d raw bytes; %d whole chunks, %d bytes)",
+		full.Bytes, whole.Bytes, dc.Bytes, dc.DeltaObjects, dc.DeltaBytes, dc.ReplacedChunks, dc.ReplacedRawBytes, dc.Chunks, dc.ChunkBytes)
+	if full.DeltaIndexes != 0 || whole.DeltaIndexes != 0 || whole.DeltaObjects != 0 {
+		t.Fatalf("deltas without --from, or with --no-deltas: %+v %+v", full, whole)
+	}
+	if dc.DeltaIndexes != 1 || dc.DeltaObjects == 0 || dc.ReplacedChunks != dc.DeltaObjects ||
+		dc.Chunks+dc.ReplacedChunks != whole.Chunks || dc.DeltaBytes*4 > whole.ChunkBytes-dc.ChunkBytes {
+		t.Fatalf("create --from 1 with deltas: %+v (without deltas: %+v)", dc, whole)
+	}
+	if !(dc.Bytes < whole.Bytes && whole.Bytes < full.Bytes) {
+		t.Fatalf("sizes: with deltas %d, without %d, full %d", dc.Bytes, whole.Bytes, full.Bytes)
+	}
+	// Deterministic: the same repository gives the same bytes.
+	_, again := create("again.tar", "--from", "1")
+	a, _ := os.ReadFile(deltaPath)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) {
+		t.Fatal("two bundles of the same repository state differ")
+	}
+
+	out := must("bundle", "verify", deltaPath, "--root", root, "--json")
+	var vr bundleVerifyJSON
+	if err := json.Unmarshal([]byte(out), &vr); err != nil {
+		t.Fatal(err)
+	}
+	if vr.DeltaObjects != dc.DeltaObjects || vr.DeltaBytes != dc.DeltaBytes || vr.Replaced != dc.ReplacedChunks || vr.Chunks != dc.Chunks {
+		t.Fatalf("verify: %+v, created %+v", vr, dc)
+	}
+
+	// A node's store takes whole chunks only.
+	if _, errs, code := runCLI(t, "bundle", "import", deltaPath, "--store", filepath.Join(dir, "store"), "--root", root); code != exitFailure ||
+		!strings.Contains(errs, "--no-deltas") {
+		t.Fatalf("import of a delta bundle: %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store")); err == nil {
+		t.Fatal("a refused import created the store")
+	}
+
+	// Damaged copies: one delta object, the delta index.
+	br, err := bundle.Open(deltaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objPath, dixPath string
+	for _, p := range br.Paths() {
+		switch {
+		case strings.HasPrefix(p, "deltas/index/"):
+			dixPath = p
+		case strings.HasPrefix(p, "deltas/") && objPath == "":
+			objPath = p
+		}
+	}
+	br.Close()
+	if objPath == "" || dixPath == "" {
+		t.Fatalf("no delta object or delta index in %v", br.Paths())
+	}
+	badObj := damageEntry(t, a, objPath, filepath.Join(dir, "bad-delta.tar"))
+	badIdx := damageEntry(t, a, dixPath, filepath.Join(dir, "bad-index.tar"))
+	if _, errs, code := runCLI(t, "bundle", "verify", badObj, "--root", root); code != exitIntegrity || !strings.Contains(errs, objPath) {
+		t.Fatalf("verify with a damaged delta object: %d %s", code, errs)
+	}
+	if _, errs, code := runCLI(t, "bundle", "verify", badIdx, "--root", root); code != exitIntegrity || !strings.Contains(errs, dixPath) {
+		t.Fatalf("verify with a damaged delta index: %d %s", code, errs)
+	}
+
+	// A device on v1 builds the replaced chunks from the bundle's deltas.
+	var r applyJSON
+	out = must("update", "apply", "--config", devs["v1"], "--source", deltaPath, "--json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	s := r.Stats
+	if r.Version != 2 || s.DeltaBase != 1 || s.DeltaChunks != dc.DeltaObjects || s.DeltaBytes != dc.DeltaBytes ||
+		s.DeltaIndexBytes != dc.DeltaIndexBytes || s.DeltaFailed != 0 || s.FetchedChunks != dc.Chunks {
+		t.Fatalf("apply from the delta bundle: %s", out)
+	}
+	must("device", "reboot", "--config", devs["v1"])
+	if out := must("update", "boot-check", "--config", devs["v1"], "--json"); !strings.Contains(out, `"committed": true`) {
+		t.Fatalf("v2 from the delta bundle does not commit: %s", out)
+	}
+
+	// A device without v1, and a device on v1 given a damaged delta: the
+	// whole chunk is not in the bundle, so the install stops, naming what
+	// is missing and what to use; the running slot and state stay.
+	for _, c := range []struct {
+		dev, src, slot string
+		want           []string
+		version        string
+	}{
+		{"fresh", deltaPath, "slot-a.img", []string{"--from 1", "release 1", "full bundle"}, `"active_version": 0`},
+		{"v1-bad", badObj, "slot-b.img", []string{"--from 1", filepath.Base(objPath), "refused"}, `"active_version": 1`},
+	} {
+		slot := filepath.Join(filepath.Dir(devs[c.dev]), c.slot)
+		before, err := os.ReadFile(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, errs, code := runCLI(t, "update", "apply", "--config", devs[c.dev], "--source", c.src)
+		if code == 0 {
+			t.Fatalf("%s: apply from %s succeeded", c.dev, c.src)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%s: error does not say %q: %s", c.dev, w, errs)
+			}
+		}
+		after, _ := os.ReadFile(slot)
+		if !bytes.Equal(before, after) {
+			t.Errorf("%s: the running slot %s changed", c.dev, c.slot)
+		}
+		st := must("update", "status", "--config", devs[c.dev], "--json")
+		if !strings.Contains(st, c.version) || !strings.Contains(st, `"staged_version": 0`) {
+			t.Errorf("%s: status after the failed apply: %s", c.dev, st)
+		}
+	}
+}
+
+// damageEntry writes a copy of the bundle b with the last byte of the
+// data of entry path flipped, and returns the copy's path.
+func damageEntry(t *testing.T, b []byte, path, out string) string {
+	t.Helper()
+	// The header's name field is the path, NUL-padded; entries start on
+	// 512-byte blocks.
+	i := bytes.Index(b, append([]byte(path), 0))
+	r, err := bundle.NewReader(bytes.NewReader(b), int64(len(b)), "b")
+	if err != nil || i < 0 || i%512 != 0 {
+		t.Fatalf("entry %s at %d: %v", path, i, err)
+	}
+	n, _ := r.Has(path)
+	bad := bytes.Clone(b)
+	bad[i+512+int(n)-1] ^= 0x01
+	if err := os.WriteFile(out, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -38,6 +38,10 @@ type CreateOptions struct {
 	// run: its chunks are left out (its indexes stay in, so the bundle can
 	// be checked on its own).
 	From uint64
+	// NoDeltas, with From, leaves out the delta indexes and delta objects
+	// the repository has from release From: every chunk release From
+	// lacks goes in whole, as in a bundle from before deltas.
+	NoDeltas bool
 	// Out is the bundle file to write; it is replaced atomically.
 	Out string
 	// NoLog leaves the transparency log out even when the repository has
@@ -53,14 +57,27 @@ type CreateOptions struct {
 
 // Result reports what Create wrote.
 type Result struct {
-	Info           Info
-	Path           string
-	Bytes          int64 // size of the bundle file
-	Chunks         int   // chunk objects in the bundle
-	ChunkBytes     int64 // their stored (compressed) bytes
-	RawBytes       int64 // their decoded bytes
-	SkippedChunks  int   // chunks of the release left out because release From has them
-	ReleaseChunks  int   // distinct chunks of the release
+	Info          Info
+	Path          string
+	Bytes         int64 // size of the bundle file
+	Chunks        int   // chunk objects in the bundle
+	ChunkBytes    int64 // their stored (compressed) bytes
+	RawBytes      int64 // their decoded bytes
+	SkippedChunks int   // chunks of the release left out because release From has them
+	ReleaseChunks int   // distinct chunks of the release
+	// Deltas (with From, when the repository has delta indexes from it):
+	// the delta indexes and objects written, the raw bytes of the chunks
+	// they build, and the chunks left out because of them.
+	DeltaIndexes     int
+	DeltaIndexBytes  int64
+	Deltas           int
+	DeltaBytes       int64
+	DeltaRawBytes    int64
+	ReplacedChunks   int
+	ReplacedRawBytes int64
+	// DeltaNotes say why an artifact with a delta target from release From
+	// goes whole (the repository lists the delta index but lacks its file).
+	DeltaNotes     []string
 	LogTreeSize    int64 // entries of the log included (0: no log)
 	LogEntry       int64 // index of the targets version's record in the log
 	MetadataFiles  int
@@ -132,21 +149,17 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 	}
 
 	// Indexes, and the chunks they list.
-	need := map[string]int{}    // chunk path -> maximum chunk size
-	sizes := map[string]int64{} // chunk path -> its size
-	for _, a := range rel.Artifacts {
+	arts := make([]artifactPlan, len(rel.Artifacts))
+	for i, a := range rel.Artifacts {
 		ix, b, err := fetchIndex(ctx, f, a)
 		if err != nil {
 			return nil, fmt.Errorf("release %s/%d artifact %s: %w", o.Channel, rel.Version, a.Name, err)
 		}
 		files[manifest.IndexPath(a.Index)] = b
-		for i, c := range ix.Chunks {
-			p := manifest.ChunkPath(ix.ID(i))
-			need[p] = max(need[p], ix.Params.Max)
-			sizes[p] = int64(c.Size)
-		}
+		arts[i] = artifactPlan{ix: ix, name: a.Name}
 	}
-	res.ReleaseChunks = len(need)
+	var fromIxs []*chunker.Index
+	fromByName := map[string]*chunker.Index{}
 	if from != nil {
 		for _, a := range from.Artifacts {
 			ix, b, err := fetchIndex(ctx, f, a)
@@ -154,15 +167,19 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 				return nil, fmt.Errorf("release %s/%d artifact %s: %w", o.Channel, from.Version, a.Name, err)
 			}
 			files[manifest.IndexPath(a.Index)] = b
-			for i := range ix.Chunks {
-				p := manifest.ChunkPath(ix.ID(i))
-				if _, ok := need[p]; ok {
-					delete(need, p)
-					res.SkippedChunks++
-				}
-			}
+			fromIxs = append(fromIxs, ix)
+			fromByName[a.Name] = ix
 		}
 	}
+	var deltaRefs []DeltaRef
+	if from != nil && !o.NoDeltas {
+		if deltaRefs, err = addDeltaIndexes(ctx, f, targets.data, rel, from, arts, fromByName, files, res); err != nil {
+			return nil, err
+		}
+	}
+	objs := planObjects(arts, fromIxs)
+	res.ReleaseChunks, res.SkippedChunks, res.ReplacedChunks = objs.releaseChunks, objs.skipped, objs.replaced
+	res.ReplacedRawBytes = objs.replacedRaw
 
 	if !o.NoLog {
 		lg, err := collectLog(ctx, f, targets.version, targets.data)
@@ -179,7 +196,10 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 
 	info := Info{
 		Format: FormatVersion, Channel: o.Channel, Version: rel.Version, From: o.From,
-		TargetsVersion: targets.version, Artifacts: refsOf(rel),
+		TargetsVersion: targets.version, Artifacts: refsOf(rel), Deltas: deltaRefs,
+	}
+	if len(deltaRefs) > 0 {
+		info.Format = FormatDeltas
 	}
 	if from != nil {
 		info.FromArtifacts = refsOf(from)
@@ -198,17 +218,14 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 			info.Counts.Log++
 		case kindIndex:
 			info.Counts.Index++
+		case kindDeltaIndex:
+			info.Counts.DeltaIndexes++
 		}
 	}
 	sort.Strings(others)
-	chunks := make([]string, 0, len(need))
-	var total int64
-	for p := range need {
-		chunks = append(chunks, p)
-		total += sizes[p]
-	}
-	sort.Strings(chunks)
-	info.Counts.Chunks = len(chunks)
+	objects := objs.paths()
+	total := objs.rawBytes()
+	info.Counts.Chunks, info.Counts.Deltas = len(objs.chunks), len(objs.deltas)
 	res.Info = info
 	res.MetadataFiles, res.LogFiles, res.IndexFiles = info.Counts.Metadata, info.Counts.Log, info.Counts.Index
 	infoJSON, err := json.Marshal(info)
@@ -234,37 +251,26 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 			}
 			return nil
 		}
-		type object struct {
-			obj []byte
-			raw int
-		}
-		err := runOrdered(ctx, len(chunks), o.Workers, func(ctx context.Context, i int) (object, error) {
-			p := chunks[i]
-			id, err := idOfChunkPath(p)
-			if err != nil {
-				return object{}, err
-			}
-			obj, err := f.Fetch(ctx, p, manifest.MaxObjectSize(need[p]))
-			if err != nil {
-				return object{}, err
-			}
-			data, err := manifest.DecodeChunk(id, obj, need[p])
-			if err != nil {
-				return object{}, fmt.Errorf("%s: %w", p, err)
-			}
-			return object{obj, len(data)}, nil
-		}, func(i int, c object) error {
-			if err := flushBefore(chunks[i]); err != nil {
+		err := runOrdered(ctx, len(objects), o.Workers, func(ctx context.Context, i int) (checked, error) {
+			return objs.checkObject(ctx, f, objects[i])
+		}, func(i int, c checked) error {
+			if err := flushBefore(objects[i]); err != nil {
 				return err
 			}
-			if err := tw.add(chunks[i], c.obj); err != nil {
+			if err := tw.add(objects[i], c.obj); err != nil {
 				return err
 			}
-			res.Chunks++
-			res.ChunkBytes += int64(len(c.obj))
-			res.RawBytes += int64(c.raw)
+			if c.delta {
+				res.Deltas++
+				res.DeltaBytes += int64(len(c.obj))
+				res.DeltaRawBytes += int64(c.raw)
+			} else {
+				res.Chunks++
+				res.ChunkBytes += int64(len(c.obj))
+				res.RawBytes += int64(c.raw)
+			}
 			if o.Progress != nil {
-				o.Progress(res.RawBytes, total)
+				o.Progress(res.RawBytes+res.DeltaRawBytes, total)
 			}
 			return nil
 		})
@@ -287,6 +293,49 @@ func Create(ctx context.Context, o CreateOptions) (*Result, error) {
 		return nil, fmt.Errorf("bundle %s: %w", o.Out, err)
 	}
 	return res, nil
+}
+
+// addDeltaIndexes finds, for each artifact of rel, the signed delta
+// target from release from, fetches and checks its delta index (signed
+// length and sha256, content ID, and that it joins from's index of the
+// artifact to rel's), adds its bytes to files and records it in arts. A
+// delta index the repository lists but does not hold (a mirror that copied
+// only chunks/) leaves that artifact whole, noted in res; any other
+// failure is an error, since devices would fail on the same bytes.
+func addDeltaIndexes(ctx context.Context, f fetch.Fetcher, targetsJSON []byte, rel, from *release, arts []artifactPlan, fromByName map[string]*chunker.Index, files map[string][]byte, res *Result) ([]DeltaRef, error) {
+	tm, err := targetsMap(targetsJSON)
+	if err != nil {
+		return nil, err
+	}
+	var refs []DeltaRef
+	for i, a := range rel.Artifacts {
+		dt, ok, err := manifest.LookupDeltaTarget(tm, rel.Channel, rel.Version, a.Name, from.Version)
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		if !ok {
+			continue
+		}
+		base := fromByName[a.Name]
+		if base == nil || !dt.BaseIndex.Equals(base.CID()) || !dt.Index.Equals(a.Index) {
+			return nil, fmt.Errorf("bundle: delta target %s: %w: it joins index %s to %s, not release %d's index of %s to release %d's",
+				dt.Path, manifest.ErrBadMetadata, dt.BaseIndex, dt.Index, from.Version, a.Name, rel.Version)
+		}
+		dix, b, err := deltaIndexFor(ctx, f, dt, base, arts[i].ix)
+		if errors.Is(err, fetch.ErrNotFound) {
+			res.DeltaNotes = append(res.DeltaNotes, fmt.Sprintf("%s: the repository does not hold %s; its chunks go whole", a.Name, manifest.DeltaIndexPath(dt.DeltaIndex)))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bundle: release %s/%d artifact %s: %w", rel.Channel, rel.Version, a.Name, err)
+		}
+		files[manifest.DeltaIndexPath(dt.DeltaIndex)] = b
+		arts[i].dix = dix
+		refs = append(refs, DeltaRef{Artifact: a.Name, DeltaIndex: dt.DeltaIndex.String()})
+		res.DeltaIndexes++
+		res.DeltaIndexBytes += int64(len(b))
+	}
+	return refs, nil
 }
 
 func chunkName(p string) string {

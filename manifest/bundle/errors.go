@@ -14,4 +14,11 @@ var (
 	ErrMissing = errors.New("bundle: entry missing")
 	// ErrExtra: the bundle holds an entry the release does not need.
 	ErrExtra = errors.New("bundle: unexpected entry")
+	// ErrNeedsFrom: a chunk a bundle made with --from M leaves out was
+	// asked for, by a device not running release M (or one that refused
+	// the delta that builds it).
+	ErrNeedsFrom = errors.New("bundle: made for devices on its from release")
+	// ErrDeltaImport: Import was given a bundle that carries deltas; a
+	// chunk store holds whole chunks only.
+	ErrDeltaImport = errors.New("bundle: a bundle with deltas cannot be imported into a chunk store")
 )

@@ -18,8 +18,16 @@ import (
 	"github.com/shoalnet/shoal/manifest/tlog"
 )
 
-// FormatVersion is the bundle format this package writes and reads.
+// FormatVersion is the bundle format this package writes for a bundle
+// without delta objects; it reads it and FormatDeltas.
 const FormatVersion = 1
+
+// FormatDeltas is the format of a bundle that carries delta indexes and
+// delta objects (Info.Deltas). It has its own number so that a reader
+// from before deltas refuses such a bundle by its format ("format 2, this
+// reader knows 1") instead of by its first deltas/ path, and so that a
+// bundle without deltas stays byte for byte what it was.
+const FormatDeltas = 2
 
 // InfoPath is the name of the first entry, which describes the bundle.
 const InfoPath = "bundle.json"
@@ -38,6 +46,10 @@ const (
 	blockSize  = 512
 )
 
+// deltasDir is where a repository keeps delta objects and delta indexes
+// (manifest.DeltaPath, manifest.DeltaIndexPath).
+const deltasDir = "deltas"
+
 // logPrefix is where the transparency log lives in a repository.
 const logPrefix = tlog.RepoDir + "/"
 
@@ -55,7 +67,18 @@ type Info struct {
 	// names and index IDs a device or an importer pins.
 	Artifacts     []ArtifactRef `json:"artifacts"`
 	FromArtifacts []ArtifactRef `json:"from_artifacts,omitempty"`
-	Counts        Counts        `json:"counts"`
+	// Deltas names, by artifact, the delta index from release From to
+	// release Version the bundle carries (only with From; format
+	// FormatDeltas). The chunks its delta objects build are left out; a
+	// device whose active slot holds release From builds them.
+	Deltas []DeltaRef `json:"deltas,omitempty"`
+	Counts Counts     `json:"counts"`
+}
+
+// DeltaRef names the delta index the bundle carries for an artifact.
+type DeltaRef struct {
+	Artifact   string `json:"artifact"`
+	DeltaIndex string `json:"delta_index"` // CID, canonical string form
 }
 
 // ArtifactRef names an artifact's index.
@@ -70,9 +93,14 @@ type Counts struct {
 	Log      int `json:"log"`
 	Index    int `json:"index"`
 	Chunks   int `json:"chunks"`
+	// Delta indexes and delta objects (format FormatDeltas only).
+	DeltaIndexes int `json:"delta_indexes,omitempty"`
+	Deltas       int `json:"deltas,omitempty"`
 }
 
-func (c Counts) total() int { return c.Metadata + c.Log + c.Index + c.Chunks }
+func (c Counts) total() int {
+	return c.Metadata + c.Log + c.Index + c.Chunks + c.DeltaIndexes + c.Deltas
+}
 
 // parseInfo decodes bundle.json strictly: known fields only, one object,
 // supported format, valid names and IDs.
@@ -86,8 +114,8 @@ func parseInfo(b []byte) (Info, error) {
 	if dec.More() {
 		return in, fmt.Errorf("%s: data after the object", InfoPath)
 	}
-	if in.Format != FormatVersion {
-		return in, fmt.Errorf("%s: format %d, this reader knows %d", InfoPath, in.Format, FormatVersion)
+	if in.Format != FormatVersion && in.Format != FormatDeltas {
+		return in, fmt.Errorf("%s: format %d, this reader knows %d and %d", InfoPath, in.Format, FormatVersion, FormatDeltas)
 	}
 	if !manifest.ValidName(in.Channel) {
 		return in, fmt.Errorf("%s: channel %q", InfoPath, in.Channel)
@@ -108,10 +136,42 @@ func parseInfo(b []byte) (Info, error) {
 		return in, err
 	}
 	c := in.Counts
-	if c.Metadata < 0 || c.Log < 0 || c.Index < 0 || c.Chunks < 0 || c.total() > MaxEntries {
+	if c.Metadata < 0 || c.Log < 0 || c.Index < 0 || c.Chunks < 0 || c.DeltaIndexes < 0 || c.Deltas < 0 || c.total() > MaxEntries {
 		return in, fmt.Errorf("%s: counts %+v", InfoPath, c)
 	}
+	if err := checkDeltaRefs(in); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// checkDeltaRefs checks the delta fields of bundle.json against each
+// other: deltas exactly in format FormatDeltas, only with from, one
+// delta index per artifact of the release, sorted, and one entry counted
+// per delta index.
+func checkDeltaRefs(in Info) error {
+	if (in.Format == FormatDeltas) != (len(in.Deltas) > 0) {
+		return fmt.Errorf("%s: format %d with %d delta indexes (format %d carries deltas, format %d none)", InfoPath, in.Format, len(in.Deltas), FormatDeltas, FormatVersion)
+	}
+	if len(in.Deltas) > 0 && in.From == 0 {
+		return fmt.Errorf("%s: deltas without from", InfoPath)
+	}
+	if in.Counts.DeltaIndexes != len(in.Deltas) || (len(in.Deltas) == 0 && in.Counts.Deltas != 0) {
+		return fmt.Errorf("%s: counts %d delta indexes and %d deltas for %d delta indexes named", InfoPath, in.Counts.DeltaIndexes, in.Counts.Deltas, len(in.Deltas))
+	}
+	arts := map[string]bool{}
+	for _, a := range in.Artifacts {
+		arts[a.Name] = true
+	}
+	for i, d := range in.Deltas {
+		if !arts[d.Artifact] || (i > 0 && in.Deltas[i-1].Artifact >= d.Artifact) {
+			return fmt.Errorf("%s: deltas: artifact %q (want artifacts of the release, sorted, unique)", InfoPath, d.Artifact)
+		}
+		if _, err := parseID(d.DeltaIndex); err != nil {
+			return fmt.Errorf("%s: deltas %s: delta_index: %v", InfoPath, d.Artifact, err)
+		}
+	}
+	return nil
 }
 
 func checkRefs(field string, refs []ArtifactRef) error {
@@ -152,10 +212,12 @@ const (
 	kindLog
 	kindIndex
 	kindChunk
+	kindDeltaIndex
+	kindDelta
 )
 
 func (k kind) String() string {
-	return [...]string{"metadata", "log", "index", "chunk"}[k]
+	return [...]string{"metadata", "log", "index", "chunk", "delta index", "delta"}[k]
 }
 
 // metaNameRE matches the metadata files a repository holds.
@@ -201,6 +263,22 @@ func classify(p string) (kind, int64, error) {
 			return 0, 0, fmt.Errorf("path %q: chunk belongs at %s", p, manifest.ChunkPath(id))
 		}
 		return kindChunk, manifest.MaxObjectSize(chunker.MaxChunkCeil), nil
+	case deltasDir:
+		dir, name, _ := strings.Cut(rest, "/")
+		id, err := parseID(name)
+		if err != nil {
+			return 0, 0, fmt.Errorf("path %q: %v", p, err)
+		}
+		if dir == "index" {
+			if p != manifest.DeltaIndexPath(id) {
+				return 0, 0, fmt.Errorf("path %q: delta index belongs at %s", p, manifest.DeltaIndexPath(id))
+			}
+			return kindDeltaIndex, manifest.DefaultLimits.Index, nil
+		}
+		if manifest.DeltaPath(id) != p {
+			return 0, 0, fmt.Errorf("path %q: delta object belongs at %s", p, manifest.DeltaPath(id))
+		}
+		return kindDelta, manifest.MaxDeltaObjectSize(chunker.MaxChunkCeil), nil
 	case tlog.RepoDir:
 		limit, err := manifest.LogPathLimit(p)
 		if err != nil {
@@ -208,7 +286,7 @@ func classify(p string) (kind, int64, error) {
 		}
 		return kindLog, limit, nil
 	}
-	return 0, 0, fmt.Errorf("path %q: outside metadata/, %s, index/ and chunks/", p, logPrefix)
+	return 0, 0, fmt.Errorf("path %q: outside metadata/, %s, index/, chunks/ and deltas/", p, logPrefix)
 }
 
 // header is what the reader takes from a tar header.

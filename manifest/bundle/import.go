@@ -29,6 +29,22 @@ type ImportResult struct {
 	Pins     []ImportPin
 }
 
+// Importable says whether Import would take the bundle's contents: a
+// bundle with deltas it refuses with ErrDeltaImport. Callers check before
+// they create a store for it.
+func (r *Reader) Importable() error {
+	info := r.info
+	if len(info.Deltas) == 0 {
+		return nil
+	}
+	// A store holds chunks by chunk ID, and a delta's ID names other
+	// bytes: putting deltas there would mix the two namespaces, and the
+	// swarm does not trade deltas yet, so a node could serve neither them
+	// nor the chunks they replace.
+	return fmt.Errorf("bundle %s: %w: it carries %d delta objects against release %d instead of whole chunks; a node's store needs the whole chunks: make the bundle with --no-deltas (or without --from)",
+		r.name, ErrDeltaImport, info.Counts.Deltas, info.From)
+}
+
 // ErrUnverified: Import was not given the bundle's verification.
 var ErrUnverified = errors.New("bundle: import needs the bundle verified first")
 
@@ -40,6 +56,7 @@ var ErrUnverified = errors.New("bundle: import needs the bundle verified first")
 // bundle merely claims. Every chunk is decoded and checked against its ID
 // on the way, so nothing false enters the store; chunks go in first and
 // pins last, so a pin only ever names a release whose chunks are all in.
+// A bundle with deltas (Info.Deltas) is refused with ErrDeltaImport.
 // progress, if set, gets the chunk object bytes read so far and their
 // total.
 func Import(ctx context.Context, r *Reader, v *VerifyResult, db *store.DB, progress func(done, total int64)) (*ImportResult, error) {
@@ -47,6 +64,9 @@ func Import(ctx context.Context, r *Reader, v *VerifyResult, db *store.DB, progr
 		return nil, ErrUnverified
 	}
 	info := v.Info
+	if err := r.Importable(); err != nil {
+		return nil, err
+	}
 	res := &ImportResult{Info: info}
 	// Decoded chunks are bounded by the largest maximum chunk size any
 	// index in the bundle names; without indexes, by the format's ceiling.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -142,6 +143,10 @@ func NewReader(ra io.ReaderAt, size int64, name string) (*Reader, error) {
 				counts.Index++
 			case kindChunk:
 				counts.Chunks++
+			case kindDeltaIndex:
+				counts.DeltaIndexes++
+			case kindDelta:
+				counts.Deltas++
 			}
 		}
 		off = e.off + (e.size+blockSize-1)/blockSize*blockSize
@@ -218,7 +223,7 @@ func (r *Reader) Fetch(ctx context.Context, path string, maxBytes int64) ([]byte
 	}
 	e, ok := r.entries[path]
 	if !ok {
-		return nil, fmt.Errorf("bundle %s: %s: %w", r.name, path, fetch.ErrNotFound)
+		return nil, r.notFound(path)
 	}
 	if e.size > maxBytes {
 		return nil, fmt.Errorf("bundle %s: %s: %w: %d bytes, at most %d", r.name, path, fetch.ErrTooLarge, e.size, maxBytes)
@@ -228,6 +233,24 @@ func (r *Reader) Fetch(ctx context.Context, path string, maxBytes int64) ([]byte
 		return nil, err
 	}
 	return b, nil
+}
+
+// notFound is the error for an entry the bundle lacks. A chunk that a
+// bundle made with --from leaves out is what a device not running that
+// release fails on (or one whose delta was refused: the whole chunk is
+// not in the bundle to fall back to), so the message says which devices
+// the bundle is for and what to use instead. It wraps fetch.ErrNotFound,
+// which callers branch on, and ErrNeedsFrom.
+func (r *Reader) notFound(path string) error {
+	if r.info.From == 0 || !strings.HasPrefix(path, "chunks/") {
+		return fmt.Errorf("bundle %s: %s: %w", r.name, path, fetch.ErrNotFound)
+	}
+	how := "release " + strconv.FormatUint(r.info.From, 10) + " has it"
+	if len(r.info.Deltas) > 0 {
+		how += " or the bundle's deltas against release " + strconv.FormatUint(r.info.From, 10) + " build it (a refused delta cannot fall back to the whole chunk)"
+	}
+	return fmt.Errorf("bundle %s: %s: %w: %w: the bundle was made with --from %d and leaves out every chunk %s; it installs only on a device whose active slot holds release %d. Use a full bundle (bundle create without --from) or the repository",
+		r.name, path, fetch.ErrNotFound, ErrNeedsFrom, r.info.From, how, r.info.From)
 }
 
 // Indexes calls fn for every index entry, in path order, with the index

@@ -86,6 +86,15 @@ func releasesOf(targetsJSON []byte, channel string) ([]*release, error) {
 	return out, nil
 }
 
+// targetsMap returns the targets of a targets metadata file by path.
+func targetsMap(targetsJSON []byte) (map[string]*metadata.TargetFiles, error) {
+	md, err := metadata.Targets().FromBytes(targetsJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%w: targets: %v", manifest.ErrBadMetadata, err)
+	}
+	return md.Signed.Targets, nil
+}
+
 // find returns the release with version v, or nil.
 func find(rs []*release, v uint64) *release {
 	for _, r := range rs {

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"strconv"
 	"time"
 
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/manifest/tlog"
@@ -64,6 +64,13 @@ type VerifyResult struct {
 	SkippedChunks int
 	ChunkBytes    int64
 	RawBytes      int64
+	// Deltas the bundle holds, each checked against its signed entry;
+	// DeltaRawBytes the chunks they build; ReplacedChunks the chunks left
+	// out because of them.
+	Deltas         int
+	DeltaBytes     int64
+	DeltaRawBytes  int64
+	ReplacedChunks int
 	// Log is set when the bundle carries a transparency log.
 	Log *LogProof
 }
@@ -93,15 +100,21 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (*VerifyResult, e
 //     against the device and fetches and checks its indexes;
 //  2. bundle.json must describe that release and that targets version;
 //  3. release From's indexes must be in the bundle and match the signed
-//     targets;
-//  4. every chunk of the release that release From lacks must be in the
-//     bundle, and nothing else may be: no extra metadata, index, chunk or
-//     log file;
+//     targets, and so must each delta index bundle.json names (the signed
+//     delta target from release From of its artifact, joining the two
+//     indexes);
+//  4. every chunk of the release that release From lacks and no delta
+//     replaces must be in the bundle, every delta object those delta
+//     indexes list for such a chunk too, and nothing else may be: no extra
+//     metadata, index, chunk, delta or log file;
 //  5. with a log: the targets record is proven in the checkpoint's tree
 //     (with LogKeys by manifest.LogWitness inside step 1, exactly as a
 //     device requiring the log proves it), its entry bundle holds it, and
 //     every tile is authentic;
-//  6. every chunk object decodes and hashes to its ID.
+//  6. every chunk object decodes and hashes to its ID; every delta object
+//     hashes to its signed entry and has a header within its delta
+//     index's limits (expanding it needs release From's image, which only
+//     a device holds; the device checks each chunk it builds).
 //
 // The first problem found is returned, naming the entry.
 func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
@@ -191,16 +204,13 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		return fail(err)
 	}
 
-	need := map[string]int{}
-	chunkSizes := map[string]int64{}
+	arts := make([]artifactPlan, len(v.Indexes))
 	for i, ix := range v.Indexes {
 		expected[manifest.IndexPath(rel.Artifacts[i].Index)] = true
-		for j, c := range ix.Chunks {
-			p := manifest.ChunkPath(ix.ID(j))
-			need[p] = max(need[p], ix.Params.Max)
-			chunkSizes[p] = int64(c.Size)
-		}
+		arts[i] = artifactPlan{ix: ix, name: rel.Artifacts[i].Name}
 	}
+	var fromIxs []*chunker.Index
+	fromByName := map[string]*chunker.Index{}
 	if info.From != 0 {
 		from := find(rs, info.From)
 		if from == nil {
@@ -218,27 +228,26 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 				return fail(err)
 			}
 			expected[manifest.IndexPath(a.Index)] = true
-			for j := range ix.Chunks {
-				p := manifest.ChunkPath(ix.ID(j))
-				if _, ok := need[p]; ok {
-					delete(need, p)
-					res.SkippedChunks++
-				}
-			}
+			fromIxs = append(fromIxs, ix)
+			fromByName[a.Name] = ix
 		}
 	}
-	chunks := make([]string, 0, len(need))
-	var total int64
-	for p := range need {
-		chunks = append(chunks, p)
+	if err := r.verifyDeltaIndexes(ctx, v, arts, fromByName, expected); err != nil {
+		return fail(err)
+	}
+	objs := planObjects(arts, fromIxs)
+	res.SkippedChunks, res.ReplacedChunks = objs.skipped, objs.replaced
+	objects := objs.paths()
+	total := objs.rawBytes()
+	for _, p := range objects {
 		expected[p] = true
-		total += chunkSizes[p]
-	}
-	sort.Strings(chunks)
-	for _, p := range chunks {
-		if _, ok := r.entries[p]; !ok {
-			return fail(fmt.Errorf("%w: %s, a chunk of release %s/%d%s", ErrMissing, p, rel.Channel, rel.Version, fromNote(info.From)))
+		if _, ok := r.entries[p]; ok {
+			continue
 		}
+		if _, isDelta := objs.deltas[p]; isDelta {
+			return fail(fmt.Errorf("%w: %s, a delta object of release %s/%d from %d", ErrMissing, p, rel.Channel, rel.Version, info.From))
+		}
+		return fail(fmt.Errorf("%w: %s, a chunk of release %s/%d%s", ErrMissing, p, rel.Channel, rel.Version, fromNote(info.From)))
 	}
 
 	// The log: the inclusion proof (the witness made it when it had the
@@ -285,29 +294,26 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		}
 	}
 
-	// Every chunk, decoded and hashed.
-	type sizes struct{ obj, raw int }
-	err = runOrdered(ctx, len(chunks), o.Workers, func(ctx context.Context, i int) (sizes, error) {
-		p := chunks[i]
-		id, err := idOfChunkPath(p)
-		if err != nil {
-			return sizes{}, err
+	// Every chunk, decoded and hashed; every delta object hashed against
+	// its signed entry.
+	err = runOrdered(ctx, len(objects), o.Workers, func(ctx context.Context, i int) (checked, error) {
+		c, err := objs.checkObject(ctx, r, objects[i])
+		c.obj = nil // only its length is reported; do not queue the bytes
+		return c, err
+	}, func(i int, c checked) error {
+		if c.delta {
+			res.Deltas++
+			res.DeltaRawBytes += int64(c.raw)
+			n, _ := r.Has(objects[i])
+			res.DeltaBytes += n
+		} else {
+			res.Chunks++
+			n, _ := r.Has(objects[i])
+			res.ChunkBytes += n
+			res.RawBytes += int64(c.raw)
 		}
-		obj, err := r.Fetch(ctx, p, manifest.MaxObjectSize(need[p]))
-		if err != nil {
-			return sizes{}, err
-		}
-		data, err := manifest.DecodeChunk(id, obj, need[p])
-		if err != nil {
-			return sizes{}, fmt.Errorf("%s: %w", p, err)
-		}
-		return sizes{len(obj), len(data)}, nil
-	}, func(i int, s sizes) error {
-		res.Chunks++
-		res.ChunkBytes += int64(s.obj)
-		res.RawBytes += int64(s.raw)
 		if o.Progress != nil {
-			o.Progress(res.RawBytes, total)
+			o.Progress(res.RawBytes+res.DeltaRawBytes, total)
 		}
 		return nil
 	})
@@ -315,6 +321,46 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		return fail(err)
 	}
 	return res, nil
+}
+
+// verifyDeltaIndexes checks the delta indexes bundle.json names against
+// the verified release: each must be the signed delta target of its
+// artifact from release From, join From's index to the release's, and
+// hash to its signed sha256 (a damaged one is named). It records them in
+// arts and marks their paths expected.
+func (r *Reader) verifyDeltaIndexes(ctx context.Context, v *manifest.Verified, arts []artifactPlan, fromByName map[string]*chunker.Index, expected map[string]bool) error {
+	info := r.info
+	for _, d := range info.Deltas {
+		i := -1
+		for k := range arts {
+			if arts[k].name == d.Artifact {
+				i = k
+			}
+		}
+		dt, ok := v.Delta(d.Artifact, info.From)
+		switch {
+		case i < 0:
+			return fmt.Errorf("%w: %s names a delta index for %s, which release %d does not have", ErrMalformed, InfoPath, d.Artifact, info.Version)
+		case !ok:
+			return fmt.Errorf("%w: %s names a delta index for %s from release %d; the signed targets list none", ErrMalformed, InfoPath, d.Artifact, info.From)
+		case dt.DeltaIndex.String() != d.DeltaIndex:
+			return fmt.Errorf("%w: %s names delta index %s for %s, the signed target %s names %s", ErrMalformed, InfoPath, d.DeltaIndex, d.Artifact, dt.Path, dt.DeltaIndex)
+		}
+		base := fromByName[d.Artifact]
+		if base == nil || !dt.BaseIndex.Equals(base.CID()) {
+			return fmt.Errorf("delta target %s: %w: base index %s is not release %d's index of %s", dt.Path, manifest.ErrBadMetadata, dt.BaseIndex, info.From, d.Artifact)
+		}
+		dix, _, err := deltaIndexFor(ctx, r, dt, base, arts[i].ix)
+		if errors.Is(err, fetch.ErrNotFound) {
+			err = fmt.Errorf("%w: %s (delta index of %s from release %d)", ErrMissing, manifest.DeltaIndexPath(dt.DeltaIndex), d.Artifact, info.From)
+		}
+		if err != nil {
+			return err
+		}
+		arts[i].dix = dix
+		expected[manifest.DeltaIndexPath(dt.DeltaIndex)] = true
+	}
+	return nil
 }
 
 // logErr names the targets version in a log error; a log file the
