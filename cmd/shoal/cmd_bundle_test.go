@@ -349,7 +349,7 @@ func TestBundleDeltas(t *testing.T) {
 		version        string
 	}{
 		{"fresh", deltaPath, "slot-a.img", []string{"--from 1", "release 1", "full bundle"}, `"active_version": 0`},
-		{"v1-bad", badObj, "slot-b.img", []string{"--from 1", filepath.Base(objPath), "refused"}, `"active_version": 1`},
+		{"v1-bad", badObj, "slot-b.img", []string{"--from 1", filepath.Base(objPath), "corrupt", "cannot use"}, `"active_version": 1`},
 	} {
 		slot := filepath.Join(filepath.Dir(devs[c.dev]), c.slot)
 		before, err := os.ReadFile(slot)

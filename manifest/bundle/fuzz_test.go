@@ -28,7 +28,28 @@ func fuzzSeeds() [][]byte {
 	in := tb.info
 	in.Counts.Log = 1
 	j, _ := json.Marshal(in)
+	// Format 2: a delta index and a delta object beside the chunk.
+	din := tb.info
+	din.Format, din.From = FormatDeltas, 1
+	din.Version = 2
+	din.FromArtifacts = din.Artifacts
+	dataID := chunker.SHA256.ID(chunker.SHA256.Sum([]byte("delta bytes")))
+	din.Deltas = []DeltaRef{{Artifact: "rootfs", DeltaIndex: tb.chunkID.String()}}
+	din.Counts.DeltaIndexes, din.Counts.Deltas = 1, 1
+	dj, _ := json.Marshal(din)
+	deltaEntries := []tarEntry{
+		{manifest.DeltaIndexPath(tb.chunkID), []byte("SHOALDLT")},
+		{manifest.DeltaPath(dataID), []byte{3, 1, 0, 0, 0, 1}},
+	}
+	sort.Slice(deltaEntries, func(i, j int) bool { return deltaEntries[i].name < deltaEntries[j].name })
+	withDeltas := [][]byte{rawEntry(InfoPath, dj, '0'), chunk}
+	for _, e := range deltaEntries {
+		withDeltas = append(withDeltas, rawEntry(e.name, e.data, '0'))
+	}
+	withDeltas = append(withDeltas, meta)
 	return [][]byte{
+		rawTar(withDeltas...),
+		rawTar(rawEntry(InfoPath, dj, '0'), chunk, meta), // counts say deltas, none there
 		rawTar(info, chunk, meta),
 		rawTar(rawEntry(InfoPath, j, '0'), chunk, tile, meta),
 		rawTar(info, chunk),
@@ -80,6 +101,13 @@ func FuzzOpen(f *testing.F) {
 			return nil
 		})
 		_ = r.Indexes(ctx, func(cid.Cid, *chunker.Index) error { return nil })
+		// An accepted bundle.json keeps the delta invariants Verify and
+		// Import rely on.
+		in := r.Info()
+		if (in.Format == FormatDeltas) != (len(in.Deltas) > 0) || (len(in.Deltas) > 0 && in.From == 0) {
+			t.Fatalf("accepted info: format %d, from %d, %d delta indexes", in.Format, in.From, len(in.Deltas))
+		}
+		_ = r.Importable()
 	})
 }
 

@@ -44,13 +44,19 @@ type fixture struct {
 	published map[uint64]*manifest.PublishResult
 	logSigner note.Signer
 	useLog    bool
+	deltas    bool // release 2 is published with deltas from release 1
 }
 
-func newFixture(t testing.TB, withLog bool) *fixture {
+func newFixture(t testing.TB, withLog bool) *fixture { return newFixtureWith(t, withLog, false) }
+
+// newFixtureWith is newFixture, with release 2 published with deltas
+// from release 1 (publish --delta-from 1) when deltas is set: rootfs then
+// has a delta target, boot (unchanged) none.
+func newFixtureWith(t testing.TB, withLog, deltas bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, repo: filepath.Join(dir, "repo"), images: map[uint64]map[string][]byte{},
-		published: map[uint64]*manifest.PublishResult{}, useLog: withLog}
+		published: map[uint64]*manifest.PublishResult{}, useLog: withLog, deltas: deltas}
 	var err error
 	if f.keys, err = manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{Now: clock}); err != nil {
 		t.Fatal(err)
@@ -94,6 +100,9 @@ func (f *fixture) publish(t testing.TB, version uint64, imgs map[string][]byte) 
 	}
 	if f.useLog {
 		o.Log = tlog.Publisher{Signer: f.logSigner}
+	}
+	if f.deltas && version == 2 {
+		o.DeltaFrom = []manifest.DeltaBase{{Version: 1}}
 	}
 	names := make([]string, 0, len(imgs))
 	for n := range imgs {
@@ -256,6 +265,10 @@ func rewrite(t testing.TB, es []tarEntry, fixCounts bool) string {
 				c.Index++
 			case kindChunk:
 				c.Chunks++
+			case kindDeltaIndex:
+				c.DeltaIndexes++
+			case kindDelta:
+				c.Deltas++
 			}
 		}
 		var info Info

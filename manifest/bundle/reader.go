@@ -245,12 +245,13 @@ func (r *Reader) notFound(path string) error {
 	if r.info.From == 0 || !strings.HasPrefix(path, "chunks/") {
 		return fmt.Errorf("bundle %s: %s: %w", r.name, path, fetch.ErrNotFound)
 	}
-	how := "release " + strconv.FormatUint(r.info.From, 10) + " has it"
+	m := strconv.FormatUint(r.info.From, 10)
+	what := "every chunk release " + m + " holds"
 	if len(r.info.Deltas) > 0 {
-		how += " or the bundle's deltas against release " + strconv.FormatUint(r.info.From, 10) + " build it (a refused delta cannot fall back to the whole chunk)"
+		what += " and every chunk its deltas against release " + m + " build (a delta the device cannot use has no whole chunk here to fall back to)"
 	}
-	return fmt.Errorf("bundle %s: %s: %w: %w: the bundle was made with --from %d and leaves out every chunk %s; it installs only on a device whose active slot holds release %d. Use a full bundle (bundle create without --from) or the repository",
-		r.name, path, fetch.ErrNotFound, ErrNeedsFrom, r.info.From, how, r.info.From)
+	return fmt.Errorf("bundle %s: %s: %w: %w: the bundle was made with --from %s and leaves out %s; it installs only on a device whose active slot holds release %s. Use a full bundle (bundle create without --from) or the repository",
+		r.name, path, fetch.ErrNotFound, ErrNeedsFrom, m, what, m)
 }
 
 // Indexes calls fn for every index entry, in path order, with the index
