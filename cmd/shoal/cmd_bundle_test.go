@@ -288,6 +288,12 @@ func TestBundleDeltas(t *testing.T) {
 		t.Fatalf("verify: %+v, created %+v", vr, dc)
 	}
 
+	// Checked for a device on another release: it could not install it.
+	if _, errs, code := runCLI(t, "bundle", "verify", deltaPath, "--root", root, "--installed-version", "2"); code != exitFailure ||
+		!strings.Contains(errs, "--from 1") {
+		t.Fatalf("verify for a device on v2: %d %s", code, errs)
+	}
+
 	// A node's store takes whole chunks only.
 	if _, errs, code := runCLI(t, "bundle", "import", deltaPath, "--store", filepath.Join(dir, "store"), "--root", root); code != exitFailure ||
 		!strings.Contains(errs, "--no-deltas") {

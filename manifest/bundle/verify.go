@@ -116,6 +116,9 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (*VerifyResult, e
 //     index's limits (expanding it needs release From's image, which only
 //     a device holds; the device checks each chunk it builds).
 //
+// A bundle made with From is checked for a device running release From
+// (the default); for any other device it fails with ErrNeedsFrom.
+//
 // The first problem found is returned, naming the entry.
 func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
 	if len(o.Root) == 0 {
@@ -139,6 +142,13 @@ func (r *Reader) Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, er
 		return nil, fmt.Errorf("bundle %s: %w", r.name, err)
 	}
 	dev := r.device(ctx, o.Device)
+	if info.From != 0 && dev.Installed != info.From {
+		// The bundle lacks the chunks release From holds (and, with
+		// deltas, those its deltas build): that device could not install
+		// it, whatever else checks.
+		return fail(fmt.Errorf("%w: the bundle was made with --from %d, for devices running release %d; the device checked for runs %d and would miss chunks (a full bundle serves it)",
+			ErrNeedsFrom, info.From, info.From, dev.Installed))
+	}
 	cpPath := logPrefix + tlog.CheckpointPath
 	_, hasLog := r.entries[cpPath]
 	if o.RequireLog && !hasLog {
