@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
@@ -315,4 +317,51 @@ func TestOpenDeltaEntries(t *testing.T) {
 			t.Errorf("classify %s: accepted", p)
 		}
 	}
+}
+
+// TestCreateDeltaRepoGaps: a repository that lists a delta index but does
+// not hold its file (a mirror that copied only chunks/) gives a bundle of
+// whole chunks for that artifact, noted, which verifies; one that holds
+// the delta index but lacks a delta object it lists stops the create,
+// naming the object, since devices on release 1 would fail on it.
+func TestCreateDeltaRepoGaps(t *testing.T) {
+	f := newFixtureWith(t, false, true)
+	dixPath := manifest.DeltaIndexPath(mustCID(t, f.published[2].Deltas[1].DeltaIndex))
+	orig := f.repo
+
+	f.repo = filepath.Join(t.TempDir(), "no-index")
+	copyTree(t, orig, f.repo)
+	if err := os.Remove(filepath.Join(f.repo, filepath.FromSlash(dixPath))); err != nil {
+		t.Fatal(err)
+	}
+	p, res := f.create(t, 1)
+	if res.Info.Format != FormatVersion || res.Deltas != 0 || len(res.DeltaNotes) != 1 || !strings.Contains(res.DeltaNotes[0], dixPath) {
+		t.Fatalf("create without the delta index file: %+v", res)
+	}
+	if _, err := Verify(context.Background(), p, f.verifyOptions()); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+
+	f.repo = filepath.Join(t.TempDir(), "no-object")
+	copyTree(t, orig, f.repo)
+	objs, _ := filepath.Glob(filepath.Join(f.repo, "deltas", "??", "*"))
+	if len(objs) == 0 {
+		t.Fatal("no delta objects")
+	}
+	if err := os.Remove(objs[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Create(context.Background(), CreateOptions{Repo: f.repo, Channel: "stable", From: 1, Out: filepath.Join(t.TempDir(), "b.tar")})
+	if !errors.Is(err, fetch.ErrNotFound) || !strings.Contains(err.Error(), filepath.Base(objs[0])) {
+		t.Fatalf("create without a delta object: %v", err)
+	}
+}
+
+func mustCID(t *testing.T, s string) cid.Cid {
+	t.Helper()
+	id, err := cid.Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
