@@ -36,7 +36,10 @@ type CreateOptions struct {
 	Version uint64
 	// From, if not 0, is a release of the channel that the target devices
 	// run: its chunks are left out (its indexes stay in, so the bundle can
-	// be checked on its own).
+	// be checked on its own). Where the repository has a delta index from
+	// From for an artifact, the bundle carries it and its delta objects
+	// instead of the chunks they build (unless NoDeltas); such a bundle
+	// serves only devices whose active slot holds From.
 	From uint64
 	// NoDeltas, with From, leaves out the delta indexes and delta objects
 	// the repository has from release From: every chunk release From
