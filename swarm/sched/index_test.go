@@ -30,7 +30,7 @@ func checkIndexes(s *Session) error {
 		return fmt.Errorf("%d wanters, %d slots, %d keys", len(s.wanters), len(s.wslots), len(s.wkeys))
 	}
 	for i, w := range s.wanters {
-		if s.wslots[i] != w.idx || s.wkeys[i] != w.key {
+		if s.wslots[i] != w.idx || s.wkeys[i] != idKey(w.id) {
 			return fmt.Errorf("wanter %s: slot %d key %x listed", w.id, s.wslots[i], s.wkeys[i])
 		}
 	}

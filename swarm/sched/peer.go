@@ -6,7 +6,7 @@ import (
 )
 
 // peer is what a session knows of one peer. The small fields come first,
-// packed into one word, so that a record takes 128 bytes.
+// packed into one word, so that a record takes 112 bytes.
 type peer struct {
 	id       string
 	class    Class
@@ -16,7 +16,6 @@ type peer struct {
 	idx      uint16 // slot in Session.slots
 	pos      uint16 // place in Session.order, noPos when out of it
 	seq      uint64 // order of AddPeer
-	key      uint64 // idKey(id)
 	have     []uint64
 	useful   int // pieces in its class's pool it holds
 	out      int // requests outstanding

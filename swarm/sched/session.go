@@ -286,7 +286,6 @@ func (s *Session) AddPeer(id string, class Class) error {
 		id:     id,
 		class:  class,
 		seq:    s.seq,
-		key:    idKey(id),
 		window: s.cfg.Window,
 		struck: -1,
 	}

@@ -92,7 +92,7 @@ func (s *Session) listWanters() {
 		if p.wants && !p.excluded && !p.noShare {
 			s.wanters = append(s.wanters, p)
 			s.wslots = append(s.wslots, p.idx)
-			s.wkeys = append(s.wkeys, p.key)
+			s.wkeys = append(s.wkeys, idKey(p.id))
 		}
 	}
 }
