@@ -465,8 +465,8 @@ func (d *Device) deltaPlan(ctx context.Context, v *manifest.Verified, art manife
 		err = fmt.Errorf("delta index %s from %s: %w", dt.Path, name, err)
 		d.log("%v; fetching whole chunks", err)
 		if errors.Is(err, fetch.ErrNotFound) {
-			// A source without deltas (a bundle, a mirror that copied
-			// only chunks/) is no fault of the source.
+			// A source without deltas (a bundle made without --from, a
+			// mirror that copied only chunks/) is no fault of the source.
 			note.DeltaNote = "the source does not hold the delta index"
 			return nil
 		}
