@@ -38,6 +38,7 @@ func bigScenario(devices, sites int, piece int64, tick time.Duration) *scenario.
 // only that the run completes (speed is for docs/simulator-model.md, not
 // a test). With a LIMIT_S it stops there and reports the heap
 // (SHOAL_SIM_HEAPPROFILE=FILE writes a heap profile then).
+// SHOAL_SIM_SITE0=1 reports every second how busy site 0's uploads were.
 func TestBig(t *testing.T) {
 	spec := os.Getenv("SHOAL_SIM_BIG")
 	if spec == "" {
@@ -80,10 +81,28 @@ func TestBig(t *testing.T) {
 	t.Logf("built in %.1f s: %d devices, %d sites, %d pieces; engine heap %.1f MiB, %.0f bytes per device",
 		time.Since(start).Seconds(), len(e.devs), len(e.sites), len(e.rel.full), float64(built)/(1<<20), float64(built)/float64(len(e.devs)))
 	var peak uint64
+	site0 := os.Getenv("SHOAL_SIM_SITE0") != ""
+	sent := make([]int64, e.sites[0].n)
 	e.progress = func(done, n int) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, ms.HeapInuse)
+		if site0 {
+			// How busy site 0's devices' uploads were over the last
+			// second: where the LAN's work is.
+			busy, idle := 0, 0
+			for i := range sent {
+				d := &e.devs[i]
+				r := float64(d.row.Sent-sent[i]) / d.upCap
+				sent[i] = d.row.Sent
+				if r > 0.8 {
+					busy++
+				} else if r < 0.1 {
+					idle++
+				}
+			}
+			t.Logf("  %5.1f s: site 0: %d uploads over 80%%, %d under 10%%, %d devices done", seconds(e.now), busy, idle, done)
+		}
 		if done == n || done%(n/10+1) == 0 {
 			t.Logf("  %6.1f s wall, %6.1f s simulated: %d of %d done; heap in use %.2f GiB", time.Since(start).Seconds(), seconds(e.now), done, n, float64(ms.HeapInuse)/(1<<30))
 		}
