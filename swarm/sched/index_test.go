@@ -22,8 +22,8 @@ func checkIndexes(s *Session) error {
 		if int(p.pos) != k || s.posSlot[k] != p.idx {
 			return fmt.Errorf("peer %s at %d has pos %d, slot %d at its position", p.id, k, p.pos, s.posSlot[k])
 		}
-		if len(p.have) != s.words || s.words > 0 && &p.have[0] != &s.haves[int(p.idx)*s.words] {
-			return fmt.Errorf("peer %s: its bitmap is not its row of haves", p.id)
+		if len(p.have) != s.words || s.words > 0 && &p.have[0] != &s.row(int(p.idx))[0] {
+			return fmt.Errorf("peer %s: its bitmap is not its slot's row", p.id)
 		}
 	}
 	if len(s.wslots) != len(s.wanters) || len(s.wkeys) != len(s.wanters) {

@@ -283,9 +283,9 @@ next:
 			if k >= hi {
 				break
 			}
-			row := int(s.posSlot[k]) * s.words
+			i := int(s.posSlot[k])
 			for _, m := range masks {
-				if s.haves[row+int(m.w)]&m.bits != 0 {
+				if s.holds(i, int(m.w), m.bits) {
 					act = append(act, s.order[k])
 					break
 				}

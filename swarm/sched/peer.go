@@ -57,28 +57,15 @@ func (s *Session) markAt(k int, p *peer) {
 	}
 }
 
-// row is the have-bitmap of the peer in slot i.
+// row is the have-bitmap of slot i.
 func (s *Session) row(i int) []uint64 {
-	return s.haves[i*s.words : (i+1)*s.words : (i+1)*s.words]
+	c, o := s.chunks[i>>s.rowShift], (i&(1<<s.rowShift-1))*s.words
+	return c[o : o+s.words : o+s.words]
 }
 
-// growHaves makes room in s.haves for every slot, moving the bitmaps (by
-// a quarter more each time, to waste little).
-func (s *Session) growHaves() {
-	need := len(s.slots) * s.words
-	if need <= cap(s.haves) {
-		s.haves = s.haves[:need]
-		return
-	}
-	rows := max(4, len(s.slots)+len(s.slots)/4)
-	h := make([]uint64, need, rows*s.words)
-	copy(h, s.haves)
-	s.haves = h
-	for _, p := range s.slots {
-		if p != nil {
-			p.have = s.row(int(p.idx))
-		}
-	}
+// holds reports whether the peer in slot i holds q.
+func (s *Session) holds(i int, w int, bit uint64) bool {
+	return s.chunks[i>>s.rowShift][(i&(1<<s.rowShift-1))*s.words+w]&bit != 0
 }
 
 // renumber sets the positions of s.order[from:] and their bits, after

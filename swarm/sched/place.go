@@ -183,7 +183,7 @@ func (s *Session) addUseful(q int32, c Class, d int) {
 	lo, hi := s.classRange(c)
 	w, bit := int(q>>6), uint64(1)<<(q&63)
 	for k := lo; k < hi && left > 0; k++ {
-		if i := int(s.posSlot[k]); s.haves[i*s.words+w]&bit != 0 && k != skip {
+		if i := int(s.posSlot[k]); s.holds(i, w, bit) && k != skip {
 			s.bump(s.slots[i], k, d)
 			left--
 		}

@@ -94,11 +94,13 @@ type Session struct {
 	room, ready []uint64
 	posSlot     []uint16 // the slot of the peer at each position in order
 	slots       []*peer
-	// haves holds the peers' have-bitmaps (peer.have), words apiece, by
-	// slot: scanning who holds a piece reads it, not the peers.
-	haves []uint64
-	free  []uint16
-	seq   uint64
+	// chunks hold the peers' have-bitmaps (peer.have) by slot, 1<<rowShift
+	// apiece: scanning who holds a piece reads them, not the peers. A slot
+	// keeps its bitmap when it is reused; chunks are never moved.
+	chunks   [][]uint64
+	rowShift uint
+	free     []uint16
+	seq      uint64
 
 	wanters      []*peer  // LAN peers that want the release, share, and are not excluded
 	wantersStale bool     // s.wanters needs listWanters
@@ -207,6 +209,11 @@ func newSession(cfg Config, self string, n int, first []int, rng *rand.Rand, ide
 		s.pools[c] = make([]bucket, cfg.RarityCap)
 	}
 	s.bits = make([]uint64, s.words)
+	// Chunks of up to 32 bitmaps of about 2 KiB in all, so that a small site
+	// wastes little and a large one allocates a few times.
+	for s.rowShift < 5 && s.words<<(s.rowShift+1) <= 256 {
+		s.rowShift++
+	}
 	// Every piece starts in the origin pool (no peer holds anything yet),
 	// but for the aliases.
 	for q := range s.pcs {
@@ -297,7 +304,9 @@ func (s *Session) AddPeer(id string, class Class) error {
 	} else {
 		p.idx = uint16(len(s.slots))
 		s.slots = append(s.slots, p)
-		s.growHaves()
+		if int(p.idx)>>s.rowShift == len(s.chunks) {
+			s.chunks = append(s.chunks, make([]uint64, s.words<<s.rowShift))
+		}
 	}
 	p.have = s.row(int(p.idx))
 	clear(p.have)
