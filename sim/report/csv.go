@@ -12,7 +12,7 @@ import (
 // add columns at the end, never rename.
 var (
 	deviceHeader = []string{"device", "site", "completion_seconds", "received_lan_bytes", "received_wan_bytes",
-		"received_origin_bytes", "sent_bytes", "had_base", "power_cuts", "sleeps"}
+		"received_origin_bytes", "sent_bytes", "had_base", "power_cuts", "sleeps", "lower_bound_seconds"}
 	siteHeader   = []string{"site", "devices", "new_bytes", "uplink_down_bytes", "uplink_up_bytes", "uplink_ratio", "completion_seconds"}
 	seriesHeader = []string{"seconds", "completed", "origin_egress_bytes", "uplink_bytes", "lan_bytes", "active_flows"}
 )
@@ -48,7 +48,8 @@ func writeDevices(w io.Writer, res *sim.Result) error {
 	return writeCSV(w, deviceHeader, len(res.DeviceRows), func(i int) []string {
 		d := res.DeviceRows[i]
 		return []string{strconv.Itoa(d.Device), strconv.Itoa(d.Site), seconds(d.Completion), i64(d.Received.LAN), i64(d.Received.WAN),
-			i64(d.Received.Origin), i64(d.Sent), strconv.FormatBool(d.HadBase), strconv.Itoa(d.PowerCuts), strconv.Itoa(d.Sleeps)}
+			i64(d.Received.Origin), i64(d.Sent), strconv.FormatBool(d.HadBase), strconv.Itoa(d.PowerCuts), strconv.Itoa(d.Sleeps),
+			seconds(d.LowerBound)}
 	})
 }
 

@@ -157,10 +157,10 @@ func TestWrite(t *testing.T) {
 	}
 
 	dev := readCSV(t, filepath.Join(dir, "devices.csv"))
-	if strings.Join(dev[0], ",") != "device,site,completion_seconds,received_lan_bytes,received_wan_bytes,received_origin_bytes,sent_bytes,had_base,power_cuts,sleeps" {
+	if strings.Join(dev[0], ",") != "device,site,completion_seconds,received_lan_bytes,received_wan_bytes,received_origin_bytes,sent_bytes,had_base,power_cuts,sleeps,lower_bound_seconds" {
 		t.Errorf("devices.csv header %v", dev[0])
 	}
-	if len(dev) != 7 || strings.Join(dev[5], ",") != "4,1,12.000000,4194304,0,524288,4096,true,0,4" || dev[6][2] != "" {
+	if len(dev) != 7 || strings.Join(dev[5], ",") != "4,1,12.000000,4194304,0,524288,4096,true,0,4,0.000000" || dev[6][2] != "" {
 		t.Errorf("devices.csv rows %v", dev[1:])
 	}
 	sites := readCSV(t, filepath.Join(dir, "sites.csv"))
