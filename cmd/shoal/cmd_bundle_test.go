@@ -349,6 +349,10 @@ func TestBundleDeltas(t *testing.T) {
 	// A device without v1, and a device on v1 given a damaged delta: the
 	// whole chunk is not in the bundle, so the install stops, naming what
 	// is missing and what to use; the running slot and state stay.
+	freshB, err := os.ReadFile(filepath.Join(filepath.Dir(devs["fresh"]), "slot-b.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		dev, src, slot string
 		want           []string
@@ -374,6 +378,12 @@ func TestBundleDeltas(t *testing.T) {
 		after, _ := os.ReadFile(slot)
 		if !bytes.Equal(before, after) {
 			t.Errorf("%s: the running slot %s changed", c.dev, c.slot)
+		}
+		if c.dev == "fresh" {
+			// Refused before the install began: the inactive slot too.
+			if got, _ := os.ReadFile(filepath.Join(filepath.Dir(devs[c.dev]), "slot-b.img")); !bytes.Equal(got, freshB) {
+				t.Errorf("fresh: the inactive slot was written before the refusal")
+			}
 		}
 		st := must("update", "status", "--config", devs[c.dev], "--json")
 		if !strings.Contains(st, c.version) || !strings.Contains(st, `"staged_version": 0`) {

@@ -114,6 +114,9 @@ delta that fails its checks is refused, named, and its chunk fetched whole.`,
 				return err
 			}
 			defer src.Close()
+			if err := deltaBundleFits(f, source, d.State().Installed); err != nil {
+				return err
+			}
 			if timeout <= 0 {
 				timeout = d.Config.ApplyTimeout()
 			}
@@ -381,4 +384,27 @@ func applyThroughNode(cmd *cobra.Command, asJSON, retry bool) error {
 		res.Channel, res.Version, res.Slot, humanBytes(s.LocalBytes), humanBytes(s.FetchedBytes), humanBytes(s.InPlaceBytes))
 	fmt.Fprintf(w, "slot %s verified against the signed Merkle root; bootloader will try it next boot (%s)\n", res.Slot, res.State)
 	return nil
+}
+
+// deltaBundleFits refuses, before anything is written, a bundle made with
+// --from M that builds chunks from deltas against release M when the
+// device runs another release: the bundle lacks those chunks whole, so the
+// install could only fail halfway, after overwriting the inactive slot.
+// (bundle.json is not signed; this only decides to stop early. What the
+// install uses is verified as always.)
+func deltaBundleFits(f fetch.Fetcher, source string, installed uint64) error {
+	r, ok := f.(*bundle.Reader)
+	if !ok {
+		return nil
+	}
+	in := r.Info()
+	if in.From == 0 || len(in.Deltas) == 0 || installed == in.From || installed == in.Version {
+		return nil
+	}
+	running := fmt.Sprintf("runs release %d", installed)
+	if installed == 0 {
+		running = "has no release installed"
+	}
+	return fmt.Errorf("%w: %s was made with --from %d: it builds release %d from release %d's bytes, and this device %s; use a full bundle (no --from) or the repository",
+		bundle.ErrNeedsFrom, source, in.From, in.Version, in.From, running)
 }
