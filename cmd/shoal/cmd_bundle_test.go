@@ -215,21 +215,9 @@ func TestBundleImportForeignRoot(t *testing.T) {
 // leaving the running slot as it was.
 func TestBundleDeltas(t *testing.T) {
 	dir := t.TempDir()
-	must := func(args ...string) string {
-		t.Helper()
-		out, errs, code := runCLI(t, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, errs)
-		}
-		return out
-	}
-	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	writeImage(t, img1, 2<<20, 0)
-	writeImage(t, img2, 2<<20, 0x55)
-	keys, repo := filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
+	must := mustCLI(t)
+	img2, keys, repo := publishV1(t, dir)
 	root := filepath.Join(keys, "root.json")
-	must("keys", "init", keys)
-	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
 	devs := map[string]string{}
 	for _, name := range []string{"v1", "v1-bad", "fresh"} {
 		d := filepath.Join(dir, "dev-"+name)

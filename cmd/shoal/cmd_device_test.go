@@ -16,20 +16,8 @@ import (
 // and its rollback; for grub and uboot the real tools read the result.
 func TestDeviceEveryBootAdapter(t *testing.T) {
 	dir := t.TempDir()
-	must := func(args ...string) string {
-		t.Helper()
-		out, errs, code := runCLI(t, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, errs)
-		}
-		return out
-	}
-	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	writeImage(t, img1, 2<<20, 0)
-	writeImage(t, img2, 2<<20, 0x55)
-	keys, repo := filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
-	must("keys", "init", keys)
-	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
+	must := mustCLI(t)
+	img2, keys, repo := publishV1(t, dir)
 
 	flag := filepath.Join(dir, "healthy")
 	os.WriteFile(flag, nil, 0o644)

@@ -67,20 +67,8 @@ type applyJSON struct {
 // a device not on the base fetches whole chunks.
 func TestPublishApplyDeltas(t *testing.T) {
 	dir := t.TempDir()
-	must := func(args ...string) string {
-		t.Helper()
-		out, errs, code := runCLI(t, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, errs)
-		}
-		return out
-	}
-	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	writeImage(t, img1, 2<<20, 0)
-	writeImage(t, img2, 2<<20, 0x55)
-	keys, repo := filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
-	must("keys", "init", keys)
-	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
+	must := mustCLI(t)
+	img2, keys, repo := publishV1(t, dir)
 
 	// Three devices: two on v1, one with nothing installed.
 	devs := map[string]string{}
@@ -103,7 +91,7 @@ func TestPublishApplyDeltas(t *testing.T) {
 	// Usage errors before anything is read.
 	for _, bad := range [][]string{
 		{"--delta-from", "x"},
-		{"--delta-from", "1", "--delta-base-image", "3=" + img1},
+		{"--delta-from", "1", "--delta-base-image", "3=" + filepath.Join(dir, "v1.img")},
 		{"--delta-from", "1", "--delta-level", "ultra"},
 	} {
 		args := append([]string{"publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "2"}, bad...)
@@ -197,4 +185,33 @@ func TestPublishApplyDeltas(t *testing.T) {
 	if r.Stats.DeltaChunks != 0 || r.Stats.DeltaBytes != 0 || r.Stats.DeltaNote == "" || r.Stats.FetchedBytes < 2<<20 {
 		t.Fatalf("fresh device: %+v", r.Stats)
 	}
+}
+
+// mustCLI returns a runner of shoal commands that fails the test on a
+// non-zero exit and returns stdout.
+func mustCLI(t *testing.T) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, errs, code := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+}
+
+// publishV1 writes two 2 MiB images under dir (v2 differs from v1), makes
+// keys and publishes v1 to channel stable; it returns v2's image, the
+// keys directory and the repository.
+func publishV1(t *testing.T, dir string) (img2, keys, repo string) {
+	t.Helper()
+	must := mustCLI(t)
+	img1 := filepath.Join(dir, "v1.img")
+	img2 = filepath.Join(dir, "v2.img")
+	writeImage(t, img1, 2<<20, 0)
+	writeImage(t, img2, 2<<20, 0x55)
+	keys, repo = filepath.Join(dir, "keys"), filepath.Join(dir, "repo")
+	must("keys", "init", keys)
+	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "1", "rootfs="+img1)
+	return img2, keys, repo
 }
