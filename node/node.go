@@ -494,9 +494,6 @@ func (n *Node) downloadConfig() exchange.DownloadConfig {
 		// Both delivers (the updater's installer, fetchIntoStore) hash
 		// every chunk before they use it.
 		DeliverChecks: true,
-		// Both announce what they stored through Placed, once it is
-		// stored: the installer writes behind a queue.
-		PlacedAnnounces: true,
 		IsBadChunk: func(err error) bool {
 			return errors.Is(err, updater.ErrBadChunk) || errors.Is(err, exchange.ErrBadChunk)
 		},

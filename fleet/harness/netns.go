@@ -71,43 +71,32 @@ func removeNamespaces(ctx context.Context, prefix string) error {
 // counters reads an interface's rx_bytes and tx_bytes inside namespace ns
 // (ip netns exec mounts the namespace's own /sys).
 func counters(ctx context.Context, ns, dev string) (rx, tx int64, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	p := "/sys/class/net/" + dev + "/statistics/"
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", p+"rx_bytes", p+"tx_bytes").Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("counters of %s in %s: %w", dev, ns, err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("counters of %s in %s: %q", dev, ns, out)
-	}
-	rx, err1 := strconv.ParseInt(f[0], 10, 64)
-	tx, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("counters of %s in %s: %q", dev, ns, out)
-	}
-	return rx, tx, nil
+	return ifStats(ctx, ns, dev, "bytes")
 }
 
 // frames reads an interface's rx_packets and tx_packets inside ns: with
 // the byte counters they give the payload (fleet.FrameHeaderBytes).
 func frames(ctx context.Context, ns, dev string) (rx, tx int64, err error) {
+	return ifStats(ctx, ns, dev, "packets")
+}
+
+// ifStats reads the statistics rx_WHAT and tx_WHAT of interface dev in ns.
+func ifStats(ctx context.Context, ns, dev, what string) (rx, tx int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	p := "/sys/class/net/" + dev + "/statistics/"
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", p+"rx_packets", p+"tx_packets").Output()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "cat", p+"rx_"+what, p+"tx_"+what).Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("frame counters of %s in %s: %w", dev, ns, err)
+		return 0, 0, fmt.Errorf("%s counters of %s in %s: %w", what, dev, ns, err)
 	}
 	f := strings.Fields(string(out))
 	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("frame counters of %s in %s: %q", dev, ns, out)
+		return 0, 0, fmt.Errorf("%s counters of %s in %s: %q", what, dev, ns, out)
 	}
 	rx, err1 := strconv.ParseInt(f[0], 10, 64)
 	tx, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("frame counters of %s in %s: %q", dev, ns, out)
+		return 0, 0, fmt.Errorf("%s counters of %s in %s: %q", what, dev, ns, out)
 	}
 	return rx, tx, nil
 }

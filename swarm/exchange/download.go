@@ -57,17 +57,6 @@ type DownloadConfig struct {
 	// A peer whose block deliver refuses is disconnected and penalised as
 	// for a block that failed the engine's own check.
 	DeliverChecks bool
-	// PlacedAnnounces says that the caller announces every delivered
-	// chunk itself, with Placed, once its bytes are where the node's
-	// Provider serves them; FetchAll then announces nothing on delivery.
-	// The installer's deliver only queues a chunk for its writer: a
-	// position announced before the write is asked for at once by the
-	// site's peers, the slot still holds the old bytes there, the peers
-	// hear "corrupt" and forget that this node holds the chunk, and, the
-	// bit being set already, they are never told again: they wait for it
-	// until the split gives up on this node and fetch it over the uplink
-	// once more.
-	PlacedAnnounces bool
 }
 
 // Download fetches one release index from the swarm and the origin. It
@@ -167,8 +156,11 @@ func (d *Download) Stats() DownloadStats {
 
 // Placed announces positions whose bytes are now where the node's
 // Provider serves them: found in place, copied from the running slot, or
-// (with DownloadConfig.PlacedAnnounces) delivered by FetchAll and written
-// since. The node calls it from the updater's Placed callback.
+// delivered by FetchAll and stored since. Only the one who stores the
+// bytes knows when they are there to serve: the installer's deliver only
+// queues a chunk for its writer, and a position announced before the
+// write is asked for at once by the site's peers, who, told "corrupt",
+// forget that this node holds it and are never told again. The node calls it from the updater's Placed callback.
 func (d *Download) Placed(positions []int) { d.e.Announce(d.id, positions) }
 
 // group is every position holding the chunk first at f.
@@ -180,10 +172,10 @@ func (d *Download) group(f int) []int {
 }
 
 // Get fetches one chunk (updater.ChunkSource). It runs a FetchAll of that
-// chunk alone, and does not announce it: the bytes are the caller's.
+// chunk alone; the bytes are the caller's.
 func (d *Download) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 	var out []byte
-	err := d.fetch(ctx, []cid.Cid{id}, func(_ cid.Cid, b []byte) error { out = b; return nil }, false)
+	err := d.fetch(ctx, []cid.Cid{id}, func(_ cid.Cid, b []byte) error { out = b; return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -194,16 +186,14 @@ func (d *Download) Get(ctx context.Context, id cid.Cid) ([]byte, error) {
 // and order do not matter) and calls deliver once for each, from one
 // goroutine, with verified bytes that are the installer's after the call.
 // The chunks of the index not in want count as held already: they are
-// never fetched. Positions delivered are announced to peers once deliver
-// returns nil (so deliver must have stored them where the node's Provider
-// serves them: the slot being filled, whose SlotProvider shares
-// Engine.Held), unless DownloadConfig.PlacedAnnounces leaves that to the
-// caller's Placed. An error of deliver that IsBadChunk accepts counts as a
+// never fetched. FetchAll announces nothing: the caller calls Placed once
+// a delivered chunk is stored where the node's Provider serves it (the
+// slot being filled, whose SlotProvider shares Engine.Held). An error of deliver that IsBadChunk accepts counts as a
 // bad block from whoever sent the bytes: the chunk is fetched again
 // elsewhere. FetchAll returns nil when every chunk was delivered, ctx's
 // error when ctx ends, or deliver's other errors.
 func (d *Download) FetchAll(ctx context.Context, want []cid.Cid, deliver func(id cid.Cid, data []byte) error) error {
-	return d.fetch(ctx, want, deliver, !d.cfg.PlacedAnnounces)
+	return d.fetch(ctx, want, deliver)
 }
 
 type evKind uint8
@@ -262,25 +252,23 @@ type originReq struct {
 
 // fetchRun is one FetchAll's state, owned by its goroutine.
 type fetchRun struct {
-	d        *Download
-	ctx      context.Context
-	s        *sched.Session
-	deliver  func(cid.Cid, []byte) error
-	announce bool
-	got      []bool // by first position: delivered, or not wanted
-	peers    map[string]*peer
-	reqs     map[reqKey]wire.RequestID
-	origin   map[int]*originReq
-	wg       sync.WaitGroup
+	d       *Download
+	ctx     context.Context
+	s       *sched.Session
+	deliver func(cid.Cid, []byte) error
+	got     []bool // by first position: delivered, or not wanted
+	peers   map[string]*peer
+	reqs    map[reqKey]wire.RequestID
+	origin  map[int]*originReq
+	wg      sync.WaitGroup
 
 	tick      int
 	resting   bool // the origin rests until restUntil
 	restUntil int
-	pending   []int // positions to announce
 	spare     []event
 }
 
-func (d *Download) fetch(ctx context.Context, want []cid.Cid, deliver func(cid.Cid, []byte) error, announce bool) error {
+func (d *Download) fetch(ctx context.Context, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
 	d.run.Lock()
 	defer d.run.Unlock()
 	n := len(d.ix.Chunks)
@@ -313,7 +301,7 @@ func (d *Download) fetch(ctx context.Context, want []cid.Cid, deliver func(cid.C
 			s.Have(i)
 		}
 	}
-	r := &fetchRun{d: d, ctx: ctx, s: s, deliver: deliver, announce: announce, got: got,
+	r := &fetchRun{d: d, ctx: ctx, s: s, deliver: deliver, got: got,
 		peers: map[string]*peer{}, reqs: map[reqKey]wire.RequestID{}, origin: map[int]*originReq{}}
 	switch {
 	case d.cfg.Origin == nil:
@@ -356,7 +344,6 @@ func (d *Download) fetch(ctx context.Context, want []cid.Cid, deliver func(cid.C
 		if err := r.drain(); err != nil {
 			return err
 		}
-		r.flushAnnounce()
 		if s.Done() {
 			return nil
 		}
@@ -391,17 +378,9 @@ func (r *fetchRun) finish() {
 		or.cancel()
 	}
 	r.wg.Wait()
-	r.flushAnnounce()
 	d.smu.Lock()
 	d.stats.Sched = r.s.Stats()
 	d.smu.Unlock()
-}
-
-func (r *fetchRun) flushAnnounce() {
-	if len(r.pending) > 0 {
-		r.d.e.Announce(r.d.id, r.pending)
-		r.pending = r.pending[:0]
-	}
 }
 
 func (r *fetchRun) onTick() {
@@ -581,9 +560,6 @@ func (r *fetchRun) block(p *peer, piece int, data []byte) error {
 		_ = s.Received(src, piece)
 	} else {
 		_ = s.Have(piece)
-	}
-	if r.announce {
-		r.pending = append(r.pending, d.group(f)...)
 	}
 	return nil
 }

@@ -179,6 +179,9 @@ type delivery struct {
 	n     atomic.Int64
 	hook  func(id cid.Cid, k int64) error // called before the write; nil: none
 	slots *memSlot
+	// placed announces what was written (Download.Placed), as the node
+	// does once a chunk is stored.
+	placed func([]int)
 }
 
 // prepare makes n a downloader of rl: a slot, a SlotProvider over it that
@@ -191,11 +194,11 @@ func (n *node) prepare(t testing.TB, rl *release, cfg exchange.DownloadConfig) (
 		t.Fatal(err)
 	}
 	n.prov.Add(exchange.NewSlotProvider(n.slot, rl.ix, n.e.Held(rl.id)))
-	return d, &delivery{got: map[cid.Cid]int{}, slots: n.slot}
+	return d, &delivery{got: map[cid.Cid]int{}, slots: n.slot, placed: d.Placed}
 }
 
 // deliver is the installer's part: check the bytes, write them at every
-// position of the chunk.
+// position of the chunk, announce them.
 func (dl *delivery) deliver(rl *release) func(cid.Cid, []byte) error {
 	return func(id cid.Cid, data []byte) error {
 		k := dl.n.Add(1)
@@ -223,6 +226,9 @@ func (dl *delivery) deliver(rl *release) func(cid.Cid, []byte) error {
 		dl.mu.Lock()
 		dl.got[id]++
 		dl.mu.Unlock()
+		if found && dl.placed != nil {
+			dl.placed(rl.pos[id])
+		}
 		return nil
 	}
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // The installer's deliver only queues a chunk for a writer goroutine; the
-// chunk is written a moment later and announced then, with Placed
-// (PlacedAnnounces). A site of three splitting the uplink: every node
+// chunk is written a moment later and announced then, with Placed (FetchAll
+// itself announces nothing). A site of three splitting the uplink: every node
 // completes, the origin serves each chunk once, and no node is ever asked
 // for a chunk it announced but had not written yet. Announced on delivery
 // instead, peers ask for such chunks, hear "corrupt", forget that the
@@ -31,7 +31,7 @@ func TestPlacedAnnouncesAfterTheWrite(t *testing.T) {
 	connect(nodes[0], nodes[1], sched.LAN)
 	connect(nodes[0], nodes[2], sched.LAN)
 	connect(nodes[1], nodes[2], sched.LAN)
-	cfg := exchange.DownloadConfig{Origin: org, TickPeriod: 10 * time.Millisecond, PlacedAnnounces: true,
+	cfg := exchange.DownloadConfig{Origin: org, TickPeriod: 10 * time.Millisecond,
 		Sched: sched.Config{StallTicks: 100000, ShareStallTicks: 100000}}
 	ds := make([]*exchange.Download, len(nodes))
 	for i, n := range nodes {

@@ -90,7 +90,7 @@ func TestResumeRefetchesNothingHeld(t *testing.T) {
 		return false
 	})
 	announced(t, b2, rl.id, 1)
-	dl2 := &delivery{got: map[cid.Cid]int{}, slots: slot}
+	dl2 := &delivery{got: map[cid.Cid]int{}, slots: slot, placed: d2.Placed}
 	dl2.hook = func(id cid.Cid, _ int64) error {
 		if heldIDs[id] {
 			return fmt.Errorf("chunk %s delivered again", id)
