@@ -39,6 +39,8 @@ func bigScenario(devices, sites int, piece int64, tick time.Duration) *scenario.
 // a test). With a LIMIT_S it stops there and reports the heap
 // (SHOAL_SIM_HEAPPROFILE=FILE writes a heap profile then).
 // SHOAL_SIM_SITE0=1 reports every second how busy site 0's uploads were.
+// SHOAL_SIM_PRECISION=ε runs with strategy.rate_precision ε (default 0,
+// exact).
 func TestBig(t *testing.T) {
 	spec := os.Getenv("SHOAL_SIM_BIG")
 	if spec == "" {
@@ -64,6 +66,13 @@ func TestBig(t *testing.T) {
 	}
 	if limit > 0 {
 		sc.Limit = time.Duration(limit) * time.Second
+	}
+	if p := os.Getenv("SHOAL_SIM_PRECISION"); p != "" {
+		eps, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.Strategy.RatePrecision = eps
 	}
 	heap := func() uint64 {
 		runtime.GC()

@@ -57,6 +57,7 @@ func (e *engine) result() *Result {
 	}
 	fs := e.net.Stats()
 	r.Engine.RateRecomputations, r.Engine.FlowsRecomputed = fs.Settles, fs.Recomputed
+	r.Engine.LevelsHeld, r.Engine.LevelsForced = fs.Held, fs.Forced
 	if e.progress != nil {
 		e.progress(e.completed, len(e.devs))
 	}

@@ -10,6 +10,11 @@ type EngineStats struct {
 	// FlowsRecomputed sums the flows each recomputed.
 	RateRecomputations int64 `json:"rate_recomputations"`
 	FlowsRecomputed    int64 `json:"flows_recomputed"`
+	// With strategy.rate_precision: how many times a link's level was
+	// held through a recomputation, and how many times one drifted past
+	// the precision and was recomputed exactly (0 when exact).
+	LevelsHeld   int64 `json:"levels_held,omitempty"`
+	LevelsForced int64 `json:"levels_forced,omitempty"`
 	// DontHaves counts requests that reached a peer lacking the piece,
 	// answered dont-have. A device announces a piece only once it holds
 	// it and never loses what it holds, so this stays 0; a session that

@@ -46,6 +46,9 @@ func (e *engine) build() error {
 		return fmt.Errorf("%w: %d WAN peers", ErrInvalid, t.WANPeers)
 	}
 	n := flow.New()
+	if err := n.SetPrecision(e.sc.Strategy.RatePrecision); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	e.net = n
 	e.sites = make([]site, t.Sites)
 	total := 0

@@ -40,6 +40,9 @@ type link struct {
 	ver       uint32   // heap entry version
 	fillLevel float64  // the share it froze its flows at
 	capSet    bool     // its capacity changed since the last Settle
+	held      uint64   // the Settle (epoch) that holds its level (precision)
+	exact     uint64   // the Settle (epoch) that must not hold it
+	force     bool     // recompute all its flows at the next Settle
 }
 
 type flow struct {
@@ -69,6 +72,10 @@ type Stats struct {
 	// fillings (a settle whose second rule pulled in more flows fills
 	// again).
 	Recomputed, Rounds int64
+	// Held counts the links whose level a Settle held (with a
+	// precision), Forced the times a held link drifted past it and was
+	// recomputed.
+	Held, Forced int64
 	// Links and Flows are the sizes now.
 	Links, Flows int
 }
@@ -95,6 +102,11 @@ type Network struct {
 
 	fheap []FlowID // flows by finish time
 	stats Stats
+
+	// Precision (SetPrecision): 0 is exact.
+	eps      float64
+	minGroup int
+	holding  []LinkID // links held in this Settle
 }
 
 // New returns an empty network.
@@ -108,6 +120,25 @@ func (n *Network) AddLink(capacity float64) (LinkID, error) {
 	}
 	n.links = append(n.links, link{cap: capacity})
 	return LinkID(len(n.links) - 1), nil
+}
+
+// SetPrecision lets a large group of flows keep a common rate that is no
+// longer exact, to save the recomputation a change of it spreads (see the
+// package comment, "Precision"). eps is the relative bound, between 0
+// (exact, the default) and 0.1: a link that is the bottleneck of at least
+// 1/eps flows keeps their rate through changes while its load stays within
+// eps of its capacity (over or under), and is recomputed exactly once it
+// would not.
+func (n *Network) SetPrecision(eps float64) error {
+	if !(eps >= 0 && eps <= 0.1) {
+		return fmt.Errorf("flow: precision %v is not in [0, 0.1]", eps)
+	}
+	n.eps = eps
+	n.minGroup = 0
+	if eps > 0 {
+		n.minGroup = int(math.Ceil(1/eps - 1e-9))
+	}
+	return nil
 }
 
 // Capacity returns a link's capacity.

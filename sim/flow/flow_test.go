@@ -283,3 +283,176 @@ func TestMatchesFullRecomputation(t *testing.T) {
 		}
 	}
 }
+
+// TestPrecision drives random networks in which one link is shared by many
+// flows (an origin) through random changes with a precision, and checks
+// after every instant that the allocation is max-min fair within it: every
+// link's load is the sum of its flows' rates and at most its capacity
+// times 1+ε; every flow has a bottleneck on its path that is loaded to at
+// least its capacity times 1-ε and on which no flow has more. Instants in
+// before any link was held must give the exact rates.
+func TestPrecision(t *testing.T) {
+	var held, forced int64
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		eps := []float64{0.1, 0.05, 0.02}[seed%3]
+		n := New()
+		if err := n.SetPrecision(eps); err != nil {
+			t.Fatal(err)
+		}
+		nl := 3 + rng.IntN(20)
+		caps := make([]float64, nl)
+		for i := range caps {
+			caps[i] = float64(1 + rng.IntN(20))
+			if rng.IntN(20) == 0 {
+				caps[i] = 0
+			}
+		}
+		caps[0] = float64(5 + rng.IntN(40)) // the shared link
+		links(t, n, caps...)
+		var live []FlowID
+		paths := map[FlowID][]LinkID{}
+		now := int64(0)
+		for step := range 150 {
+			for range 1 + rng.IntN(4) {
+				switch k := rng.IntN(10); {
+				case k < 5 || len(live) < 20:
+					p := rng.Perm(nl)[:1+rng.IntN(min(nl, 3))]
+					path := make([]LinkID, 0, len(p)+1)
+					if rng.IntN(4) != 0 && !slices.Contains(p, 0) {
+						path = append(path, 0)
+					}
+					for _, l := range p {
+						path = append(path, LinkID(l))
+					}
+					id := add(t, n, now, 1e9, path...)
+					live = append(live, id)
+					paths[id] = path
+				case k < 8:
+					i := rng.IntN(len(live))
+					if _, err := n.Remove(now, live[i]); err != nil {
+						t.Fatal(err)
+					}
+					delete(paths, live[i])
+					live = slices.Delete(live, i, i+1)
+				default:
+					l := rng.IntN(nl)
+					caps[l] = float64(rng.IntN(40))
+					if err := n.SetCapacity(now, LinkID(l), caps[l]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			n.Settle(now)
+			ps := make([][]LinkID, len(live))
+			for i, id := range live {
+				ps[i] = paths[id]
+			}
+			load := make([]float64, nl)
+			top := make([]float64, nl)
+			for i, id := range live {
+				for _, l := range ps[i] {
+					load[l] += n.Rate(id)
+					top[l] = max(top[l], n.Rate(id))
+				}
+			}
+			for l := range caps {
+				if got := n.Load(LinkID(l)); !near(got, load[l]) {
+					t.Fatalf("seed %d step %d: link %d load %v, its flows' rates sum to %v", seed, step, l, got, load[l])
+				}
+				if load[l] > caps[l]*(1+eps)+1e-6 {
+					t.Fatalf("seed %d step %d: link %d load %v over capacity %v (ε %v)", seed, step, l, load[l], caps[l], eps)
+				}
+			}
+			for i, id := range live {
+				b := n.Bottleneck(id)
+				if !slices.Contains(ps[i], b) {
+					t.Fatalf("seed %d step %d: flow %d bottleneck %d not on its path %v", seed, step, id, b, ps[i])
+				}
+				if load[b] < caps[b]*(1-eps)-1e-6 {
+					t.Fatalf("seed %d step %d: flow %d bottleneck %d loaded %v of %v (ε %v)", seed, step, id, b, load[b], caps[b], eps)
+				}
+				if r := n.Rate(id); r < top[b]-1e-6*max(1, top[b]) {
+					t.Fatalf("seed %d step %d: flow %d has %v at its bottleneck %d, where a flow has %v", seed, step, id, r, b, top[b])
+				}
+			}
+			if n.Stats().Held == 0 {
+				want := naive(caps, ps)
+				for i, id := range live {
+					if got := n.Rate(id); !near(got, want[i]) {
+						t.Fatalf("seed %d step %d: nothing held, flow %d rate %v, want %v", seed, step, id, got, want[i])
+					}
+				}
+			}
+			now += sec
+		}
+		held += n.Stats().Held
+		forced += n.Stats().Forced
+	}
+	t.Logf("links held %d times, forced %d", held, forced)
+	if held == 0 || forced == 0 {
+		t.Fatal("the random networks never held a link or never forced one")
+	}
+}
+
+// TestPrecisionSavesWork: an origin shared by 2,000 flows, each also on a
+// link of its own, which flows start and stop on one by one. Exact, every
+// change recomputes every flow; with ε = 1% a few in 10 do, and the flows
+// finish within about ε of the exact times.
+func TestPrecisionSavesWork(t *testing.T) {
+	finish := func(eps float64) ([]int64, Stats) {
+		n := New()
+		if err := n.SetPrecision(eps); err != nil {
+			t.Fatal(err)
+		}
+		origin := links(t, n, 1000)[0]
+		const flows = 2000
+		own := make([]LinkID, flows)
+		for i := range own {
+			own[i] = links(t, n, 10)[0]
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		done := make([]int64, flows)
+		ids := map[FlowID]int{}
+		next := 0
+		start := func(now int64) {
+			id := add(t, n, now, float64(100+rng.IntN(400)), origin, own[next])
+			ids[id] = next
+			next++
+		}
+		for range flows / 2 {
+			start(0)
+		}
+		n.Settle(0)
+		for len(ids) > 0 {
+			now := n.NextFinish()
+			for _, id := range slices.Clone(n.PopFinished(now)) {
+				done[ids[id]] = now
+				delete(ids, id)
+				if _, err := n.Remove(now, id); err != nil {
+					t.Fatal(err)
+				}
+				if next < flows {
+					start(now)
+				}
+			}
+			n.Settle(now)
+		}
+		return done, n.Stats()
+	}
+	exact, se := finish(0)
+	approx, sa := finish(0.01)
+	t.Logf("exact: %+v", se)
+	t.Logf("ε 1%%: %+v", sa)
+	if sa.Recomputed*5 > se.Recomputed {
+		t.Errorf("ε 1%% recomputed %d flows, exact %d", sa.Recomputed, se.Recomputed)
+	}
+	worst := 0.0
+	for i := range exact {
+		worst = max(worst, math.Abs(float64(approx[i]-exact[i]))/float64(exact[i]))
+	}
+	t.Logf("worst relative difference in finish time: %.4f", worst)
+	if worst > 0.03 {
+		t.Errorf("finish times differ by up to %.4f", worst)
+	}
+}

@@ -1,13 +1,20 @@
 package flow
 
+import "math"
+
 // Settle recomputes the rates after the changes made since the last call,
 // at time now (see the package comment for which flows it recomputes and
 // why the result is exact). Flows whose rate changes have their remaining
 // bytes brought up to date and their finish time moved.
 func (n *Network) Settle(now int64) {
-	if !n.pending {
-		return
+	for n.pending {
+		n.settle(now)
 	}
+}
+
+// settle is one recomputation; with a precision, one whose held links
+// drifted too far asks for another (pending) that recomputes them.
+func (n *Network) settle(now int64) {
 	n.pending = false
 	n.epoch++
 	n.stats.Settles++
@@ -20,9 +27,11 @@ func (n *Network) Settle(now int64) {
 	n.added = n.added[:0]
 	for _, l := range n.seeds {
 		lk := &n.links[l]
-		if lk.capSet {
-			// A link whose capacity changed may change every flow on it.
-			lk.capSet = false
+		if lk.capSet || lk.force {
+			// A link whose capacity changed may change every flow on it,
+			// and so may a held link's level that drifted.
+			lk.capSet, lk.force = false, false
+			lk.exact = n.epoch
 			for _, g := range lk.flows {
 				n.addC(g)
 			}
@@ -41,6 +50,17 @@ func (n *Network) Settle(now int64) {
 	}
 	n.commit(now)
 	n.stats.Recomputed += int64(len(n.cset))
+	for _, l := range n.holding {
+		lk := &n.links[l]
+		n.stats.Held++
+		if math.Abs(lk.load-lk.cap) > n.eps*lk.cap+tolerance(lk.cap) {
+			lk.force = true
+			n.seeds = append(n.seeds, l)
+			n.pending = true
+			n.stats.Forced++
+		}
+	}
+	n.holding = n.holding[:0]
 }
 
 // addC puts a flow in C; the links on its path are visited by closure.
@@ -66,6 +86,13 @@ func (n *Network) closure() {
 		}
 		lk.visit = n.epoch
 		n.visited = append(n.visited, l)
+		if n.eps > 0 && lk.exact != n.epoch && len(lk.bn) >= n.minGroup {
+			// Precision: the flows bottlenecked here keep its level; a
+			// flow of C crossing it gets at most that level.
+			lk.held = n.epoch
+			n.holding = append(n.holding, l)
+			continue
+		}
 		for _, g := range lk.bn {
 			n.addC(g)
 		}
@@ -96,7 +123,7 @@ func (n *Network) fill() {
 	for _, l := range n.visited {
 		if lk := &n.links[l]; lk.n > 0 {
 			lk.ver++
-			n.lpush(heapEntry{key: max(lk.resid, 0) / float64(lk.n), link: l, ver: lk.ver})
+			n.lpush(heapEntry{key: n.share(lk), link: l, ver: lk.ver})
 		}
 	}
 	n.bottled = n.bottled[:0]
@@ -106,7 +133,7 @@ func (n *Network) fill() {
 		if e.ver != lk.ver || lk.n == 0 {
 			continue
 		}
-		lvl := max(lk.resid, 0) / float64(lk.n)
+		lvl := n.share(lk)
 		lk.fillLevel = lvl
 		n.bottled = append(n.bottled, e.link)
 		for _, id := range lk.cflows {
@@ -119,13 +146,22 @@ func (n *Network) fill() {
 				mk := &n.links[m]
 				mk.resid -= lvl
 				mk.n--
-				if m != e.link && mk.n > 0 {
+				if m != e.link && mk.n > 0 && mk.held != n.epoch {
 					mk.ver++
-					n.lpush(heapEntry{key: max(mk.resid, 0) / float64(mk.n), link: m, ver: mk.ver})
+					n.lpush(heapEntry{key: n.share(mk), link: m, ver: mk.ver})
 				}
 			}
 		}
 	}
+}
+
+// share is what a link offers each unfrozen flow of C: an equal part of
+// what is left of it, or, for a held link, its level.
+func (n *Network) share(lk *link) float64 {
+	if lk.held == n.epoch {
+		return lk.level
+	}
+	return max(lk.resid, 0) / float64(lk.n)
 }
 
 // expand applies the second rule: a flow outside C on a link that
@@ -158,8 +194,18 @@ func tolerance(r float64) float64 { return 1e-9*r + 1e-9 }
 // commit installs the rates and bottlenecks of C.
 func (n *Network) commit(now int64) {
 	for _, l := range n.visited {
-		// By the first rule every flow bottlenecked here is in C.
-		n.links[l].bn = n.links[l].bn[:0]
+		// By the first rule every flow bottlenecked here is in C (but
+		// for a held link's).
+		if lk := &n.links[l]; lk.held != n.epoch {
+			lk.bn = lk.bn[:0]
+		}
+	}
+	if len(n.holding) > 0 {
+		for _, id := range n.cset {
+			if f := &n.flows[id]; f.bn >= 0 && n.links[f.bn].held == n.epoch {
+				n.unBottle(id)
+			}
+		}
 	}
 	for _, id := range n.cset {
 		f := &n.flows[id]

@@ -308,6 +308,8 @@ const (
 	DefaultSampleEvery = time.Second
 	DefaultChunkSize   = 64 << 10
 	DefaultTick        = 100 * time.Millisecond
+	// MaxRatePrecision is the largest strategy.rate_precision.
+	MaxRatePrecision = 0.1
 )
 
 // build decodes tree into a Scenario with defaults, then checks it.
@@ -455,6 +457,7 @@ func build(file string, tree map[string]any, lines map[string]int, swept map[str
 		OriginWindow:     st.int("origin_window", 0, false),
 		SiteOriginWindow: st.int("site_origin_window", 0, false),
 		Tick:             st.duration("tick", DefaultTick),
+		RatePrecision:    st.num("rate_precision", unitFraction, 0, false),
 	}
 	st.finish()
 	root.finish()

@@ -158,6 +158,12 @@ type Strategy struct {
 	Window, OriginWindow, SiteOriginWindow int
 	// Tick is the scheduler tick (default 100ms, as on devices).
 	Tick time.Duration
+	// RatePrecision is the flow network's precision (flow.SetPrecision):
+	// 0 (the default) computes max-min fair rates exactly; ε in (0, 0.1]
+	// lets a link that is the bottleneck of at least 1/ε flows (an origin
+	// shared by a large fleet) keep their rate while its load stays
+	// within ε of its capacity, for speed at scale.
+	RatePrecision float64
 }
 
 // Axis is one swept key and the values it takes.

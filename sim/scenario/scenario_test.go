@@ -172,6 +172,7 @@ func TestBadInput(t *testing.T) {
 		{"bad type", `split_placeholder`, ``, 0, "", ""}, // replaced below
 		{"rarity", `rarity = "random"`, `rarity = "rarer"`, 37, "strategy.rarity", "want \"rarest\" or \"random\""},
 		{"tick", `rarity = "random"`, "tick = \"0s\"", 37, "strategy.tick", "above 0"},
+		{"rate precision", `rarity = "random"`, "rate_precision = 0.5", 37, "strategy.rate_precision", "0 (exact) to 0.1"},
 		{"seed twice", `seeds = [7, 8]`, `seeds = [7, 7]`, 2, "seeds", "listed twice"},
 		{"no seeds", `seeds = [7, 8]`, `seeds = []`, 2, "seeds", "no seeds"},
 		{"bad unit", `uplink_down = "12.5MB/s"`, `uplink_down = "100Mbps"`, 18, "topology.uplink_down", "ambiguous"},
@@ -538,5 +539,19 @@ func TestIndexes(t *testing.T) {
 	os.WriteFile(p, []byte(strings.Replace(src, `piece_size = "256KiB"`, `piece_size = "4KiB"`, 1)), 0o644)
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "release.piece_size: 4096 is smaller than the new index's") {
 		t.Fatalf("small pieces: %v", err)
+	}
+}
+
+// TestRatePrecision: exact by default; a fraction or a percentage.
+func TestRatePrecision(t *testing.T) {
+	s, err := Parse("t.toml", []byte(base))
+	if err != nil || s.Strategy.RatePrecision != 0 {
+		t.Fatalf("default: %v, %v", s, err)
+	}
+	for _, v := range []string{"0.01", `"1%"`} {
+		s, err := Parse("t.toml", []byte(strings.Replace(base, `rarity = "random"`, "rate_precision = "+v, 1)))
+		if err != nil || s.Strategy.RatePrecision != 0.01 {
+			t.Fatalf("rate_precision = %s: %v, %v", v, s, err)
+		}
 	}
 }

@@ -164,6 +164,9 @@ func validate(s *Scenario, d *decoder) {
 			d.fail(w.key, "must be 0 (the device default) to %d, not %d", maxWindow, w.v)
 		}
 	}
+	if !(st.RatePrecision >= 0 && st.RatePrecision <= MaxRatePrecision) {
+		d.fail("strategy.rate_precision", "must be 0 (exact) to %v, not %v", MaxRatePrecision, st.RatePrecision)
+	}
 	if st.Tick <= 0 {
 		d.fail("strategy.tick", "must be above 0, not %v", st.Tick)
 	} else if s.Limit > 0 && s.Limit/st.Tick > 1<<40 {
