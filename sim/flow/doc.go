@@ -49,4 +49,33 @@
 // share a saturated link with it, like an origin that is the bottleneck of
 // every site). The package tests compare it with a full recomputation on
 // random networks.
+//
+// # Precision
+//
+// Exact max-min has a cost at scale: when one link is the bottleneck of
+// many flows (an origin shared by a whole fleet), a flow starting or
+// stopping there changes all their rates, which changes what is left on
+// every other link they cross, and so on: each such change recomputes
+// most of the network. [Network.SetPrecision] with ε > 0 (off by default;
+// the simulator's strategy.rate_precision) trades a bounded error for
+// that. A link that is the bottleneck of at least 1/ε flows, when a change
+// reaches it, is held: the flows bottlenecked there keep their common
+// rate (its level) and stay out of C, and a flow of C that crosses it gets
+// at most that level there (as if the link offered each flow its level
+// rather than a share of what is left). After the recomputation a held
+// link whose load (the sum of its flows' rates) differs from its capacity
+// by more than ε of it is recomputed exactly at once, with every flow on
+// it. So after every [Network.Settle]:
+//
+//   - no link carries more than its capacity times 1+ε (only held links
+//     can exceed it at all), and a held link carries at least its capacity
+//     times 1-ε;
+//   - every flow has a bottleneck on its path on which no flow has more,
+//     loaded to within ε of its capacity;
+//   - until a link is first held, rates are exact.
+//
+// One flow moves a held link's load by at most 1/(1/ε) = ε of it, so a
+// group of g flows is recomputed about once per εg changes instead of at
+// every one. TestPrecision checks these bounds on random networks,
+// TestPrecisionSavesWork the saving and the effect on finish times.
 package flow

@@ -100,7 +100,7 @@ type Network struct {
 	bottled  []LinkID // links that bottleneck a flow of C in this round
 	finished []FlowID
 
-	fheap []FlowID // flows by finish time
+	fheap []fentry // flows by finish time
 	stats Stats
 
 	// Precision (SetPrecision): 0 is exact.
@@ -329,7 +329,7 @@ func (n *Network) NextFinish() int64 {
 	if len(n.fheap) == 0 {
 		return Never
 	}
-	return n.flows[n.fheap[0]].finish
+	return n.fheap[0].finish
 }
 
 // PopFinished returns the flows whose bytes are all through by now, in
@@ -339,11 +339,11 @@ func (n *Network) NextFinish() int64 {
 func (n *Network) PopFinished(now int64) []FlowID {
 	n.finished = n.finished[:0]
 	for len(n.fheap) > 0 {
-		id := n.fheap[0]
-		f := &n.flows[id]
-		if f.finish > now {
+		if n.fheap[0].finish > now {
 			break
 		}
+		id := n.fheap[0].id
+		f := &n.flows[id]
 		n.heapRemove(0)
 		f.remaining, f.updated = 0, now
 		n.finished = append(n.finished, id)
@@ -373,10 +373,11 @@ func (n *Network) schedule(id FlowID) {
 		n.heapRemove(f.hidx)
 	case f.finish == Never:
 	case f.hidx >= 0:
+		n.fheap[f.hidx].finish = f.finish
 		n.heapFix(f.hidx)
 	default:
 		f.hidx = int32(len(n.fheap))
-		n.fheap = append(n.fheap, id)
+		n.fheap = append(n.fheap, fentry{finish: f.finish, id: id})
 		n.heapUp(int(f.hidx))
 	}
 }

@@ -52,17 +52,24 @@ func (n *Network) lpop() heapEntry {
 }
 
 // The finish heap: flows by finish time, then ID, each knowing its place.
+// An entry carries its flow's finish time, so that comparisons read the
+// heap alone and not the flows.
+
+type fentry struct {
+	finish int64
+	id     FlowID
+}
 
 func (n *Network) fless(i, j int) bool {
-	a, b := &n.flows[n.fheap[i]], &n.flows[n.fheap[j]]
-	return a.finish < b.finish || a.finish == b.finish && n.fheap[i] < n.fheap[j]
+	a, b := &n.fheap[i], &n.fheap[j]
+	return a.finish < b.finish || a.finish == b.finish && a.id < b.id
 }
 
 func (n *Network) fswap(i, j int) {
 	h := n.fheap
 	h[i], h[j] = h[j], h[i]
-	n.flows[h[i]].hidx = int32(i)
-	n.flows[h[j]].hidx = int32(j)
+	n.flows[h[i].id].hidx = int32(i)
+	n.flows[h[j].id].hidx = int32(j)
 }
 
 func (n *Network) heapUp(i int) {
@@ -103,7 +110,7 @@ func (n *Network) heapFix(i int32) {
 
 func (n *Network) heapRemove(i int32) {
 	last := len(n.fheap) - 1
-	id := n.fheap[i]
+	id := n.fheap[i].id
 	if int(i) != last {
 		n.fswap(int(i), last)
 	}
