@@ -1,19 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/boot"
-	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 func newDeviceCmd() *cobra.Command {
@@ -64,35 +63,7 @@ with --require-log the device installs only releases the log proves
 			if tries < 1 || tries > boot.MaxTries {
 				return usageError{fmt.Errorf("--tries %d: want 1..%d", tries, boot.MaxTries)}
 			}
-			dir := args[0]
-			if _, err := os.Stat(filepath.Join(dir, "shoal.toml")); err == nil {
-				return fmt.Errorf("%s already holds a device (shoal.toml exists)", dir)
-			}
-			// The log key is copied when there is one, required or not.
-			if trust.logKey == "" {
-				trust.logKey = trust.defaultLogKey()
-			}
-			o, err := trust.options()
-			if err != nil {
-				return err
-			}
-			if _, err := o.Load(); err != nil {
-				return err
-			}
-			rootBytes, err := os.ReadFile(o.Root)
-			if err != nil {
-				return err
-			}
-			var logBytes []byte
-			if o.LogKey != "" {
-				if logBytes, err = os.ReadFile(o.LogKey); err != nil {
-					return err
-				}
-			}
-			// Check every input before creating anything, so a typo leaves
-			// nothing behind.
-			bootPath, err := boot.VirtualPath(adapter)
-			if err != nil {
+			if !slices.Contains(boot.Adapters, adapter) {
 				return usageError{fmt.Errorf("--boot %q: want file, grub, uboot or bls", adapter)}
 			}
 			lab := map[string]string{}
@@ -103,78 +74,46 @@ with --require-log the device installs only releases the log proves
 				}
 				lab[k] = v
 			}
-			if id == "" {
-				id = filepath.Base(filepath.Clean(dir))
-			}
-			cfg := updater.Config{
-				State:  "state",
-				Device: updater.DeviceConfig{ID: id, Channel: channel, Hardware: hardware, Arch: arch, Labels: lab},
-				Trust:  updater.TrustConfig{Root: "root.json", RequireLog: trust.requireLog},
-				Slots:  updater.SlotsConfig{A: "slot-a.img", B: "slot-b.img", Artifact: artifact},
-				Boot:   updater.BootConfig{Adapter: adapter, Path: bootPath, Tries: tries, Cmdline: "cmdline", Virtual: true},
-			}
-			if logBytes != nil {
-				cfg.Trust.LogKey = manifest.LogPubFile
-			}
+			var hc updater.HealthConfig
 			if len(health) > 0 {
 				d, err := time.ParseDuration(deadline)
 				if err != nil {
 					return usageError{fmt.Errorf("--health-deadline: %w", err)}
 				}
-				cfg.Health = updater.HealthConfig{Commands: health, Deadline: updater.Duration{Duration: d},
+				hc = updater.HealthConfig{Commands: health, Deadline: updater.Duration{Duration: d},
 					Interval: updater.Duration{Duration: time.Second}}
 			}
-			text, err := cfg.Encode()
+			// The log key is copied when there is one, required or not.
+			if trust.logKey == "" {
+				trust.logKey = trust.defaultLogKey()
+			}
+			o, err := trust.options()
 			if err != nil {
 				return err
 			}
-			loaded, err := updater.ParseConfig(text, dir)
-			if err != nil {
+			dir := args[0]
+			cfg, err := updater.InitDevice(cmd.Context(), updater.InitOptions{
+				Dir: dir, SlotSize: slotSize, Trust: o,
+				Device:  updater.DeviceConfig{ID: id, Channel: channel, Hardware: hardware, Arch: arch, Labels: lab},
+				Adapter: adapter, Tries: tries, Artifact: artifact, Health: hc,
+			})
+			if errors.Is(err, updater.ErrConfig) {
+				// Options that do not make a valid config are a bad call;
+				// nothing was written.
 				return usageError{err}
 			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(dir, "root.json"), rootBytes, 0o644); err != nil {
-				return err
-			}
-			if logBytes != nil {
-				if err := os.WriteFile(filepath.Join(dir, manifest.LogPubFile), logBytes, 0o644); err != nil {
-					return err
-				}
-			}
-			for _, s := range []string{cfg.Slots.A, cfg.Slots.B} {
-				f, err := os.OpenFile(filepath.Join(dir, s), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-				if err != nil {
-					return err
-				}
-				err = f.Truncate(slotSize)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					return err
-				}
-			}
-			if err := loaded.CheckSlots(fsys.OS{}); err != nil {
-				return err
-			}
-			if _, err := boot.InitVirtual(adapter, dir, tries); err != nil {
-				return err
-			}
-			cfgPath := filepath.Join(dir, "shoal.toml")
-			if err := os.WriteFile(cfgPath, text, 0o644); err != nil {
+			if err != nil {
 				return err
 			}
 			logNote := "no transparency log key"
 			switch {
-			case trust.requireLog:
+			case cfg.Trust.RequireLog:
 				logNote = "requires the transparency log"
-			case logBytes != nil:
+			case cfg.Trust.LogKey != "":
 				logNote = "log key copied, log not required"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "virtual device in %s: slots of %s, boot adapter %s, channel %s, %s\nconfig %s\n",
-				dir, humanBytes(slotSize), adapter, channel, logNote, cfgPath)
+				dir, humanBytes(slotSize), adapter, channel, logNote, filepath.Join(dir, updater.ConfigFile))
 			return nil
 		},
 	}
