@@ -26,6 +26,9 @@ type Config struct {
 	// every device gets v1 first (unmeasured). 0 or 1: one fresh release
 	// on empty devices.
 	Changed float64
+	// Deltas publishes v2 with delta objects against v1 (needs Changed
+	// in (0, 1)).
+	Deltas bool
 	// Rates in bits per second; 0 is uncapped.
 	Uplink, LAN, Origin int64
 	CacheNode           bool // one slotless cache node per site
@@ -60,6 +63,8 @@ func (c Config) Check() error {
 		return fmt.Errorf("%w: --size %d (at least 1 MiB)", ErrConfig, c.Size)
 	case c.Changed < 0 || c.Changed > 1:
 		return fmt.Errorf("%w: --changed %g (a fraction in (0, 1); 1 is a fresh release)", ErrConfig, c.Changed)
+	case c.Deltas && c.Fresh():
+		return fmt.Errorf("%w: --deltas needs --changed F in (0, 1): deltas are made against v1", ErrConfig)
 	case c.Uplink < 0 || c.LAN < 0 || c.Origin < 0:
 		return fmt.Errorf("%w: negative rate", ErrConfig)
 	case c.Loopback && (c.Uplink > 0 || c.LAN > 0 || c.Origin > 0):

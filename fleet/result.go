@@ -36,6 +36,19 @@ type Result struct {
 	LANRate        int64   `json:"lan_bits_per_second"`
 	OriginRate     int64   `json:"origin_bits_per_second"`
 	BoundTerm      string  `json:"lower_bound_term"`
+	// Deltas says v2 was published with deltas against v1. DeltaBytes is
+	// then what one device on v1 downloads for v2: the delta objects, the
+	// new chunks kept whole (no delta clearly smaller) and the delta index
+	// (publish --json's delta_bytes plus delta_index_bytes): what each
+	// site needs over its uplink at least once, and what the lower bound
+	// is computed from. DeltaObjects counts the deltas. UplinkDeltaRatio
+	// is UplinkBytes / DeltaBytes per site, OriginDeltaRatio
+	// OriginEgressBytes / (DeltaBytes × sites).
+	Deltas           bool      `json:"deltas,omitempty"`
+	DeltaBytes       int64     `json:"delta_bytes,omitempty"`
+	DeltaObjects     int       `json:"delta_objects,omitempty"`
+	UplinkDeltaRatio []float64 `json:"uplink_delta_ratio,omitempty"`
+	OriginDeltaRatio float64   `json:"origin_delta_ratio,omitempty"`
 	// UplinkOutBytes is, per site, what left the site over its uplink
 	// (to other sites, requests, acknowledgements).
 	UplinkOutBytes []int64 `json:"uplink_out_bytes"`
@@ -242,6 +255,15 @@ func (r *Result) Finish() {
 			r.UplinkPayloadRatio = append(r.UplinkPayloadRatio, float64(b)/float64(r.NewBytes))
 		}
 	}
+	r.UplinkDeltaRatio = nil
+	if r.DeltaBytes > 0 {
+		for _, b := range r.UplinkBytes {
+			r.UplinkDeltaRatio = append(r.UplinkDeltaRatio, float64(b)/float64(r.DeltaBytes))
+		}
+		if r.Sites > 0 {
+			r.OriginDeltaRatio = float64(r.OriginEgressBytes) / float64(r.DeltaBytes*int64(r.Sites))
+		}
+	}
 	if r.LowerBoundSeconds > 0 {
 		r.BoundRatio = r.CompletionSeconds / r.LowerBoundSeconds
 	}
@@ -265,6 +287,9 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "links      uplinks %s, LAN %s, origin %s\n", FormatRate(r.UplinkRate), FormatRate(r.LANRate), FormatRate(r.OriginRate))
 	fmt.Fprintf(w, "committed  %d of %d devices\n", r.Committed, r.Devices)
 	fmt.Fprintf(w, "new bytes  %s per site (%d chunks)\n", MiB(r.NewBytes), r.NewChunks)
+	if r.DeltaBytes > 0 {
+		fmt.Fprintf(w, "deltas     %s per site with deltas (%d delta objects, the rest whole, the delta index)\n", MiB(r.DeltaBytes), r.DeltaObjects)
+	}
 	what := "interface counters, headers included"
 	if r.Counters == "node" {
 		what = "chunk bytes from outside the site, by the nodes' count"
@@ -277,6 +302,9 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 		if i < len(r.UplinkPayloadRatio) {
 			out += fmt.Sprintf("; payload %.3f ×", r.UplinkPayloadRatio[i])
+		}
+		if i < len(r.UplinkDeltaRatio) {
+			out += fmt.Sprintf("; %.3f × delta bytes", r.UplinkDeltaRatio[i])
 		}
 		fmt.Fprintf(w, "  site %-3d in %s = %.3f × new bytes%s\n", i+1, MiB(b), r.UplinkRatio[i], out)
 	}

@@ -35,6 +35,23 @@ func DeltaPath(id cid.Cid) string {
 // DeltaIndexPath is the repository path of an encoded delta index.
 func DeltaIndexPath(id cid.Cid) string { return deltasDir + "/index/" + id.String() }
 
+// DeltaIndexID is the ID in a delta index's path (DeltaIndexPath), when p
+// is one: a raw chunk-form CID in canonical form.
+func DeltaIndexID(p string) (cid.Cid, bool) {
+	s, ok := strings.CutPrefix(p, deltasDir+"/index/")
+	if !ok {
+		return cid.Undef, false
+	}
+	id, err := cid.Decode(s)
+	if err != nil || id.String() != s {
+		return cid.Undef, false
+	}
+	if _, _, err := chunker.ParseID(id); err != nil {
+		return cid.Undef, false
+	}
+	return id, true
+}
+
 // deltaSuffix ends the fourth segment of a delta target's path. Artifact
 // names may contain '.', so a delta target is told from a release target
 // by its fifth segment, not by the suffix alone.
@@ -376,3 +393,40 @@ func (c *CheckedDeltaIndex) CheckObject(o DeltaObject, obj []byte, want int) err
 // MaxDeltaObjectSize is the largest delta object a reader accepts for
 // chunks of at most maxChunk bytes (delta.MaxObjectSize).
 func MaxDeltaObjectSize(maxChunk int) int64 { return delta.MaxObjectSize(maxChunk) }
+
+// FetchDelta fetches the delta object id from a repository (DeltaPath)
+// and checks its bytes against id: the shape of FetchChunk for deltas,
+// which are stored as they are (a delta is compressed already). max
+// bounds the object's length (an entry's signed size, or
+// MaxDeltaObjectSize of the chunk bound). Errors wrap ErrChunkCorrupt
+// (bytes that are not id), ErrTooLarge, or fetch's sentinels.
+func FetchDelta(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
+	return fetchByID(ctx, f, DeltaPath, id, max)
+}
+
+// FetchDeltaIndexFile fetches the encoded delta index id
+// (DeltaIndexPath) and checks its bytes against id, as FetchDelta does;
+// max is its signed length. A device still checks the bytes against the
+// signed target (FetchDeltaIndex, DecodeDeltaIndex): this is for a node
+// that passes the file on to its peers.
+func FetchDeltaIndexFile(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
+	return fetchByID(ctx, f, DeltaIndexPath, id, max)
+}
+
+// fetchByID fetches the file path(id), stored as it is, and checks its
+// bytes hash to id.
+func fetchByID(ctx context.Context, f fetch.Fetcher, path func(cid.Cid) string, id cid.Cid, max int) ([]byte, error) {
+	h, d, err := chunker.ParseID(id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	p := path(id)
+	obj, err := f.Fetch(ctx, p, int64(max))
+	if err != nil {
+		return nil, err
+	}
+	if h.Sum(obj) != d {
+		return nil, fmt.Errorf("%s: %w: %d bytes that do not hash to its ID", p, ErrChunkCorrupt, len(obj))
+	}
+	return obj, nil
+}

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"sort"
+
+	"github.com/ipfs/go-cid"
 	"strconv"
 	"strings"
 	"time"
@@ -59,9 +61,15 @@ type ReleaseHeld struct {
 	Index string `json:"index"`
 }
 
-// TransferStatus is a release download, in progress or finished.
+// TransferStatus is a download, in progress or finished: of a release's
+// chunks (kind "release", Index the release index), or of the delta index
+// (kind "delta-index") or the delta objects (kind "deltas") that build the
+// release index Release on a device holding its base; Index is then the
+// CID of the piece list the peers trade them by (docs/deltas.md).
 type TransferStatus struct {
 	Index     string           `json:"index"`
+	Kind      string           `json:"kind"`
+	Release   string           `json:"release,omitempty"`
 	Done      bool             `json:"done"`
 	Chunks    map[string]int   `json:"chunks"` // by source class: lan, wan, origin
 	Bytes     map[string]int64 `json:"bytes"`
@@ -110,11 +118,11 @@ func (n *Node) Status() Status {
 	for name, id := range n.held {
 		s.Releases = append(s.Releases, ReleaseHeld{Name: name, Index: id.String()})
 	}
-	for id, dl := range n.transfers {
-		s.Transfers = append(s.Transfers, transferStatus(id.String(), false, dl.Stats()))
+	for id, t := range n.transfers {
+		s.Transfers = append(s.Transfers, transferStatus(id.String(), t.kind, t.release, false, t.dl.Stats()))
 	}
 	for _, f := range n.finished {
-		s.Transfers = append(s.Transfers, transferStatus(f.index, true, f.stats))
+		s.Transfers = append(s.Transfers, transferStatus(f.index, f.kind, f.release, true, f.stats))
 	}
 	s.LastError = n.lastErr
 	s.Updater = n.devStatus
@@ -126,8 +134,8 @@ func (n *Node) Status() Status {
 	return s
 }
 
-func transferStatus(index string, done bool, st exchange.DownloadStats) TransferStatus {
-	t := TransferStatus{Index: index, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{}, Requested: map[string]int{},
+func transferStatus(index, kind string, release cid.Cid, done bool, st exchange.DownloadStats) TransferStatus {
+	t := TransferStatus{Index: index, Kind: kind, Done: done, Chunks: map[string]int{}, Bytes: map[string]int64{}, Requested: map[string]int{},
 		BadBlocks: st.BadBlocks, Held: st.Sched.Held, Total: st.Sched.Pieces,
 		Outstanding: st.Sched.Outstanding, AtOrigin: st.Sched.Origin, Awaiting: st.Sched.Awaiting,
 		Wanters: st.Sched.Wanters, Endgame: st.Sched.Endgame, Stalled: st.Sched.Stalled, Excluded: st.Sched.Excluded,
@@ -136,6 +144,9 @@ func transferStatus(index string, done bool, st exchange.DownloadStats) Transfer
 		t.Chunks[name] = st.Chunks[c]
 		t.Bytes[name] = st.Bytes[c]
 		t.Requested[name] = st.Sched.Requested[c]
+	}
+	if release.Defined() {
+		t.Release = release.String()
 	}
 	return t
 }

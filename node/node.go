@@ -64,10 +64,10 @@ type Node struct {
 	installed *installedSlot
 
 	smu       sync.Mutex
-	finished  []finishedTransfer             // the last downloads, for status
-	transfers map[cid.Cid]*exchange.Download // in progress, for status
-	devStatus *updater.Status                // as of Run's last look
-	held      map[string]cid.Cid             // channel/version/artifact → index, complete
+	finished  []finishedTransfer   // the last downloads, for status
+	transfers map[cid.Cid]transfer // in progress, for status
+	devStatus *updater.Status      // as of Run's last look
+	held      map[string]cid.Cid   // channel/version/artifact → index, complete
 	lastErr   string
 
 	frameTimeout time.Duration
@@ -96,7 +96,7 @@ func WithFrameTimeout(d time.Duration) Option { return func(n *Node) { n.frameTi
 // topics and serves what the node holds. Run then drives it.
 func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) {
 	n := &Node{cfg: cfg, log: slog.Default(), now: time.Now, accepted: make(chan Verdict, 16), applyReq: make(chan applyRequest),
-		transfers: map[cid.Cid]*exchange.Download{}, held: map[string]cid.Cid{}}
+		transfers: map[cid.Cid]transfer{}, held: map[string]cid.Cid{}}
 	for _, o := range opts {
 		o(n)
 	}
@@ -516,8 +516,8 @@ func (n *Node) install(ctx context.Context, v *manifest.Verified) error {
 	if err != nil {
 		return err
 	}
-	n.track(ix.CID(), dl)
-	defer n.track(ix.CID(), nil)
+	n.track(ix.CID(), transfer{dl: dl, kind: kindRelease})
+	defer n.track(ix.CID(), transfer{})
 	// The slot about to be filled may be the one a previous install
 	// flipped to: it stops being served before it is overwritten.
 	if old := n.installed; old != nil {
@@ -535,7 +535,9 @@ func (n *Node) install(ctx context.Context, v *manifest.Verified) error {
 	}
 	filling := exchange.NewSlotProvider(f, ix, n.engine.Held(ix.CID()))
 	n.provs.Add(filling)
-	res, err := n.dev.Offer(ctx, v, dl, updater.OfferOptions{SourceName: "swarm", Placed: dl.Placed})
+	// Delta objects come through the swarm too, on downloads of their own
+	// (deltaSource).
+	res, err := n.dev.Offer(ctx, v, dl, updater.OfferOptions{SourceName: "swarm", Placed: dl.Placed, Deltas: deltaSource{n, ix.CID()}})
 	if err != nil {
 		// What was placed stays in the slot for the next try, but it is
 		// not served meanwhile: peers must not be told of it.
@@ -578,9 +580,9 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 		if err != nil {
 			return err
 		}
-		n.track(id, dl)
-		err = n.fetchIntoStore(ctx, ix, dl)
-		n.track(id, nil)
+		n.track(id, transfer{dl: dl, kind: kindRelease})
+		err = n.fetchIntoStore(ctx, ix, dl, nil, nil)
+		n.track(id, transfer{})
 		if err != nil {
 			return fmt.Errorf("release %s/%d artifact %s: %w", rel.Channel, rel.Version, a.Name, err)
 		}
@@ -599,13 +601,15 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 	return nil
 }
 
-// fetchIntoStore fetches the chunks of ix the store lacks into it.
-func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download) error {
+// fetchIntoStore fetches the chunks of ix the store lacks into it. With
+// want, only those chunks; with deliver, each of them is handed to
+// deliver once stored (those the store held first, read back from it).
+func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download, want map[cid.Cid]bool, deliver func(cid.Cid, []byte) error) error {
 	// Every position of each distinct chunk, and whether the store has it:
 	// one lookup per chunk, not per position.
 	where := map[cid.Cid][]int{}
 	var have []int
-	var want []cid.Cid
+	var fetch, stored []cid.Cid
 	held := map[cid.Cid]bool{}
 	for i := range ix.Chunks {
 		id := ix.ID(i)
@@ -615,8 +619,12 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 				return err
 			}
 			held[id] = ok
-			if !ok {
-				want = append(want, id)
+			switch {
+			case want != nil && !want[id]:
+			case ok:
+				stored = append(stored, id)
+			default:
+				fetch = append(fetch, id)
 			}
 		}
 		where[id] = append(where[id], i)
@@ -625,10 +633,21 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 		}
 	}
 	dl.Placed(have)
-	if len(want) == 0 {
+	if deliver != nil {
+		for _, id := range stored {
+			b, err := n.db.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := deliver(id, b); err != nil {
+				return err
+			}
+		}
+	}
+	if len(fetch) == 0 {
 		return nil
 	}
-	return dl.FetchAll(ctx, want, func(id cid.Cid, data []byte) error {
+	return dl.FetchAll(ctx, fetch, func(id cid.Cid, data []byte) error {
 		pos := where[id]
 		e := ix.Chunks[pos[0]]
 		if len(data) != int(e.Size) || ix.Hash.Sum(data) != e.Digest {
@@ -638,6 +657,9 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 			return err
 		}
 		dl.Placed(pos)
+		if deliver != nil {
+			return deliver(id, data)
+		}
 		return nil
 	})
 }
@@ -702,12 +724,28 @@ func (n *Node) provideAll(ctx context.Context) {
 	}
 }
 
-func (n *Node) track(id cid.Cid, dl *exchange.Download) {
+// transfer is a download the status reports: a release's chunks, or the
+// pieces (delta index, delta objects) of the release index release.
+type transfer struct {
+	dl      *exchange.Download
+	kind    string
+	release cid.Cid
+}
+
+// Transfer kinds (TransferStatus.Kind).
+const (
+	kindRelease    = "release"
+	kindDeltaIndex = "delta-index"
+	kindDeltas     = "deltas"
+)
+
+// track records the transfer of id while it runs; a zero t ends it.
+func (n *Node) track(id cid.Cid, t transfer) {
 	n.smu.Lock()
 	defer n.smu.Unlock()
-	if dl == nil {
-		if d := n.transfers[id]; d != nil {
-			n.finished = append(n.finished, finishedTransfer{id.String(), d.Stats()})
+	if t.dl == nil {
+		if d, ok := n.transfers[id]; ok {
+			n.finished = append(n.finished, finishedTransfer{id.String(), d.kind, d.release, d.dl.Stats()})
 			if len(n.finished) > maxFinished {
 				n.finished = n.finished[1:]
 			}
@@ -715,7 +753,7 @@ func (n *Node) track(id cid.Cid, dl *exchange.Download) {
 		delete(n.transfers, id)
 		return
 	}
-	n.transfers[id] = dl
+	n.transfers[id] = t
 }
 
 func (n *Node) setHeld(r *manifest.Release, artifact string, id cid.Cid) {
@@ -726,8 +764,10 @@ func (n *Node) setHeld(r *manifest.Release, artifact string, id cid.Cid) {
 
 // finishedTransfer is a download's final counters.
 type finishedTransfer struct {
-	index string
-	stats exchange.DownloadStats
+	index   string
+	kind    string
+	release cid.Cid
+	stats   exchange.DownloadStats
 }
 
 // maxFinished bounds the finished downloads the status keeps.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
@@ -80,14 +82,36 @@ func (st *InstallStats) noteDelta(err error) {
 	}
 }
 
+// BulkDeltas is a delta Fetcher that delivers many delta objects at
+// once, in the order it chooses: the swarm node, which trades them with
+// its peers like chunks (have-bitmaps over the delta index, provider
+// records per delta index). Install hands it the checked delta index and
+// every delta it needs. FetchDeltas calls deliver for wanted objects as
+// they arrive, from one goroutine at a time, with bytes it checked
+// against their IDs (the buffer is the installer's after the call). It
+// returns when each was delivered once, when deliver fails, or when ctx
+// ends; a delta it did not deliver is fetched as a whole chunk.
+type BulkDeltas interface {
+	fetch.Fetcher
+	FetchDeltas(ctx context.Context, ix *delta.Index, want []cid.Cid, deliver func(id cid.Cid, obj []byte) error) error
+}
+
+// deltaWork is one delta job for a worker, with its object when a
+// BulkDeltas delivered it (nil: the worker fetches it).
+type deltaWork struct {
+	j   deltaJob
+	obj []byte
+}
+
 // expandDeltas builds the chunks of jobs from their delta objects with
-// p.Fetchers workers: fetch the object, check its length and digest
-// against the signed entry, read its reference from the base, expand
-// (which checks the chunk's ID) and write it at every position of its
-// group. A delta that fails any step is refused, named with its source,
-// and its group returned to be fetched whole; only a failed write into
-// the target (or ctx ending) is an error. Each worker holds one
-// reference (at most the delta index's max_ref) and one chunk.
+// p.Fetchers workers: fetch the object (or take it from a BulkDeltas),
+// check its length and digest against the signed entry, read its
+// reference from the base, expand (which checks the chunk's ID) and
+// write it at every position of its group. A delta that fails any step
+// is refused, named with its source, and its group returned to be fetched
+// whole; only a failed write into the target (or ctx ending) is an error.
+// Each worker holds one reference (at most the delta index's max_ref)
+// and one chunk.
 func expandDeltas(ctx context.Context, p InstallPlan, jobs []deltaJob, off []int64, st *InstallStats, report func(int64)) ([][]int, error) {
 	if len(jobs) == 0 {
 		return nil, nil
@@ -109,23 +133,27 @@ func expandDeltas(ctx context.Context, p InstallPlan, jobs []deltaJob, off []int
 		mu.Unlock()
 		p.logf("%v; fetching the whole chunk instead", err)
 	}
-	work := make(chan deltaJob)
+	work := make(chan deltaWork)
 	for range min(p.Fetchers, len(jobs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var ref, out []byte
-			for j := range work {
+			for w := range work {
+				j, obj := w.j, w.obj
 				i := j.g[0]
 				did := dix.ID(j.e)
 				name := fmt.Sprintf("delta %s for chunk %d from %s", did, i, dp.SourceName)
-				obj, err := dp.Fetcher.Fetch(ctx, manifest.DeltaPath(did), int64(j.e.Size))
-				if err != nil {
-					if ctx.Err() != nil {
-						continue // drain: the cause is returned below
+				if obj == nil {
+					var err error
+					obj, err = dp.Fetcher.Fetch(ctx, manifest.DeltaPath(did), int64(j.e.Size))
+					if err != nil {
+						if ctx.Err() != nil {
+							continue // drain: the cause is returned below
+						}
+						refuse(j, fmt.Errorf("%s: %w", name, err))
+						continue
 					}
-					refuse(j, fmt.Errorf("%s: %w", name, err))
-					continue
 				}
 				mu.Lock()
 				st.DeltaBytes += int64(len(obj))
@@ -164,13 +192,17 @@ func expandDeltas(ctx context.Context, p InstallPlan, jobs []deltaJob, off []int
 			}
 		}()
 	}
-	for _, j := range jobs {
-		select {
-		case work <- j:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
+	if bulk, ok := dp.Fetcher.(BulkDeltas); ok {
+		bulkDeltas(ctx, bulk, p, jobs, work, refuse)
+	} else {
+		for _, j := range jobs {
+			select {
+			case work <- deltaWork{j: j}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
 	close(work)
@@ -179,6 +211,51 @@ func expandDeltas(ctx context.Context, p InstallPlan, jobs []deltaJob, off []int
 		return nil, err
 	}
 	return failed, nil
+}
+
+// bulkDeltas has bulk deliver the objects of jobs to the workers; the
+// jobs it did not deliver are refused (fetched whole).
+func bulkDeltas(ctx context.Context, bulk BulkDeltas, p InstallPlan, jobs []deltaJob, work chan<- deltaWork, refuse func(deltaJob, error)) {
+	dix := p.Deltas.Index
+	byID := make(map[cid.Cid]deltaJob, len(jobs))
+	want := make([]cid.Cid, 0, len(jobs))
+	for _, j := range jobs {
+		id := dix.ID(j.e)
+		if _, dup := byID[id]; dup {
+			// Two chunks never share a delta (a delta builds one chunk),
+			// but a hostile index could say so: the second goes whole.
+			refuse(j, fmt.Errorf("delta %s for chunk %d: listed for a second chunk", id, j.g[0]))
+			continue
+		}
+		byID[id] = j
+		want = append(want, id)
+	}
+	err := bulk.FetchDeltas(ctx, dix, want, func(id cid.Cid, obj []byte) error {
+		j, ok := byID[id]
+		if !ok {
+			return fmt.Errorf("delta %s was not asked for", id)
+		}
+		delete(byID, id)
+		select {
+		case work <- deltaWork{j: j, obj: obj}:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		err = fmt.Errorf("not delivered")
+	}
+	for _, id := range want {
+		j, ok := byID[id]
+		if !ok {
+			continue
+		}
+		refuse(j, fmt.Errorf("delta %s for chunk %d from %s: %w", dix.ID(j.e), j.g[0], p.Deltas.SourceName, err))
+	}
 }
 
 func (p *InstallPlan) logf(format string, args ...any) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
@@ -225,5 +227,65 @@ func TestInstallDeltasBesideBulkSource(t *testing.T) {
 	var refusedChunk chunker.Digest = f.newIx.Chunks[dix.Entries[0].Pos].Digest
 	if src.delivered[f.newIx.Hash.ID(refusedChunk)] != 1 {
 		t.Fatal("the refused delta's chunk did not come from the bulk source")
+	}
+}
+
+// bulkDeltaRepo is a BulkDeltas over a deltaRepo that delivers only the
+// deltas not in withhold, in reverse order, and counts single fetches.
+type bulkDeltaRepo struct {
+	*deltaRepo
+	withhold map[string]bool
+	asked    []string
+	singles  int
+}
+
+func (b *bulkDeltaRepo) Fetch(ctx context.Context, p string, max int64) ([]byte, error) {
+	b.singles++
+	return b.deltaRepo.Fetch(ctx, p, max)
+}
+
+func (b *bulkDeltaRepo) FetchDeltas(ctx context.Context, dix *delta.Index, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
+	for i := len(want) - 1; i >= 0; i-- {
+		p := manifest.DeltaPath(want[i])
+		b.asked = append(b.asked, p)
+		if b.withhold[p] {
+			continue
+		}
+		obj, err := b.deltaRepo.Fetch(ctx, p, 1<<30)
+		if err != nil {
+			return err
+		}
+		if err := deliver(want[i], obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A BulkDeltas (the swarm node) is handed every delta at once and never
+// asked for one alone; what it does not deliver, and what it delivers
+// damaged, is fetched whole.
+func TestInstallFromBulkDeltas(t *testing.T) {
+	f := setup(t, 2<<20)
+	dix, repo := planDeltas(t, f)
+	first, second := manifest.DeltaPath(dix.ID(dix.Entries[0])), manifest.DeltaPath(dix.ID(dix.Entries[1]))
+	repo.corrupt[second] = true
+	bd := &bulkDeltaRepo{deltaRepo: repo, withhold: map[string]bool{first: true}}
+	src := newMemSource(f.new)
+	p := f.plan(src)
+	p.Deltas = f.deltaPlan(dix, bd, f.active)
+	st, err := Install(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+	if len(bd.asked) != len(dix.Entries) || bd.singles != 0 {
+		t.Fatalf("asked for %d deltas in bulk (of %d) and %d alone", len(bd.asked), len(dix.Entries), bd.singles)
+	}
+	if st.DeltaChunks != len(dix.Entries)-2 || st.DeltaFailed != 2 || st.FetchedBytes+st.DeltaRawBytes != f.newBytes {
+		t.Fatalf("stats %+v", st)
+	}
+	if !strings.Contains(strings.Join(st.DeltaRefusals, "\n"), "not delivered") {
+		t.Fatalf("refusals do not name the undelivered delta: %q", st.DeltaRefusals)
 	}
 }

@@ -36,6 +36,7 @@ func newFleetRunCmd() *cobra.Command {
 		cut, powerOff, baseline         string
 		changed, kill                   float64
 		cacheNode, loopback, keep, json bool
+		deltas                          bool
 		timeout                         time.Duration
 	)
 	c := &cobra.Command{
@@ -52,7 +53,11 @@ process with a virtual device (sparse slot files).
 It publishes one fresh release (a deterministic random image of --size
 bytes), or with --changed F < 1 first installs v1 on every device (not
 measured) and then publishes v2, which rewrites a fraction F of v1's bytes
-spread over the image. It announces the release, waits until every device
+spread over the image; with --deltas, v2 is published with delta objects
+against v1 (publish --delta-from 1), which the devices trade through the
+swarm instead of whole new chunks, and the result reports delta_bytes (what
+one device downloads: delta objects, the chunks kept whole, the delta index)
+and each site's uplink over it (uplink_delta_ratio). It announces the release, waits until every device
 has flipped to it, reads each site's uplink and the origin's interface byte
 counters (L2 frames: headers included), records each device's time from the
 announcement, then reboots every device and runs its boot check: committed
@@ -76,6 +81,7 @@ Everything the run creates (namespaces, processes, its work directory unless
 --keep) is removed when it ends, fails, or is interrupted.`,
 		Example: `  sudo shoal fleet run --sites 2 --devices 4 --size 64M --uplink 20mbit
   sudo shoal fleet run --sites 2 --devices 4 --size 64M --uplink 20mbit --changed 0.1 --json
+  sudo shoal fleet run --sites 2 --devices 5 --size 64M --uplink 20mbit --changed 0.1 --deltas
   sudo shoal fleet run --sites 4 --devices 10 --size 256M --uplink 50mbit --lan 1gbit --origin-rate 100mbit --cache-node
   sudo shoal fleet run --sites 2 --devices 3 --size 16M --uplink 20mbit --cut-uplink 2s:6s
   sudo shoal fleet run --sites 2 --devices 4 --size 16M --uplink 20mbit --kill 0.5 --power-off 1s:done
@@ -87,7 +93,7 @@ Everything the run creates (namespaces, processes, its work directory unless
 			if err != nil {
 				return usageError{fmt.Errorf("--size: %w", err)}
 			}
-			cfg := fleet.Config{Sites: sites, Devices: devices, Size: sz, Changed: changed, CacheNode: cacheNode, Loopback: loopback,
+			cfg := fleet.Config{Sites: sites, Devices: devices, Size: sz, Changed: changed, Deltas: deltas, CacheNode: cacheNode, Loopback: loopback,
 				Baseline: baseline, Faults: fleet.Faults{Kill: kill}}
 			for _, w := range []struct {
 				flag, v string
@@ -154,6 +160,7 @@ Everything the run creates (namespaces, processes, its work directory unless
 	f.IntVar(&devices, "devices", 3, "devices per site (M)")
 	f.StringVar(&size, "size", "16M", "release image size (65536, 64M, 1G)")
 	f.Float64Var(&changed, "changed", 1, "fraction of v1's bytes v2 rewrites; 1: one fresh release on empty devices")
+	f.BoolVar(&deltas, "deltas", false, "publish v2 with deltas against v1 (needs --changed F < 1)")
 	f.StringVar(&uplink, "uplink", "", "each site's uplink rate, both directions (tc units: 20mbit); default uncapped")
 	f.StringVar(&lan, "lan", "", "each node's LAN link rate; default uncapped")
 	f.StringVar(&originRate, "origin-rate", "", "the origin's egress rate; default uncapped")

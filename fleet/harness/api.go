@@ -33,17 +33,35 @@ type status struct {
 
 // transferStatus is one release download of a node.
 type transferStatus struct {
-	Index  string           `json:"index"`
-	Done   bool             `json:"done"`
-	Chunks map[string]int   `json:"chunks"`
-	Bytes  map[string]int64 `json:"bytes"`
-	Held   int              `json:"held"`
-	Total  int              `json:"total"`
+	Index string `json:"index"`
+	Kind  string `json:"kind"`
+	// Release is, for a download of delta pieces (kind "delta-index" or
+	// "deltas"), the release index they build.
+	Release string           `json:"release"`
+	Done    bool             `json:"done"`
+	Chunks  map[string]int   `json:"chunks"`
+	Bytes   map[string]int64 `json:"bytes"`
+	Held    int              `json:"held"`
+	Total   int              `json:"total"`
 	// The scheduler's counters, for diagnostics.
 	Requested map[string]int `json:"requested"`
 	Duplicate int            `json:"duplicate"`
 	Stalled   int            `json:"stalled"`
 	Excluded  int            `json:"excluded"`
+}
+
+// deltaBytes sums, by source class, the bytes of the node's downloads of
+// delta pieces for the release index index.
+func (s *status) deltaBytes(index string) map[string]int64 {
+	by := map[string]int64{}
+	for _, t := range s.Transfers {
+		if t.Release == index {
+			for k, v := range t.Bytes {
+				by[k] += v
+			}
+		}
+	}
+	return by
 }
 
 // lanPeers counts the node's LAN peers.

@@ -202,15 +202,29 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		if next, err = r.image("v2.img", t.Changed); err != nil {
 			return nil, err
 		}
-		if _, err := r.shoal(ctx, "publish", "--repo", repo, "--keys", keys, "--channel", channel, "--version", "2", "rootfs="+next.path); err != nil {
+		args := []string{"publish", "--repo", repo, "--keys", keys, "--channel", channel, "--version", "2", "--json"}
+		if t.Deltas {
+			args = append(args, "--delta-from", "1", "--delta-base-image", "1="+v1.path)
+		}
+		out, err := r.shoal(ctx, append(args, "rootfs="+next.path)...)
+		if err != nil {
 			return nil, err
+		}
+		if t.Deltas {
+			if err := readDeltas(out, res); err != nil {
+				return nil, err
+			}
 		}
 		r.version, held = 2, v1.index
 	}
 	res.NewBytes, res.NewChunks = fleet.NewBytes(held, next.index)
 	r.newChunks, r.next = res.NewChunks, next.index
 	r.index = next.index.CID().String()
-	res.LowerBoundSeconds, res.BoundTerm = fleet.Bound(t.Capacities(), res.NewBytes)
+	need := res.NewBytes
+	if res.Deltas {
+		need = res.DeltaBytes
+	}
+	res.LowerBoundSeconds, res.BoundTerm = fleet.Bound(t.Capacities(), need)
 
 	// The network, the origin and the nodes.
 	if !t.Loopback {
@@ -279,6 +293,29 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 		return res, ctx.Err()
 	}
 	return res, nil
+}
+
+// readDeltas takes what publish --json says of v2's deltas against v1.
+func readDeltas(out []byte, res *fleet.Result) error {
+	var pub struct {
+		Deltas []struct {
+			BaseVersion uint64 `json:"base_version"`
+			Target      string `json:"target"`
+			IndexBytes  int64  `json:"delta_index_bytes"`
+			DeltaBytes  int64  `json:"delta_bytes"`
+			Deltas      int    `json:"deltas"`
+		} `json:"deltas"`
+	}
+	if err := json.Unmarshal(out, &pub); err != nil {
+		return fmt.Errorf("publish --json: %w", err)
+	}
+	for _, d := range pub.Deltas {
+		if d.BaseVersion == 1 && d.Target != "" {
+			res.Deltas, res.DeltaBytes, res.DeltaObjects = true, d.DeltaBytes+d.IndexBytes, d.Deltas
+			return nil
+		}
+	}
+	return fmt.Errorf("publish kept no delta of v2 against v1: %s", out)
 }
 
 type image struct {
@@ -794,9 +831,17 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 		for k, v := range n.carried {
 			by[k] += v
 		}
-		if s, err := n.api.status(ctx); err != nil {
+		s, err := n.api.status(ctx)
+		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: status: %v", n.Name, err))
-		} else if tr, ok := s.transfer(r.index); ok {
+			s = &status{}
+		}
+		// Delta pieces count as the release's bytes: they are what
+		// crossed instead of its chunks.
+		for k, v := range s.deltaBytes(r.index) {
+			by[k] += v
+		}
+		if tr, ok := s.transfer(r.index); ok {
 			final[n.Name] = tr
 			if !n.Cache {
 				res.DeviceSched[n.Site-1] = append(res.DeviceSched[n.Site-1], map[string]int{

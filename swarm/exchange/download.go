@@ -27,6 +27,12 @@ type DownloadConfig struct {
 	// (manifest.FetchChunk); nil: no origin, peers only. At most
 	// Sched.OriginWindow origin fetches run at once.
 	Origin fetch.Fetcher
+	// OriginObject reads one piece from Origin and checks it against id
+	// (bytes that are not id wrap manifest.ErrChunkCorrupt, an oversized
+	// object manifest.ErrTooLarge). Default: manifest.FetchChunk, the
+	// repository's chunk objects; a download of delta objects (the
+	// pieces of a delta index) passes manifest.FetchDelta.
+	OriginObject func(ctx context.Context, origin fetch.Fetcher, id cid.Cid, max int) ([]byte, error)
 	// TickPeriod is the scheduler's tick (default 100 ms, which makes the
 	// scheduler's defaults 2 s for a stall and 4 s for a share stall).
 	TickPeriod time.Duration
@@ -112,6 +118,9 @@ func (e *Engine) NewDownload(ctx context.Context, ix *chunker.Index, cfg Downloa
 	}
 	if cfg.IsBadChunk == nil {
 		cfg.IsBadChunk = func(err error) bool { return errors.Is(err, ErrBadChunk) }
+	}
+	if cfg.OriginObject == nil {
+		cfg.OriginObject = manifest.FetchChunk
 	}
 	d := &Download{e: e, ix: ix, id: ix.CID(), cfg: cfg, notify: make(chan struct{}, 1),
 		first: make([]int, len(ix.Chunks)), dups: map[int][]int{}, firstOf: make(map[cid.Cid]int, len(ix.Chunks))}
@@ -611,7 +620,7 @@ func (r *fetchRun) startOrigin(piece int) {
 	go func() {
 		defer r.wg.Done()
 		defer cancel()
-		data, err := manifest.FetchChunk(ctx, d.cfg.Origin, id, d.ix.Params.Max)
+		data, err := d.cfg.OriginObject(ctx, d.cfg.Origin, id, d.ix.Params.Max)
 		if err == nil {
 			err = d.e.down.take(ctx, len(data))
 		}

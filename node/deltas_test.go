@@ -1,0 +1,212 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/updater"
+	"github.com/shoalnet/shoal/updater/state"
+)
+
+// deltaOrigin is a repository directory that counts what it serves by
+// path, and the bytes.
+type deltaOrigin struct {
+	fetch.Fetcher
+	mu    sync.Mutex
+	paths map[string]int
+	bytes map[string]int64 // by top directory: chunks, deltas
+}
+
+func (o *deltaOrigin) Fetch(ctx context.Context, p string, max int64) ([]byte, error) {
+	b, err := o.Fetcher.Fetch(ctx, p, max)
+	if err == nil {
+		o.mu.Lock()
+		o.paths[p]++
+		o.bytes[strings.SplitN(p, "/", 2)[0]] += int64(len(b))
+		o.mu.Unlock()
+	}
+	return b, err
+}
+
+// served counts the files served under dir and the most times one was.
+func (o *deltaOrigin) served(dir string) (files, most int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for p, n := range o.paths {
+		if strings.HasPrefix(p, dir+"/") {
+			files++
+			most = max(most, n)
+		}
+	}
+	return files, most
+}
+
+// installDirect installs the repository's newest release on a device
+// without the swarm and commits it after a reboot.
+func installDirect(t *testing.T, ctx context.Context, cfgPath, repo string) {
+	t.Helper()
+	cfg, err := updater.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := updater.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Apply(ctx, updater.ApplyOptions{Mirrors: []fetch.Fetcher{fetch.Dir(repo)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.BootCheck(ctx); err != nil || !res.Committed {
+		t.Fatalf("boot-check: %+v %v", res, err)
+	}
+}
+
+// TestSiteTradesDeltas: three devices of one site run v1; v2 is published
+// with deltas against v1. Every device builds the changed chunks from
+// delta objects, the delta index and each delta object cross the site's
+// uplink (the origin) once, and a device with no origin at all gets its
+// deltas from its peers.
+func TestSiteTradesDeltas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libp2p hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	params := chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
+	v1 := publishImage(t, ctx, keys, dir, repo, 1, 3<<20, params)
+	root := filepath.Join(dir, "keys", "root.json")
+
+	// v2 rewrites a 1 KiB run in every 128 KiB of v1: each changed chunk
+	// is mostly v1's bytes, which a delta does not carry.
+	v2 := bytes.Clone(v1)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for blk := 0; blk+128<<10 <= len(v2); blk += 128 << 10 {
+		at := blk + rng.IntN(127<<10)
+		for i := range 1 << 10 {
+			v2[at+i] = byte(rng.Uint32())
+		}
+	}
+	v1Path, v2Path := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
+	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var cfgs []string
+	for i := range 3 {
+		c := virtualDevice(t, filepath.Join(dir, fmt.Sprintf("dev%d", i), "device"), root, 4<<20)
+		installDirect(t, ctx, c, repo)
+		cfgs = append(cfgs, c)
+	}
+	pub, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 2,
+		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: v2Path}}, Params: params,
+		DeltaFrom: []manifest.DeltaBase{{Version: 1, Images: map[string]string{"rootfs": v1Path}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.Deltas) != 1 || pub.Deltas[0].Stats.Deltas == 0 {
+		t.Fatalf("publish made no deltas: %+v", pub.Deltas)
+	}
+	t.Logf("v2: %d deltas of %d bytes", pub.Deltas[0].Stats.Deltas, pub.Deltas[0].Stats.ObjectBytes)
+
+	origin := &deltaOrigin{Fetcher: fetch.Dir(repo), paths: map[string]int{}, bytes: map[string]int64{}}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var nodes []*Node
+	for i, c := range cfgs {
+		var opts []Option
+		if i < 2 { // the third device has no route to the origin
+			opts = append(opts, WithOrigin(origin))
+		}
+		var bs []string
+		if i > 0 {
+			bs = nodes[0].Addrs()[:1]
+		}
+		n, err := New(ctx, nodeConfig(t, filepath.Dir(filepath.Dir(c)), fmt.Sprintf("[device]\nconfig = %q\n", c), bs), append(opts, WithLogger(log))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Run(runCtx) }()
+	}
+	waitFor(t, ctx, "peers connected", func() bool {
+		for _, n := range nodes {
+			if len(n.Host().Peers()) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if err := nodes[0].Announce(ctx, fetch.Dir(repo)); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		waitFor(t, ctx, fmt.Sprintf("device %d flipped", i), func() bool {
+			n.devMu.Lock()
+			defer n.devMu.Unlock()
+			return n.dev.State().Phase == state.Tentative
+		})
+	}
+	for i, n := range nodes {
+		slot, err := os.ReadFile(n.dev.Config.SlotPath("A"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(slot[:len(v2)], v2) {
+			t.Fatalf("device %d: slot A does not hold v2", i)
+		}
+	}
+	deltas, most := origin.served("deltas")
+	chunks, _ := origin.served("chunks")
+	t.Logf("origin served %d delta files (%d bytes, each at most %d times), %d chunk objects (%d bytes)",
+		deltas, origin.bytes["deltas"], most, chunks, origin.bytes["chunks"])
+	// The delta index and every delta object once: no more files than
+	// the index lists plus the index, none twice.
+	if deltas == 0 || deltas > pub.Deltas[0].Stats.Deltas+1 || most > 1 {
+		t.Errorf("origin served %d delta files for %d deltas, one of them %d times: deltas do not cross the uplink once", deltas, pub.Deltas[0].Stats.Deltas, most)
+	}
+	// Whole chunks only where a chunk has no delta: far fewer than the
+	// deltas.
+	if chunks >= pub.Deltas[0].Stats.Deltas {
+		t.Errorf("origin served %d whole chunks beside %d deltas", chunks, pub.Deltas[0].Stats.Deltas)
+	}
+	// The device without an origin took its deltas from its peers: a
+	// transfer of as many pieces as there are deltas, all from its LAN.
+	var got bool
+	for _, tr := range nodes[2].Status().Transfers {
+		if tr.Total == pub.Deltas[0].Stats.Deltas && tr.Chunks["lan"] == tr.Total {
+			got = true
+		}
+	}
+	if !got {
+		t.Errorf("the device without an origin shows no transfer from its LAN: %+v", nodes[2].Status().Transfers)
+	}
+}
