@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
-	"golang.org/x/term"
 
+	"github.com/shoalnet/shoal/internal/progress"
 	"github.com/shoalnet/shoal/sim"
 	"github.com/shoalnet/shoal/sim/report"
 	"github.com/shoalnet/shoal/sim/scenario"
@@ -240,29 +237,23 @@ drawn on stderr when it is a terminal; -v prints progress lines otherwise.`,
 // plain lines with -v otherwise, nothing by default (scripts and --json
 // stay clean).
 type simProgress struct {
-	w        io.Writer
-	lines    bool
-	runs     int // 0 for a single run
-	done     int
-	run      scenario.Run
-	lastTen  int
-	p        *mpb.Progress
-	runBar   *mpb.Bar
-	devBar   *mpb.Bar
-	devTotal int
+	w       io.Writer
+	lines   bool
+	runs    int // 0 for a single run
+	done    int
+	run     scenario.Run
+	lastTen int
+	bars    *progress.Group
+	runBar  *progress.Counter
+	devBar  *progress.Counter
 }
 
 func newSimProgress(w io.Writer, verbose bool, runs int) *simProgress {
-	sp := &simProgress{w: w, runs: runs, lastTen: -1}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		sp.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40))
-		if runs > 0 {
-			sp.runBar = sp.p.AddBar(int64(runs),
-				mpb.PrependDecorators(decor.Name("runs    "), decor.CountersNoUnit("%d / %d")),
-				mpb.AppendDecorators(decor.Percentage()))
-		}
-	} else {
+	sp := &simProgress{w: w, runs: runs, lastTen: -1, bars: progress.NewGroup(w)}
+	if sp.bars == nil {
 		sp.lines = verbose
+	} else if runs > 0 {
+		sp.runBar = sp.bars.Count("runs   ", int64(runs))
 	}
 	return sp
 }
@@ -272,26 +263,19 @@ func (sp *simProgress) startRun(run scenario.Run) {
 	if sp.lines {
 		fmt.Fprintf(sp.w, "sim: run %d of %d: seed %d %s\n", run.Index+1, sp.runs, run.Seed, paramText(run.Params))
 	}
-	if sp.devBar != nil {
-		sp.devBar.SetCurrent(0)
-	}
+	sp.devBar.Set(0)
 }
 
 // devices hears the engine's progress callback.
 func (sp *simProgress) devices(completed, devices int) {
-	if sp.p != nil {
+	if sp.bars != nil {
 		// One bar for the devices of every run in turn: a sweep's runs
 		// may differ in size, so its total follows the run.
 		if sp.devBar == nil {
-			sp.devBar = sp.p.AddBar(int64(devices),
-				mpb.PrependDecorators(decor.Name("devices "), decor.CountersNoUnit("%d / %d")),
-				mpb.AppendDecorators(decor.Percentage()))
-			sp.devTotal = devices
-		} else if sp.devTotal != devices {
-			sp.devBar.SetTotal(int64(devices), false)
-			sp.devTotal = devices
+			sp.devBar = sp.bars.Count("devices", int64(devices))
 		}
-		sp.devBar.SetCurrent(int64(completed))
+		sp.devBar.SetTotal(int64(devices))
+		sp.devBar.Set(int64(completed))
 		return
 	}
 	if !sp.lines || devices == 0 {
@@ -306,31 +290,13 @@ func (sp *simProgress) devices(completed, devices int) {
 
 func (sp *simProgress) runDone() {
 	sp.done++
-	if sp.runBar != nil {
-		sp.runBar.SetCurrent(int64(sp.done))
-	}
+	sp.runBar.Set(int64(sp.done))
 	if sp.lines {
 		fmt.Fprintf(sp.w, "sim: %d of %d runs done\n", sp.done, sp.runs)
 	}
 }
 
-func (sp *simProgress) end(err error) {
-	if sp.p == nil {
-		return
-	}
-	for _, b := range []*mpb.Bar{sp.devBar, sp.runBar} {
-		if b == nil {
-			continue
-		}
-		if err != nil {
-			b.Abort(false)
-		} else {
-			b.SetTotal(-1, true)
-		}
-	}
-	sp.p.Wait()
-	sp.p = nil
-}
+func (sp *simProgress) end(err error) { sp.bars.End(err) }
 
 func paramText(ps []scenario.Param) string {
 	s := make([]string, len(ps))
