@@ -166,6 +166,7 @@ func TestPlanRefuses(t *testing.T) {
 		"no devices":      func(c *Config) { c.Devices = 0 },
 		"tiny":            func(c *Config) { c.Size = 1000 },
 		"changed > 1":     func(c *Config) { c.Changed = 1.5 },
+		"deltas, fresh":   func(c *Config) { c.Changed, c.Deltas = 1, true },
 		"loopback capped": func(c *Config) { c.Loopback, c.Net = true, 9 },
 		"bad prefix":      func(c *Config) { c.Prefix = "Shf-1" },
 		"long prefix":     func(c *Config) { c.Prefix = "shf12345678" },

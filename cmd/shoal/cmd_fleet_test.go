@@ -90,6 +90,35 @@ func TestFleetLoopback(t *testing.T) {
 	checkNothingLeft(t, "")
 }
 
+// TestFleetLoopbackDeltas: v2 published with deltas against v1 reaches
+// every device as deltas, and each site takes from outside what one device
+// needs (issue 11: at most 1.10 × delta_bytes, here by the nodes' count).
+func TestFleetLoopbackDeltas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts daemons")
+	}
+	r := fleetResult(t, "--loopback", "--sites", "2", "--devices", "3", "--size", "8M", "--changed", "0.1", "--deltas", "--timeout", "3m")
+	if r.Devices != 6 || r.Committed != 6 {
+		t.Fatalf("%d of %d devices committed", r.Committed, r.Devices)
+	}
+	if !r.Deltas || r.DeltaObjects == 0 || r.DeltaBytes <= 0 || r.DeltaBytes >= r.NewBytes || len(r.UplinkDeltaRatio) != 2 {
+		t.Fatalf("result: %+v", r)
+	}
+	for i, b := range r.UplinkBytes {
+		if float64(b) > 1.10*float64(r.DeltaBytes) {
+			t.Errorf("site %d took %d bytes from outside for %d delta bytes (> 1.10×)", i+1, b, r.DeltaBytes)
+		}
+	}
+	// What the devices verified came as deltas: a site's origin bytes
+	// are its delta bytes, not its new bytes.
+	for i, by := range r.SiteBytesBySource {
+		if by["origin"] >= r.NewBytes {
+			t.Errorf("site %d took %d bytes from the origin, the whole new chunks' %d", i+1, by["origin"], r.NewBytes)
+		}
+	}
+	checkNothingLeft(t, "")
+}
+
 // TestFleetNamespaces: issue 9's invariant on small data, as root: a 2
 // sites × 3 devices fleet in network namespaces behind 20 Mbit/s uplinks;
 // every device commits and each site's uplink carries at most 1.2 × the
