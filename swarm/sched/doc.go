@@ -58,8 +58,10 @@
 // [Config.ShareStallTicks], is left out and its share is divided again
 // among the rest; a member left out comes back when it brings into the
 // site a piece this node lacks and no LAN peer held. A piece some LAN peer
-// holds is fetched from it,
-// whoever owns it. So no piece is awaited forever. Members whose views of
+// holds is fetched from it, whoever owns it; a piece whose owner stalled
+// on this node's request for it becomes this node's to fetch (the owner
+// holds it, so it will not announce it again, and may keep bringing other
+// pieces, so it would never be left out). So no piece is awaited forever. Members whose views of
 // the membership differ briefly may fetch a piece twice, never none: along
 // any chain of "that piece is yours" the weights grow, so it ends at a node
 // that owns the piece in its own view.

@@ -76,7 +76,9 @@ func naiveNext(s *Session) []Request {
 		}
 		return n
 	}
-	mine := func(pos int) bool { return cfg.NoSplit || Owner(pos, wanters) == s.self }
+	// A piece whose owner stalled on it is this node's (a fact of the
+	// session's history, like its strikes).
+	mine := func(pos int) bool { return cfg.NoSplit || s.pcs[rank(pos)].ours || Owner(pos, wanters) == s.self }
 	// placeOf is the pool a piece neither held nor requested is in.
 	placeOf := func(pos int) string {
 		switch {

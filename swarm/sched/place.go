@@ -20,6 +20,10 @@ type pieceState struct {
 	owner    uint16 // the wanter's slot, in placeAwait
 	place    uint8
 	bucket   uint8 // rarity bucket, in placeLAN and placeWAN
+	// ours: this node fetches the piece whoever's share it is, because
+	// its owner stalled on it: the owner holds it, so it will not
+	// announce it again, and awaiting it would wait for ever.
+	ours bool
 }
 
 // setHave records that p holds q.
@@ -98,6 +102,7 @@ func (s *Session) want(q int32, fresh bool) (uint8, uint16) {
 	if !s.cfg.NoSplit {
 		mine, owner := true, uint16(0)
 		switch {
+		case st.ours:
 		case !fresh && (st.place == placeWAN || st.place == placeOrigin):
 		case !fresh && st.place == placeAwait:
 			mine, owner = false, st.owner

@@ -259,7 +259,7 @@ func checkNext(t fataler, s *Session) Actions {
 			t.Fatalf("%v: outstanding elsewhere outside the endgame", r)
 		case r.Class != LAN && lanHolds[r.Piece]:
 			t.Fatalf("%v: a LAN peer holds it", r)
-		case r.Class != LAN && !cfg.NoSplit && Owner(r.Piece, wanters) != s.self:
+		case r.Class != LAN && !cfg.NoSplit && Owner(r.Piece, wanters) != s.self && !s.pcs[s.ord.rank(r.Piece)].ours:
 			t.Fatalf("%v: %s's share, not ours (%v)", r, Owner(r.Piece, wanters), wanters)
 		case r.Class == WAN && cfg.OriginFirst && s.originUp:
 			t.Fatalf("%v: from the WAN while the origin is up (origin first)", r)

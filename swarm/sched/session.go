@@ -583,6 +583,11 @@ func (s *Session) Tick() {
 		}
 		s.stats.Stalled++
 		p := s.slots[r.src]
+		if p.class == LAN && !s.cfg.NoSplit {
+			if mine, owner := s.ownerOf(s.ord.pos(r.q)); !mine && s.slots[owner] == p {
+				s.pcs[r.q].ours = true
+			}
+		}
 		s.clearHave(p, r.q)
 		s.release(ri, true)
 		s.strike(p)
