@@ -42,6 +42,7 @@ type device struct {
 	reqs     []int32 // its outstanding requests
 	npeer    int     // of them, to peers
 	in, out  []int32 // connections it receives on, sends on
+	inSrc    []int32 // the source of each of in (a scan reads no connection)
 	pending  []int32 // pieces its WAN peers have not heard of
 	inFlush  bool
 	need     int64 // bytes it must receive
@@ -74,7 +75,8 @@ type req struct {
 	gen      uint32
 	state    uint8
 	class    sched.Class
-	nak      bool // answered dont-have
+	nak      bool  // answered dont-have
+	at       int32 // its position in its device's reqs while listed
 	bytes    float64
 }
 
@@ -758,6 +760,7 @@ func (e *engine) issue(i int32, r sched.Request) {
 		b = e.rel.fresh[r.Piece]
 	}
 	id := e.newReq(req{dst: i, src: src, piece: int32(r.Piece), conn: -1, gen: d.gen, class: r.Class, bytes: float64(b)})
+	e.reqs[id].at = int32(len(d.reqs))
 	d.reqs = append(d.reqs, id)
 	e.at(e.now+e.lat[r.Class], evReqArrive, id, 0, 0)
 }
@@ -798,12 +801,12 @@ func (e *engine) cancel(i int32, c sched.Request) {
 func (e *engine) unlist(id int32) {
 	r := &e.reqs[id]
 	d := &e.devs[r.dst]
-	for k, x := range d.reqs {
-		if x == id {
-			d.reqs[k] = d.reqs[len(d.reqs)-1]
-			d.reqs = d.reqs[:len(d.reqs)-1]
-			break
-		}
+	if k := int(r.at); k >= 0 && k < len(d.reqs) && d.reqs[k] == id {
+		last := d.reqs[len(d.reqs)-1]
+		d.reqs[k] = last
+		e.reqs[last].at = int32(k)
+		d.reqs = d.reqs[:len(d.reqs)-1]
+		r.at = -1
 	}
 	if r.src >= 0 {
 		d.npeer--
@@ -860,9 +863,9 @@ func (e *engine) arrive(id int32) {
 	}
 	d := &e.devs[r.dst]
 	var ci int32 = -1
-	for _, x := range d.in {
-		if e.conns[x].src == r.src {
-			ci = x
+	for k, s := range d.inSrc {
+		if s == r.src {
+			ci = d.in[k]
 			break
 		}
 	}
@@ -889,6 +892,7 @@ func (e *engine) openConn(src, dst int32, class sched.Class) int32 {
 	c := &e.conns[ci]
 	c.src, c.dst, c.class, c.queue, c.head, c.live = src, dst, class, c.queue[:0], 0, false
 	e.devs[dst].in = append(e.devs[dst].in, ci)
+	e.devs[dst].inSrc = append(e.devs[dst].inSrc, src)
 	if src >= 0 {
 		e.devs[src].out = append(e.devs[src].out, ci)
 	}
@@ -908,7 +912,15 @@ func drop(list []int32, x int32) []int32 {
 func (e *engine) closeConn(ci int32) {
 	c := &e.conns[ci]
 	c.live = false
-	e.devs[c.dst].in = drop(e.devs[c.dst].in, ci)
+	d := &e.devs[c.dst]
+	for k, x := range d.in {
+		if x == ci {
+			last := len(d.in) - 1
+			d.in[k], d.inSrc[k] = d.in[last], d.inSrc[last]
+			d.in, d.inSrc = d.in[:last], d.inSrc[:last]
+			break
+		}
+	}
 	if c.src >= 0 {
 		e.devs[c.src].out = drop(e.devs[c.src].out, ci)
 	}

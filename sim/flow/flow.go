@@ -16,9 +16,14 @@ type (
 // Never is the finish time of a flow that makes no progress (rate 0).
 const Never int64 = math.MaxInt64
 
-// ErrBadFlow: Add got an empty path, an unknown link, a link twice, or a
-// negative or not finite byte count; or a call named a flow that is not
-// live.
+// MaxPath is the most links a flow's path may cross. Paths are stored in
+// the flow itself, so that the network's millions of flows make no
+// allocations of their own and hold no pointers for the collector.
+const MaxPath = 8
+
+// ErrBadFlow: Add got an empty path, one longer than MaxPath, an unknown
+// link, a link twice, or a negative or not finite byte count; or a call
+// named a flow that is not live.
 var ErrBadFlow = errors.New("flow: bad flow")
 
 // ErrBadLink: a capacity that is negative or not a number, or an unknown
@@ -46,9 +51,10 @@ type link struct {
 }
 
 type flow struct {
-	path      []LinkID
-	at        []int32 // position in links[path[i]].flows
-	bn        LinkID  // -1 before the first computation
+	pbuf      [MaxPath]LinkID
+	at        [MaxPath]int32 // position in links[path[i]].flows
+	np        uint8          // links in pbuf
+	bn        LinkID         // -1 before the first computation
 	bnAt      int32
 	rate      float64
 	remaining float64 // bytes at time updated
@@ -63,6 +69,9 @@ type flow struct {
 	newRate float64
 	newBn   LinkID
 }
+
+// path is the links a flow crosses.
+func (f *flow) path() []LinkID { return f.pbuf[:f.np] }
 
 // Stats counts the network's work, for the simulator's performance notes.
 type Stats struct {
@@ -173,8 +182,8 @@ func (n *Network) SetCapacity(now int64, l LinkID, capacity float64) error {
 // Add starts a flow of bytes along path at time now. Its rate is set by
 // the next Settle; until then it moves nothing.
 func (n *Network) Add(now int64, path []LinkID, bytes float64) (FlowID, error) {
-	if len(path) == 0 {
-		return 0, fmt.Errorf("%w: empty path", ErrBadFlow)
+	if len(path) == 0 || len(path) > MaxPath {
+		return 0, fmt.Errorf("%w: a path of %d links", ErrBadFlow, len(path))
 	}
 	if !(bytes >= 0) || math.IsInf(bytes, 0) {
 		return 0, fmt.Errorf("%w: %v bytes", ErrBadFlow, bytes)
@@ -198,11 +207,10 @@ func (n *Network) Add(now int64, path []LinkID, bytes float64) (FlowID, error) {
 		n.flows = append(n.flows, flow{})
 	}
 	f := &n.flows[id]
-	f.path = append(f.path[:0], path...)
-	f.at = f.at[:0]
-	for _, l := range path {
+	f.np = uint8(copy(f.pbuf[:], path))
+	for i, l := range path {
 		lk := &n.links[l]
-		f.at = append(f.at, int32(len(lk.flows)))
+		f.at[i] = int32(len(lk.flows))
 		lk.flows = append(lk.flows, id)
 	}
 	f.bn, f.bnAt = -1, -1
@@ -237,7 +245,7 @@ func (n *Network) Remove(now int64, id FlowID) (float64, error) {
 	if f.hidx >= 0 {
 		n.heapRemove(f.hidx)
 	}
-	for i, l := range f.path {
+	for i, l := range f.path() {
 		lk := &n.links[l]
 		lk.load -= f.rate
 		last := len(lk.flows) - 1
@@ -245,7 +253,7 @@ func (n *Network) Remove(now int64, id FlowID) (float64, error) {
 			moved := lk.flows[last]
 			lk.flows[pos] = moved
 			m := &n.flows[moved]
-			for j, ml := range m.path {
+			for j, ml := range m.path() {
 				if ml == l {
 					m.at[j] = pos
 					break
