@@ -35,23 +35,6 @@ func DeltaPath(id cid.Cid) string {
 // DeltaIndexPath is the repository path of an encoded delta index.
 func DeltaIndexPath(id cid.Cid) string { return deltasDir + "/index/" + id.String() }
 
-// DeltaIndexID is the ID in a delta index's path (DeltaIndexPath), when p
-// is one: a raw chunk-form CID in canonical form.
-func DeltaIndexID(p string) (cid.Cid, bool) {
-	s, ok := strings.CutPrefix(p, deltasDir+"/index/")
-	if !ok {
-		return cid.Undef, false
-	}
-	id, err := cid.Decode(s)
-	if err != nil || id.String() != s {
-		return cid.Undef, false
-	}
-	if _, _, err := chunker.ParseID(id); err != nil {
-		return cid.Undef, false
-	}
-	return id, true
-}
-
 // deltaSuffix ends the fourth segment of a delta target's path. Artifact
 // names may contain '.', so a delta target is told from a release target
 // by its fifth segment, not by the suffix alone.
@@ -401,26 +384,20 @@ func MaxDeltaObjectSize(maxChunk int) int64 { return delta.MaxObjectSize(maxChun
 // MaxDeltaObjectSize of the chunk bound). Errors wrap ErrChunkCorrupt
 // (bytes that are not id), ErrTooLarge, or fetch's sentinels.
 func FetchDelta(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
-	return fetchByID(ctx, f, DeltaPath, id, max)
+	return FetchFileByID(ctx, f, DeltaPath(id), id, max)
 }
 
-// FetchDeltaIndexFile fetches the encoded delta index id
-// (DeltaIndexPath) and checks its bytes against id, as FetchDelta does;
-// max is its signed length. A device still checks the bytes against the
-// signed target (FetchDeltaIndex, DecodeDeltaIndex): this is for a node
-// that passes the file on to its peers.
-func FetchDeltaIndexFile(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
-	return fetchByID(ctx, f, DeltaIndexPath, id, max)
-}
-
-// fetchByID fetches the file path(id), stored as it is, and checks its
-// bytes hash to id.
-func fetchByID(ctx context.Context, f fetch.Fetcher, path func(cid.Cid) string, id cid.Cid, max int) ([]byte, error) {
+// FetchFileByID fetches the repository file p, stored as it is and named
+// by the CID of its bytes (a delta object, a delta index, a release
+// index), and checks its bytes hash to id. It is for a node that passes
+// the file on to its peers; a device still checks an index against its
+// signed target. Errors wrap ErrChunkCorrupt, ErrTooLarge, or fetch's
+// sentinels.
+func FetchFileByID(ctx context.Context, f fetch.Fetcher, p string, id cid.Cid, max int) ([]byte, error) {
 	h, d, err := chunker.ParseID(id)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", id, err)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	p := path(id)
 	obj, err := f.Fetch(ctx, p, int64(max))
 	if err != nil {
 		return nil, err

@@ -64,8 +64,9 @@ type ReleaseHeld struct {
 // TransferStatus is a download, in progress or finished: of a release's
 // chunks (kind "release", Index the release index), or of the delta index
 // (kind "delta-index") or the delta objects (kind "deltas") that build the
-// release index Release on a device holding its base; Index is then the
-// CID of the piece list the peers trade them by (docs/deltas.md).
+// release index Release on a device holding its base, or of the release
+// index Release itself (kind "index"); Index is then the CID of the piece
+// list the peers trade them by (docs/deltas.md, "In the swarm").
 type TransferStatus struct {
 	Index     string           `json:"index"`
 	Kind      string           `json:"kind"`

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 
@@ -27,36 +28,17 @@ type deltaSource struct {
 var _ updater.BulkDeltas = deltaSource{}
 
 // Fetch fetches a delta index (deltas/index/CID) as a download of one
-// piece: the devices of a site ask for it at the same moment, and the
-// split lets one of them take it from the origin and the others from it.
-// A single delta object is asked of the origin alone: the installer
-// fetches deltas through FetchDeltas.
+// piece (fetchOne). A single delta object is asked of the origin alone:
+// the installer fetches deltas through FetchDeltas.
 func (s deltaSource) Fetch(ctx context.Context, path string, max int64) ([]byte, error) {
-	id, ok := manifest.DeltaIndexID(path)
+	id, ok := pathID(path, "deltas/index/")
 	if !ok {
 		if s.n.origin == nil {
 			return nil, fmt.Errorf("node: %s: no origin to ask: %w", path, fetch.ErrNotFound)
 		}
 		return s.n.origin.Fetch(ctx, path, max)
 	}
-	h, d, _ := chunker.ParseID(id)
-	if max < 1 || max > int64(s.n.engine.MaxObject()) {
-		// Too large for a Block: only the origin has it to give.
-		if s.n.origin == nil {
-			return nil, fmt.Errorf("node: %s of %d bytes does not fit a block and there is no origin: %w", path, max, fetch.ErrNotFound)
-		}
-		return s.n.origin.Fetch(ctx, path, max)
-	}
-	ix := pieceList(h, []chunker.Entry{{Size: uint32(max), Digest: d}})
-	var out []byte
-	err := s.n.fetchPieces(ctx, ix, transfer{kind: kindDeltaIndex, release: s.release}, manifest.FetchDeltaIndexFile, nil, func(_ cid.Cid, b []byte) error {
-		out = b
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("node: %s: %w", path, err)
-	}
-	return out, nil
+	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindDeltaIndex, release: s.release})
 }
 
 // FetchDeltas fetches the delta objects want of the delta index dix
@@ -72,6 +54,66 @@ func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []c
 		set[id] = true
 	}
 	return s.n.fetchPieces(ctx, pieceList(dix.Hash, es), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set, deliver)
+}
+
+// indexSource fetches release indexes (index/CID) for
+// manifest.Client.FetchIndexes as downloads of one piece (fetchOne), so a
+// site's devices, which all ask at the announcement, take each index
+// across the uplink once. It needs an origin: without one, no peer may
+// ever fetch the piece (exchange.PeerFetcher asks the peers that serve
+// the index instead).
+type indexSource struct{ n *Node }
+
+func (s indexSource) Fetch(ctx context.Context, path string, max int64) ([]byte, error) {
+	id, ok := pathID(path, "index/")
+	if !ok || s.n.origin == nil {
+		return nil, fmt.Errorf("node: %s: %w", path, fetch.ErrNotFound)
+	}
+	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindIndex, release: id})
+}
+
+// pathID is the ID in the path DIR/CID of a repository file named by the
+// CID of its bytes, when path is one (a canonical raw chunk-form CID).
+func pathID(path, dir string) (cid.Cid, bool) {
+	s, ok := strings.CutPrefix(path, dir)
+	if !ok {
+		return cid.Undef, false
+	}
+	id, err := cid.Decode(s)
+	if err != nil || id.String() != s {
+		return cid.Undef, false
+	}
+	if _, _, err := chunker.ParseID(id); err != nil {
+		return cid.Undef, false
+	}
+	return id, true
+}
+
+// fetchOne fetches the repository file path, named by id and size bytes
+// long (its signed length), as a download of one piece: the devices of a
+// site ask for it at the same moment, and the scheduler's split lets one
+// of them take it from the origin and the others from it over the LAN. A
+// file too large for a Block comes from the origin.
+func (n *Node) fetchOne(ctx context.Context, path string, id cid.Cid, size int64, t transfer) ([]byte, error) {
+	h, d, _ := chunker.ParseID(id)
+	if size < 1 || size > int64(n.engine.MaxObject()) {
+		if n.origin == nil {
+			return nil, fmt.Errorf("node: %s of %d bytes does not fit a block and there is no origin: %w", path, size, fetch.ErrNotFound)
+		}
+		return n.origin.Fetch(ctx, path, size)
+	}
+	origin := func(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
+		return manifest.FetchFileByID(ctx, f, path, id, max)
+	}
+	var out []byte
+	err := n.fetchPieces(ctx, pieceList(h, []chunker.Entry{{Size: uint32(size), Digest: d}}), t, origin, nil, func(_ cid.Cid, b []byte) error {
+		out = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", path, err)
+	}
+	return out, nil
 }
 
 // pieceList is the chunk list that stands for a set of objects in the

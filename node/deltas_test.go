@@ -79,9 +79,9 @@ func installDirect(t *testing.T, ctx context.Context, cfgPath, repo string) {
 
 // TestSiteTradesDeltas: three devices of one site run v1; v2 is published
 // with deltas against v1. Every device builds the changed chunks from
-// delta objects, the delta index and each delta object cross the site's
-// uplink (the origin) once, and a device with no origin at all gets its
-// deltas from its peers.
+// delta objects; the release index, the delta index and each delta object
+// cross the site's uplink (the origin) once; and a device with no origin
+// at all gets its deltas from its peers.
 func TestSiteTradesDeltas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts libp2p hosts")
@@ -192,6 +192,11 @@ func TestSiteTradesDeltas(t *testing.T) {
 	// the index lists plus the index, none twice.
 	if deltas == 0 || deltas > pub.Deltas[0].Stats.Deltas+1 || most > 1 {
 		t.Errorf("origin served %d delta files for %d deltas, one of them %d times: deltas do not cross the uplink once", deltas, pub.Deltas[0].Stats.Deltas, most)
+	}
+	// The release's index too: one device fetches it, the others take it
+	// from the LAN.
+	if n, most := origin.served("index"); n != 1 || most != 1 {
+		t.Errorf("origin served %d index files, one of them %d times; want v2's once", n, most)
 	}
 	// Whole chunks only where a chunk has no delta: far fewer than the
 	// deltas.

@@ -278,10 +278,11 @@ func TestHostilePeerOnLibp2p(t *testing.T) {
 			}
 			sink.mu.Unlock()
 			st := dev.Status()
-			if len(st.Transfers) != 1 {
+			rt := releaseTransfers(st)
+			if len(rt) != 1 {
 				t.Fatalf("transfers: %+v", st.Transfers)
 			}
-			tr := st.Transfers[0]
+			tr := rt[0]
 			if tc.bad && tr.BadBlocks == 0 {
 				t.Error("no bad block counted")
 			}

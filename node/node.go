@@ -411,9 +411,14 @@ func (n *Node) take(ctx context.Context, v Verdict) error {
 	if err != nil {
 		return err
 	}
-	// Indexes from the peers first (those that announced them: the site's
-	// cache node), then the origin, if the node has a route to it.
-	mirrors := []fetch.Fetcher{exchange.PeerFetcher{Engine: n.engine}}
+	// With a route to the origin, indexes come as downloads of one piece
+	// (a site takes each across its uplink once); then from the peers that
+	// serve them (the site's cache node), then from the origin directly.
+	var mirrors []fetch.Fetcher
+	if n.origin != nil {
+		mirrors = append(mirrors, indexSource{n})
+	}
+	mirrors = append(mirrors, exchange.PeerFetcher{Engine: n.engine})
 	if n.origin != nil {
 		mirrors = append(mirrors, n.origin)
 	}
@@ -735,6 +740,7 @@ type transfer struct {
 // Transfer kinds (TransferStatus.Kind).
 const (
 	kindRelease    = "release"
+	kindIndex      = "index"
 	kindDeltaIndex = "delta-index"
 	kindDeltas     = "deltas"
 )

@@ -103,10 +103,10 @@ func TestCacheNodeFeedsDeviceWithoutOrigin(t *testing.T) {
 		return dev.dev.State().Phase == state.Tentative
 	})
 	st := dev.Status()
-	if len(st.Transfers) != 1 || st.Transfers[0].Held != st.Transfers[0].Total {
+	if rt := releaseTransfers(st); len(rt) != 1 || rt[0].Held != rt[0].Total {
 		t.Fatalf("device transfers: %+v", st.Transfers)
 	}
-	tr := st.Transfers[0]
+	tr := releaseTransfers(st)[0]
 	t.Logf("device: %d/%d chunks, by source %v", tr.Held, tr.Total, tr.Chunks)
 	if tr.Chunks[sched.Origin.String()] != 0 {
 		t.Errorf("chunks from an origin: %v", tr.Chunks)
@@ -256,7 +256,7 @@ func TestRequireLogDeviceWithoutOrigin(t *testing.T) {
 	if acc, _, _ := dev.vals[0].counts(); acc == 0 {
 		t.Fatal("the device's validator accepted nothing")
 	}
-	tr := dev.Status().Transfers
+	tr := releaseTransfers(dev.Status())
 	if len(tr) != 1 || tr[0].Held != tr[0].Total || tr[0].Chunks[sched.Origin.String()] != 0 {
 		t.Fatalf("device transfers: %+v", tr)
 	}

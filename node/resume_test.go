@@ -111,11 +111,11 @@ func TestKilledNodeResumes(t *testing.T) {
 		}
 	}
 	transfer := func(n *Node) (TransferStatus, bool) {
-		st := n.Status()
-		if len(st.Transfers) == 0 {
+		st := releaseTransfers(n.Status())
+		if len(st) == 0 {
 			return TransferStatus{}, false
 		}
-		return st.Transfers[0], true
+		return st[0], true
 	}
 
 	// First run: stopped once it holds some of the release but not all.
