@@ -117,8 +117,9 @@ delta that fails its checks is refused, named, and its chunk fetched whole.`,
 			if err := deltaBundleFits(f, source, d.State().Installed); err != nil {
 				return err
 			}
+			limit := "--timeout"
 			if timeout <= 0 {
-				timeout = d.Config.ApplyTimeout()
+				timeout, limit = d.Config.ApplyTimeout(), "[update] timeout"
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -132,7 +133,7 @@ delta that fails its checks is refused, named, and its chunk fetched whole.`,
 			bar.End(err)
 			if err != nil {
 				if errors.Is(err, context.DeadlineExceeded) {
-					return fmt.Errorf("%w (--timeout %v; run apply again to resume)", err, timeout)
+					return fmt.Errorf("%w (%s %v; run apply again to resume)", err, limit, timeout)
 				}
 				return err
 			}

@@ -55,7 +55,7 @@ func TestApplyConfigTimeoutOnSlowOrigin(t *testing.T) {
 	start := time.Now()
 	_, errs, code := runCLI(t, "update", "apply", "--config", cfg, "--source", srv.URL+"/")
 	took := time.Since(start)
-	if code == exitOK || !strings.Contains(errs, "deadline exceeded") || !strings.Contains(errs, " 2s") || !strings.Contains(errs, "resume") {
+	if code == exitOK || !strings.Contains(errs, "deadline exceeded") || !strings.Contains(errs, "[update] timeout 2s") || !strings.Contains(errs, "resume") {
 		t.Fatalf("apply against a trickling origin with [update] timeout = 2s: exit %d after %v: %s", code, took, errs)
 	}
 	// Not before the configured bound (something else ended it), and not
