@@ -13,6 +13,7 @@ import (
 	"github.com/shoalnet/shoal/internal/tomlstrict"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/boot"
+	"github.com/shoalnet/shoal/updater/state"
 )
 
 // Config is a device's shoal.toml. Relative paths are relative to the
@@ -176,7 +177,7 @@ func (c *Config) validate() error {
 		return bad("[update] min_rate %d is negative", c.Update.MinRate)
 	}
 	if c.Boot.Tries == 0 {
-		c.Boot.Tries = 3
+		c.Boot.Tries = state.DefaultTries
 	}
 	if c.Boot.Tries < 1 || c.Boot.Tries > boot.MaxTries {
 		return bad("[boot] tries %d not in 1..%d", c.Boot.Tries, boot.MaxTries)

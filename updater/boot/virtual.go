@@ -37,8 +37,8 @@ func InitVirtual(adapter, dir string, tries int, opts ...Option) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if tries < 1 || tries > MaxTries {
-		return "", fmt.Errorf("%w: %d not in 1..%d", ErrBadTries, tries, MaxTries)
+	if err := checkTries(tries); err != nil {
+		return "", err
 	}
 	o := buildOptions(opts)
 	p := filepath.Join(dir, rel)

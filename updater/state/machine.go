@@ -15,10 +15,14 @@ var (
 	ErrBadConfig = errors.New("state: bad config")
 )
 
+// DefaultTries is how many times a bootloader tries a new slot unless the
+// device's config says otherwise ([boot] tries).
+const DefaultTries = 3
+
 // Config is the device's update policy. Zero fields take defaults.
 type Config struct {
 	// Tries is how many times the bootloader tries a new slot before it
-	// falls back (default 3). Its upper bound is the boot adapter's
+	// falls back (default DefaultTries). Its upper bound is the boot adapter's
 	// (updater/boot.MaxTries), checked where the adapter is chosen.
 	Tries int
 	// HealthDeadline is how many ticks the health checks get after the
@@ -31,7 +35,7 @@ type Config struct {
 
 func (c *Config) validate() error {
 	if c.Tries == 0 {
-		c.Tries = 3
+		c.Tries = DefaultTries
 	}
 	if c.HealthDeadline == 0 {
 		c.HealthDeadline = 300
