@@ -148,9 +148,10 @@ for i in 2 3; do
   run "$SHOAL" update boot-check --config "swarm-dev$i/shoal.toml"
 done
 
-step "11. A fleet: 2 sites × 3 devices take v1, then v2 (10% changed); each site's uplink against the new bytes"
+step "11. A fleet: 2 sites × 3 devices take v1, then v2 (10% changed) as deltas traded through the swarm; each site's uplink against the delta bytes"
 # shoal fleet run (docs/fleet.md) builds the fleet, brings every device to v1
-# (not measured), publishes v2, announces it once, and measures. As root, in
+# (not measured), publishes v2 with deltas against v1, announces it once, and
+# measures. As root, in
 # network namespaces behind 20 Mbit/s site uplinks; otherwise on loopback.
 FLEET_SIZE=${DEMO_FLEET_SIZE:-32M}
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then
@@ -158,7 +159,7 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; t
 else
   FLEET_NET=(--loopback)
 fi
-run "$SHOAL" fleet run --sites 2 --devices 3 --size "$FLEET_SIZE" --changed 0.1 "${FLEET_NET[@]}" --timeout 5m
+run "$SHOAL" fleet run --sites 2 --devices 3 --size "$FLEET_SIZE" --changed 0.1 --deltas "${FLEET_NET[@]}" --timeout 5m
 
 step "12. The simulator: 200 remote sites of 8 devices behind 10 Mbit/s uplinks, each device running the real scheduler"
 # shoal sim run (docs/simulator.md) writes summary.json, CSV files and plots.
