@@ -151,8 +151,8 @@ done
 step "11. A fleet: 2 sites × 3 devices take v1, then v2 (10% changed) as deltas traded through the swarm; each site's uplink against the delta bytes"
 # shoal fleet run (docs/fleet.md) builds the fleet, brings every device to v1
 # (not measured), publishes v2 with deltas against v1, announces it once, and
-# measures. As root, in
-# network namespaces behind 20 Mbit/s site uplinks; otherwise on loopback.
+# measures. As root, in network namespaces behind 20 Mbit/s site uplinks;
+# otherwise on loopback.
 FLEET_SIZE=${DEMO_FLEET_SIZE:-32M}
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then
   FLEET_NET=(--uplink 20mbit)
