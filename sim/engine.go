@@ -772,7 +772,7 @@ func (e *engine) newReq(r req) int32 {
 		e.reqs[id] = r
 		return id
 	}
-	e.reqs = append(e.reqs, r)
+	e.reqs = append(doubled(e.reqs), r)
 	return int32(len(e.reqs) - 1)
 }
 
@@ -886,7 +886,7 @@ func (e *engine) openConn(src, dst int32, class sched.Class) int32 {
 		ci = e.freeConns[k-1]
 		e.freeConns = e.freeConns[:k-1]
 	} else {
-		e.conns = append(e.conns, conn{})
+		e.conns = append(doubled(e.conns), conn{})
 		ci = int32(len(e.conns) - 1)
 	}
 	c := &e.conns[ci]
@@ -897,6 +897,19 @@ func (e *engine) openConn(src, dst int32, class sched.Class) int32 {
 		e.devs[src].out = append(e.devs[src].out, ci)
 	}
 	return ci
+}
+
+// doubled returns s with room for one more, doubling its capacity when
+// full: the engine's request and connection tables reach millions of
+// entries at scale, where append's gentler growth for large slices copies
+// them several times over.
+func doubled[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s
+	}
+	t := make([]T, len(s), max(2*cap(s), 64))
+	copy(t, s)
+	return t
 }
 
 func drop(list []int32, x int32) []int32 {

@@ -19,7 +19,7 @@ const Never int64 = math.MaxInt64
 // MaxPath is the most links a flow's path may cross. Paths are stored in
 // the flow itself, so that the network's millions of flows make no
 // allocations of their own and hold no pointers for the collector.
-const MaxPath = 8
+const MaxPath = 6
 
 // ErrBadFlow: Add got an empty path, one longer than MaxPath, an unknown
 // link, a link twice, or a negative or not finite byte count; or a call
@@ -51,24 +51,34 @@ type link struct {
 }
 
 type flow struct {
-	pbuf      [MaxPath]LinkID
-	at        [MaxPath]int32 // position in links[path[i]].flows
-	np        uint8          // links in pbuf
-	bn        LinkID         // -1 before the first computation
-	bnAt      int32
 	rate      float64
 	remaining float64 // bytes at time updated
 	updated   int64
 	finish    int64
+	pbuf      [MaxPath]LinkID
+	at        [MaxPath]int32 // position in links[path[i]].flows
+	bn        LinkID         // -1 before the first computation
+	bnAt      int32
 	hidx      int32 // position in the finish heap, -1 when not in it
+	np        uint8 // links in pbuf
 	live      bool
 
 	// Scratch of Settle.
-	inC     uint64
 	frozen  bool
-	newRate float64
 	newBn   LinkID
+	newRate float64
+	inC     uint64
 }
+
+// Flows live in pages of a fixed size, so that a network of millions of
+// flows grows without copying them (or holding two copies at once).
+const (
+	pageBits = 12
+	pageSize = 1 << pageBits
+)
+
+// fl returns flow id's record.
+func (n *Network) fl(id FlowID) *flow { return &n.pages[id>>pageBits][id&(pageSize-1)] }
 
 // path is the links a flow crosses.
 func (f *flow) path() []LinkID { return f.pbuf[:f.np] }
@@ -92,10 +102,11 @@ type Stats struct {
 // Network is a set of links and the flows across them. It is not safe for
 // concurrent use.
 type Network struct {
-	links []link
-	flows []flow
-	free  []FlowID
-	live  int
+	links  []link
+	pages  []*[pageSize]flow
+	nflows int // flow IDs handed out (live or free)
+	free   []FlowID
+	live   int
 
 	// Changes since the last Settle.
 	added    []FlowID
@@ -203,10 +214,13 @@ func (n *Network) Add(now int64, path []LinkID, bytes float64) (FlowID, error) {
 		id = n.free[k-1]
 		n.free = n.free[:k-1]
 	} else {
-		id = FlowID(len(n.flows))
-		n.flows = append(n.flows, flow{})
+		if n.nflows == len(n.pages)*pageSize {
+			n.pages = append(n.pages, new([pageSize]flow))
+		}
+		id = FlowID(n.nflows)
+		n.nflows++
 	}
-	f := &n.flows[id]
+	f := n.fl(id)
 	f.np = uint8(copy(f.pbuf[:], path))
 	for i, l := range path {
 		lk := &n.links[l]
@@ -227,7 +241,7 @@ func (n *Network) Add(now int64, path []LinkID, bytes float64) (FlowID, error) {
 }
 
 func (n *Network) check(id FlowID) error {
-	if id < 0 || int(id) >= len(n.flows) || !n.flows[id].live {
+	if id < 0 || int(id) >= n.nflows || !n.fl(id).live {
 		return fmt.Errorf("%w: flow %d is not live", ErrBadFlow, id)
 	}
 	return nil
@@ -241,7 +255,7 @@ func (n *Network) Remove(now int64, id FlowID) (float64, error) {
 		return 0, err
 	}
 	left := n.Remaining(now, id)
-	f := &n.flows[id]
+	f := n.fl(id)
 	if f.hidx >= 0 {
 		n.heapRemove(f.hidx)
 	}
@@ -252,7 +266,7 @@ func (n *Network) Remove(now int64, id FlowID) (float64, error) {
 		if pos := f.at[i]; int(pos) != last {
 			moved := lk.flows[last]
 			lk.flows[pos] = moved
-			m := &n.flows[moved]
+			m := n.fl(moved)
 			for j, ml := range m.path() {
 				if ml == l {
 					m.at[j] = pos
@@ -279,13 +293,13 @@ func (n *Network) Remove(now int64, id FlowID) (float64, error) {
 
 // unBottle takes flow id out of its bottleneck's list.
 func (n *Network) unBottle(id FlowID) {
-	f := &n.flows[id]
+	f := n.fl(id)
 	lk := &n.links[f.bn]
 	last := len(lk.bn) - 1
 	if pos := f.bnAt; int(pos) != last {
 		moved := lk.bn[last]
 		lk.bn[pos] = moved
-		n.flows[moved].bnAt = pos
+		n.fl(moved).bnAt = pos
 	}
 	lk.bn = lk.bn[:last]
 	f.bn, f.bnAt = -1, -1
@@ -301,22 +315,22 @@ func (n *Network) Continue(now int64, id FlowID, bytes float64) error {
 	if !(bytes >= 0) || math.IsInf(bytes, 0) {
 		return fmt.Errorf("%w: %v bytes", ErrBadFlow, bytes)
 	}
-	f := &n.flows[id]
+	f := n.fl(id)
 	f.remaining, f.updated = bytes, now
 	n.schedule(id)
 	return nil
 }
 
 // Rate returns a flow's rate in bytes per second, as of the last Settle.
-func (n *Network) Rate(id FlowID) float64 { return n.flows[id].rate }
+func (n *Network) Rate(id FlowID) float64 { return n.fl(id).rate }
 
 // Bottleneck returns the link that set a flow's rate at the last Settle,
 // or -1.
-func (n *Network) Bottleneck(id FlowID) LinkID { return n.flows[id].bn }
+func (n *Network) Bottleneck(id FlowID) LinkID { return n.fl(id).bn }
 
 // Remaining returns the bytes a flow has still to carry at time now.
 func (n *Network) Remaining(now int64, id FlowID) float64 {
-	f := &n.flows[id]
+	f := n.fl(id)
 	r := f.remaining - f.rate*float64(now-f.updated)/1e9
 	return max(r, 0)
 }
@@ -351,7 +365,7 @@ func (n *Network) PopFinished(now int64) []FlowID {
 			break
 		}
 		id := n.fheap[0].id
-		f := &n.flows[id]
+		f := n.fl(id)
 		n.heapRemove(0)
 		f.remaining, f.updated = 0, now
 		n.finished = append(n.finished, id)
@@ -362,7 +376,7 @@ func (n *Network) PopFinished(now int64) []FlowID {
 // schedule (re)computes a flow's finish time from its remaining bytes and
 // rate and places it in the finish heap.
 func (n *Network) schedule(id FlowID) {
-	f := &n.flows[id]
+	f := n.fl(id)
 	switch {
 	case f.remaining <= 0:
 		f.finish = f.updated

@@ -176,9 +176,8 @@ func TestBadInput(t *testing.T) {
 	if err := n.SetCapacity(0, 7, 1); !errors.Is(err, ErrBadLink) {
 		t.Errorf("SetCapacity of no link: %v", err)
 	}
-	long := links(t, New(), 1, 1, 1, 1, 1, 1, 1, 1, 1) // MaxPath + 1 links
 	m := New()
-	links(t, m, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+	long := links(t, m, make([]float64, MaxPath+1)...)
 	if _, err := m.Add(0, long, 1); !errors.Is(err, ErrBadFlow) {
 		t.Errorf("a path of %d links: %v", len(long), err)
 	}

@@ -68,8 +68,8 @@ func (n *Network) fless(i, j int) bool {
 func (n *Network) fswap(i, j int) {
 	h := n.fheap
 	h[i], h[j] = h[j], h[i]
-	n.flows[h[i].id].hidx = int32(i)
-	n.flows[h[j].id].hidx = int32(j)
+	n.fl(h[i].id).hidx = int32(i)
+	n.fl(h[j].id).hidx = int32(j)
 }
 
 func (n *Network) heapUp(i int) {
@@ -115,7 +115,7 @@ func (n *Network) heapRemove(i int32) {
 		n.fswap(int(i), last)
 	}
 	n.fheap = n.fheap[:last]
-	n.flows[id].hidx = -1
+	n.fl(id).hidx = -1
 	if int(i) != last {
 		n.heapFix(i)
 	}

@@ -20,7 +20,7 @@ func (n *Network) settle(now int64) {
 	n.stats.Settles++
 	n.cset, n.visited, n.stack = n.cset[:0], n.visited[:0], n.stack[:0]
 	for _, id := range n.added {
-		if n.flows[id].live {
+		if n.fl(id).live {
 			n.addC(id)
 		}
 	}
@@ -65,13 +65,13 @@ func (n *Network) settle(now int64) {
 
 // addC puts a flow in C; the links on its path are visited by closure.
 func (n *Network) addC(id FlowID) {
-	f := &n.flows[id]
+	f := n.fl(id)
 	if f.inC == n.epoch {
 		return
 	}
 	f.inC = n.epoch
 	n.cset = append(n.cset, id)
-	n.stack = append(n.stack, f.path...)
+	n.stack = append(n.stack, f.path()...)
 }
 
 // closure visits the links on C's paths: every flow bottlenecked at a
@@ -110,9 +110,9 @@ func (n *Network) fill() {
 		lk.n = 0
 	}
 	for _, id := range n.cset {
-		f := &n.flows[id]
+		f := n.fl(id)
 		f.frozen = false
-		for _, l := range f.path {
+		for _, l := range f.path() {
 			lk := &n.links[l]
 			lk.resid += f.rate
 			lk.cflows = append(lk.cflows, id)
@@ -137,12 +137,12 @@ func (n *Network) fill() {
 		lk.fillLevel = lvl
 		n.bottled = append(n.bottled, e.link)
 		for _, id := range lk.cflows {
-			f := &n.flows[id]
+			f := n.fl(id)
 			if f.frozen {
 				continue
 			}
 			f.frozen, f.newRate, f.newBn = true, lvl, e.link
-			for _, m := range f.path {
+			for _, m := range f.path() {
 				mk := &n.links[m]
 				mk.resid -= lvl
 				mk.n--
@@ -178,7 +178,7 @@ func (n *Network) expand() bool {
 			continue
 		}
 		for _, g := range lk.flows {
-			if f := &n.flows[g]; f.inC != n.epoch && f.rate > lvl+tolerance(lvl) {
+			if f := n.fl(g); f.inC != n.epoch && f.rate > lvl+tolerance(lvl) {
 				n.addC(g)
 				grew = true
 			}
@@ -202,13 +202,13 @@ func (n *Network) commit(now int64) {
 	}
 	if len(n.holding) > 0 {
 		for _, id := range n.cset {
-			if f := &n.flows[id]; f.bn >= 0 && n.links[f.bn].held == n.epoch {
+			if f := n.fl(id); f.bn >= 0 && n.links[f.bn].held == n.epoch {
 				n.unBottle(id)
 			}
 		}
 	}
 	for _, id := range n.cset {
-		f := &n.flows[id]
+		f := n.fl(id)
 		bk := &n.links[f.newBn]
 		f.bn, f.bnAt = f.newBn, int32(len(bk.bn))
 		bk.bn = append(bk.bn, id)
@@ -218,7 +218,7 @@ func (n *Network) commit(now int64) {
 		}
 		f.remaining, f.updated = n.Remaining(now, id), now
 		d := f.newRate - f.rate
-		for _, l := range f.path {
+		for _, l := range f.path() {
 			n.links[l].load += d
 		}
 		f.rate = f.newRate
