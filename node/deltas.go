@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -11,6 +14,7 @@ import (
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
+	"github.com/shoalnet/shoal/store"
 	"github.com/shoalnet/shoal/updater"
 )
 
@@ -157,4 +161,121 @@ func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, o
 		n.log.Debug("provide", "pieces", id, "err", err)
 	}
 	return nil
+}
+
+// keepFromDeltas builds into the store the chunks of ix (artifact art of
+// the release v) that have a delta against a release the store keeps: a
+// cache node then takes the deltas across its site's uplink instead of
+// the whole chunks, and serves both to the site — the deltas to devices
+// on the base, the chunks to the rest. It is best effort: a chunk it does
+// not build is fetched whole afterwards, and every chunk it builds is
+// checked against its ID (delta.ExpandFrom).
+func (n *Node) keepFromDeltas(ctx context.Context, v *manifest.Verified, art string, ix *chunker.Index) {
+	base, bix := n.keptBase(ctx, v, art)
+	if bix == nil {
+		return
+	}
+	dt, _ := v.Delta(art, base)
+	src := deltaSource{n, ix.CID()}
+	dix, err := manifest.FetchDeltaIndex(ctx, src, dt, 0)
+	if err == nil {
+		err = dix.Check(bix, ix)
+	}
+	if err != nil {
+		n.log.Warn("delta index refused; keeping whole chunks", "release", v.Release.Version, "artifact", art, "base", base, "err", err)
+		return
+	}
+	var want []cid.Cid
+	chunkOf := map[cid.Cid]cid.Cid{} // delta → the chunk it builds
+	for _, e := range dix.Entries {
+		id := ix.ID(int(e.Pos))
+		if has, err := n.db.Has(ctx, id); err != nil || has {
+			continue
+		}
+		want = append(want, dix.ID(e))
+		chunkOf[dix.ID(e)] = id
+	}
+	img := &storeImage{ctx: ctx, db: n.db, ix: bix, off: bix.Offsets(), last: -1}
+	built := 0
+	err = src.FetchDeltas(ctx, dix, want, func(did cid.Cid, obj []byte) error {
+		id := chunkOf[did]
+		b, err := delta.ExpandFrom(nil, nil, id, obj, img, dix.Limits())
+		if err != nil {
+			n.log.Warn("delta refused; its chunk comes whole", "delta", did, "chunk", id, "err", err)
+			return nil
+		}
+		built++
+		return n.db.Put(ctx, id, b)
+	})
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("deltas", "release", v.Release.Version, "artifact", art, "err", err)
+	}
+	n.log.Info("chunks built from deltas", "release", v.Release.Version, "artifact", art, "base", base, "built", built, "deltas", len(want))
+}
+
+// keptBase is the newest release of v's channel older than v that the
+// store keeps (pinned as CHANNEL/VERSION/ARTIFACT) and that v lists a
+// delta index from, with its index; 0 and nil when there is none.
+func (n *Node) keptBase(ctx context.Context, v *manifest.Verified, art string) (uint64, *chunker.Index) {
+	pins, err := n.db.Pins(ctx)
+	if err != nil {
+		return 0, nil
+	}
+	var best uint64
+	var bestID cid.Cid
+	prefix := v.Release.Channel + "/"
+	for name, id := range pins {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		ver, a, ok := strings.Cut(rest, "/")
+		b, err := strconv.ParseUint(ver, 10, 64)
+		if !ok || err != nil || a != art || b >= v.Release.Version || b <= best {
+			continue
+		}
+		if dt, ok := v.Delta(art, b); ok && dt.BaseIndex.Equals(id) {
+			best, bestID = b, id
+		}
+	}
+	if best == 0 {
+		return 0, nil
+	}
+	bix, err := n.db.GetIndex(ctx, bestID)
+	if err != nil {
+		return 0, nil
+	}
+	return best, bix
+}
+
+// storeImage reads a kept release's image from the store's chunks, for
+// the references of deltas against it. It keeps the last chunk it read:
+// a reference is a run of neighbouring chunks.
+type storeImage struct {
+	ctx  context.Context
+	db   *store.DB
+	ix   *chunker.Index
+	off  []int64
+	last int
+	buf  []byte
+}
+
+func (s *storeImage) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		o := off + int64(n)
+		if o < 0 || o >= s.ix.Size {
+			return n, io.EOF
+		}
+		i := sort.Search(len(s.ix.Chunks), func(i int) bool { return s.off[i+1] > o })
+		if i != s.last {
+			b, err := s.db.Get(s.ctx, s.ix.ID(i))
+			if err != nil {
+				return n, err
+			}
+			s.buf, s.last = b, i
+		}
+		n += copy(p[n:], s.buf[o-s.off[i]:])
+	}
+	return n, nil
 }

@@ -215,3 +215,116 @@ func TestSiteTradesDeltas(t *testing.T) {
 		t.Errorf("the device without an origin shows no transfer from its LAN: %+v", nodes[2].Status().Transfers)
 	}
 }
+
+// reset forgets what the origin served so far.
+func (o *deltaOrigin) reset() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.paths, o.bytes = map[string]int{}, map[string]int64{}
+}
+
+// TestCacheNodeKeepsFromDeltas: a cache node that keeps v1 keeps v2 by
+// building its changed chunks from deltas: only the deltas (and the new
+// chunks with no delta) cross the uplink, each once, and a device on v1
+// behind it installs v2 from deltas too without asking the origin for
+// them again.
+func TestCacheNodeKeepsFromDeltas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libp2p hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	params := chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
+	v1 := publishImage(t, ctx, keys, dir, repo, 1, 2<<20, params)
+	root := filepath.Join(dir, "keys", "root.json")
+	origin := &deltaOrigin{Fetcher: fetch.Dir(repo), paths: map[string]int{}, bytes: map[string]int64{}}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	cache, err := New(ctx, nodeConfig(t, filepath.Join(dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", root), nil),
+		WithOrigin(origin), WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	devCfg := virtualDevice(t, filepath.Join(dir, "dev", "device"), root, 3<<20)
+	installDirect(t, ctx, devCfg, repo)
+	dev, err := New(ctx, nodeConfig(t, filepath.Join(dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", devCfg), cache.Addrs()[:1]),
+		WithOrigin(origin), WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	for _, n := range []*Node{cache, dev} {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Run(runCtx) }()
+	}
+	waitFor(t, ctx, "peers connected", func() bool { return len(cache.Host().Peers()) == 1 && len(dev.Host().Peers()) == 1 })
+	time.Sleep(1500 * time.Millisecond)
+	kept := func(version int) func() bool {
+		return func() bool {
+			cache.smu.Lock()
+			defer cache.smu.Unlock()
+			_, ok := cache.held[fmt.Sprintf("stable/%d/rootfs", version)]
+			return ok
+		}
+	}
+	if err := cache.Announce(ctx, fetch.Dir(repo)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the cache node kept v1", kept(1))
+
+	v2 := bytes.Clone(v1)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for blk := 0; blk+128<<10 <= len(v2); blk += 128 << 10 {
+		at := blk + rng.IntN(127<<10)
+		for i := range 1 << 10 {
+			v2[at+i] = byte(rng.Uint32())
+		}
+	}
+	v1Path, v2Path := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
+	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 2,
+		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: v2Path}}, Params: params,
+		DeltaFrom: []manifest.DeltaBase{{Version: 1, Images: map[string]string{"rootfs": v1Path}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := pub.Deltas[0].Stats
+	origin.reset()
+	if err := cache.Announce(ctx, fetch.Dir(repo)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the cache node kept v2", kept(2))
+	waitFor(t, ctx, "the device flipped", func() bool {
+		dev.devMu.Lock()
+		defer dev.devMu.Unlock()
+		return dev.dev.State().Phase == state.Tentative
+	})
+	slot, err := os.ReadFile(dev.dev.Config.SlotPath("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(slot[:len(v2)], v2) {
+		t.Fatal("the device's slot A does not hold v2")
+	}
+	deltas, most := origin.served("deltas")
+	chunks, _ := origin.served("chunks")
+	t.Logf("v2: %d new chunks, %d with deltas; origin served %d delta files (each at most %d times), %d chunk objects", st.NewChunks, st.Deltas, deltas, most, chunks)
+	if deltas == 0 || most > 1 {
+		t.Errorf("origin served %d delta files, one of them %d times", deltas, most)
+	}
+	if chunks > st.KeptWhole {
+		t.Errorf("origin served %d whole chunks; only the %d new chunks without a delta should cross", chunks, st.KeptWhole)
+	}
+}

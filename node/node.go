@@ -581,6 +581,7 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 	for i, a := range rel.Artifacts {
 		ix := v.Indexes[i]
 		id := ix.CID()
+		n.keepFromDeltas(ctx, v, a.Name, ix)
 		dl, err := n.engine.NewDownload(ctx, ix, n.downloadConfig())
 		if err != nil {
 			return err
