@@ -320,12 +320,13 @@ offers. Then it decodes every chunk, checks it against its ID and puts it into
 the chunk store at --store (created if missing), stores the indexes and pins
 the release's as CHANNEL/VERSION/ARTIFACT, so that garbage collection keeps
 its chunks and a node serves them to its LAN. A pin is written only after all
-chunks are in.
+chunks are in. A node's chunk store is the directory "chunks" in its [node]
+store; import while the node is stopped.
 
-A bundle made with --from that carries deltas is refused: a store holds whole
-chunks, and the swarm does not trade deltas yet; make the bundle for a node
-with --no-deltas.`,
-		Example: `  shoal bundle import stable.tar --store /var/lib/shoal/store --root /etc/shoal/root.json
+A bundle made with --from that carries deltas is refused: import keeps whole
+releases (a node fetches the deltas it trades itself); make the bundle for a
+node with --no-deltas.`,
+		Example: `  shoal bundle import stable.tar --store /var/lib/shoal/store/chunks --root /etc/shoal/root.json
   shoal bundle import stable.tar --store store/ --root root.json --require-log --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

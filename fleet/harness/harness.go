@@ -196,7 +196,7 @@ func (r *run) run(ctx context.Context) (*fleet.Result, error) {
 	next, held := v1, (*chunker.Index)(nil)
 	if !t.Fresh() {
 		r.progress("installing v1 on every device (not measured)")
-		if err := r.installV1(ctx, repo); err != nil {
+		if err := r.installV1(ctx, repo, filepath.Join(keys, "root.json")); err != nil {
 			return nil, err
 		}
 		if next, err = r.image("v2.img", t.Changed); err != nil {
@@ -376,7 +376,26 @@ func (r *run) makeNodes(ctx context.Context, root string) error {
 
 // installV1 installs v1 on every device from the repository directory,
 // reboots it and commits: the fleet's starting point, not measured.
-func (r *run) installV1(ctx context.Context, repo string) error {
+func (r *run) installV1(ctx context.Context, repo, root string) error {
+	// A site's cache node kept v1 too, as it would have when v1 went out:
+	// a bundle of v1 imported into its store.
+	var caches []*nodeRun
+	for _, n := range r.nodes {
+		if n.Cache {
+			caches = append(caches, n)
+		}
+	}
+	if len(caches) > 0 {
+		b := filepath.Join(r.dir, "v1-bundle.tar")
+		if _, err := r.shoal(ctx, "bundle", "create", "--repo", repo, "--channel", channel, "-o", b); err != nil {
+			return err
+		}
+		for _, n := range caches {
+			if _, err := r.shoal(ctx, "bundle", "import", b, "--store", filepath.Join(n.dir, "store", "chunks"), "--root", root); err != nil {
+				return fmt.Errorf("%s: v1: %w", n.Name, err)
+			}
+		}
+	}
 	devs := r.devices()
 	return parallel(len(devs), 2, func(i int) error {
 		cfg := devs[i].deviceConfig()
