@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoalnet/shoal/chunker"
+	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
@@ -77,6 +78,62 @@ func installDirect(t *testing.T, ctx context.Context, cfgPath, repo string) {
 	}
 }
 
+// deltaFixture is a repository holding v1, a random image, and the means
+// to publish v2 with deltas against it.
+type deltaFixture struct {
+	dir, repo, root string
+	keys            *manifest.Keyring
+	params          chunker.Params
+	v1              []byte
+	origin          *deltaOrigin
+	log             *slog.Logger
+}
+
+func newDeltaFixture(t *testing.T, ctx context.Context, size int) *deltaFixture {
+	t.Helper()
+	f := &deltaFixture{dir: t.TempDir(), params: chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10},
+		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	var err error
+	if f.keys, err = manifest.InitKeys(filepath.Join(f.dir, "keys"), manifest.KeysOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.repo, f.root = filepath.Join(f.dir, "repo"), filepath.Join(f.dir, "keys", "root.json")
+	f.v1 = publishImage(t, ctx, f.keys, f.dir, f.repo, 1, size, f.params)
+	f.origin = &deltaOrigin{Fetcher: fetch.Dir(f.repo), paths: map[string]int{}, bytes: map[string]int64{}}
+	return f
+}
+
+// publishV2 publishes v2 with deltas against v1: it rewrites a 1 KiB run
+// in every 128 KiB of v1, so each changed chunk is mostly v1's bytes,
+// which a delta does not carry.
+func (f *deltaFixture) publishV2(t *testing.T, ctx context.Context) ([]byte, delta.Stats) {
+	t.Helper()
+	v2 := bytes.Clone(f.v1)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for blk := 0; blk+128<<10 <= len(v2); blk += 128 << 10 {
+		at := blk + rng.IntN(127<<10)
+		for i := range 1 << 10 {
+			v2[at+i] = byte(rng.Uint32())
+		}
+	}
+	v1Path, v2Path := filepath.Join(f.dir, "v1.img"), filepath.Join(f.dir, "v2.img")
+	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: f.repo, Keys: f.keys, Channel: "stable", Version: 2,
+		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: v2Path}}, Params: f.params,
+		DeltaFrom: []manifest.DeltaBase{{Version: 1, Images: map[string]string{"rootfs": v1Path}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.Deltas) != 1 || pub.Deltas[0].Stats.Deltas == 0 {
+		t.Fatalf("publish made no deltas: %+v", pub.Deltas)
+	}
+	st := pub.Deltas[0].Stats
+	t.Logf("v2: %d new chunks, %d with deltas of %d bytes", st.NewChunks, st.Deltas, st.ObjectBytes)
+	return v2, st
+}
+
 // TestSiteTradesDeltas: three devices of one site run v1; v2 is published
 // with deltas against v1. Every device builds the changed chunks from
 // delta objects; the release index, the delta index and each delta object
@@ -88,50 +145,15 @@ func TestSiteTradesDeltas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dir := t.TempDir()
-	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := filepath.Join(dir, "repo")
-	params := chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
-	v1 := publishImage(t, ctx, keys, dir, repo, 1, 3<<20, params)
-	root := filepath.Join(dir, "keys", "root.json")
-
-	// v2 rewrites a 1 KiB run in every 128 KiB of v1: each changed chunk
-	// is mostly v1's bytes, which a delta does not carry.
-	v2 := bytes.Clone(v1)
-	rng := rand.New(rand.NewPCG(7, 7))
-	for blk := 0; blk+128<<10 <= len(v2); blk += 128 << 10 {
-		at := blk + rng.IntN(127<<10)
-		for i := range 1 << 10 {
-			v2[at+i] = byte(rng.Uint32())
-		}
-	}
-	v1Path, v2Path := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
+	f := newDeltaFixture(t, ctx, 3<<20)
 	var cfgs []string
 	for i := range 3 {
-		c := virtualDevice(t, filepath.Join(dir, fmt.Sprintf("dev%d", i), "device"), root, 4<<20)
-		installDirect(t, ctx, c, repo)
+		c := virtualDevice(t, filepath.Join(f.dir, fmt.Sprintf("dev%d", i), "device"), f.root, 4<<20)
+		installDirect(t, ctx, c, f.repo)
 		cfgs = append(cfgs, c)
 	}
-	pub, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 2,
-		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: v2Path}}, Params: params,
-		DeltaFrom: []manifest.DeltaBase{{Version: 1, Images: map[string]string{"rootfs": v1Path}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pub.Deltas) != 1 || pub.Deltas[0].Stats.Deltas == 0 {
-		t.Fatalf("publish made no deltas: %+v", pub.Deltas)
-	}
-	t.Logf("v2: %d deltas of %d bytes", pub.Deltas[0].Stats.Deltas, pub.Deltas[0].Stats.ObjectBytes)
-
-	origin := &deltaOrigin{Fetcher: fetch.Dir(repo), paths: map[string]int{}, bytes: map[string]int64{}}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	v2, st := f.publishV2(t, ctx)
+	origin, log := f.origin, f.log
 	var nodes []*Node
 	for i, c := range cfgs {
 		var opts []Option
@@ -165,7 +187,7 @@ func TestSiteTradesDeltas(t *testing.T) {
 		return true
 	})
 	time.Sleep(1500 * time.Millisecond)
-	if err := nodes[0].Announce(ctx, fetch.Dir(repo)); err != nil {
+	if err := nodes[0].Announce(ctx, fetch.Dir(f.repo)); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
@@ -190,8 +212,8 @@ func TestSiteTradesDeltas(t *testing.T) {
 		deltas, origin.bytes["deltas"], most, chunks, origin.bytes["chunks"])
 	// The delta index and every delta object once: no more files than
 	// the index lists plus the index, none twice.
-	if deltas == 0 || deltas > pub.Deltas[0].Stats.Deltas+1 || most > 1 {
-		t.Errorf("origin served %d delta files for %d deltas, one of them %d times: deltas do not cross the uplink once", deltas, pub.Deltas[0].Stats.Deltas, most)
+	if deltas == 0 || deltas > st.Deltas+1 || most > 1 {
+		t.Errorf("origin served %d delta files for %d deltas, one of them %d times: deltas do not cross the uplink once", deltas, st.Deltas, most)
 	}
 	// The release's index too: one device fetches it, the others take it
 	// from the LAN.
@@ -200,14 +222,14 @@ func TestSiteTradesDeltas(t *testing.T) {
 	}
 	// Whole chunks only where a chunk has no delta: far fewer than the
 	// deltas.
-	if chunks >= pub.Deltas[0].Stats.Deltas {
-		t.Errorf("origin served %d whole chunks beside %d deltas", chunks, pub.Deltas[0].Stats.Deltas)
+	if chunks >= st.Deltas {
+		t.Errorf("origin served %d whole chunks beside %d deltas", chunks, st.Deltas)
 	}
 	// The device without an origin took its deltas from its peers: a
 	// transfer of as many pieces as there are deltas, all from its LAN.
 	var got bool
 	for _, tr := range nodes[2].Status().Transfers {
-		if tr.Total == pub.Deltas[0].Stats.Deltas && tr.Chunks["lan"] == tr.Total {
+		if tr.Total == st.Deltas && tr.Chunks["lan"] == tr.Total {
 			got = true
 		}
 	}
@@ -234,18 +256,8 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dir := t.TempDir()
-	keys, err := manifest.InitKeys(filepath.Join(dir, "keys"), manifest.KeysOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := filepath.Join(dir, "repo")
-	params := chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
-	v1 := publishImage(t, ctx, keys, dir, repo, 1, 2<<20, params)
-	root := filepath.Join(dir, "keys", "root.json")
-	origin := &deltaOrigin{Fetcher: fetch.Dir(repo), paths: map[string]int{}, bytes: map[string]int64{}}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
+	f := newDeltaFixture(t, ctx, 2<<20)
+	dir, root, repo, origin, log := f.dir, f.root, f.repo, f.origin, f.log
 	cache, err := New(ctx, nodeConfig(t, filepath.Join(dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", root), nil),
 		WithOrigin(origin), WithLogger(log))
 	if err != nil {
@@ -282,25 +294,7 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 	}
 	waitFor(t, ctx, "the cache node kept v1", kept(1))
 
-	v2 := bytes.Clone(v1)
-	rng := rand.New(rand.NewPCG(8, 8))
-	for blk := 0; blk+128<<10 <= len(v2); blk += 128 << 10 {
-		at := blk + rng.IntN(127<<10)
-		for i := range 1 << 10 {
-			v2[at+i] = byte(rng.Uint32())
-		}
-	}
-	v1Path, v2Path := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := manifest.Publish(ctx, manifest.PublishOptions{Repo: repo, Keys: keys, Channel: "stable", Version: 2,
-		Artifacts: []manifest.ArtifactInput{{Name: "rootfs", Path: v2Path}}, Params: params,
-		DeltaFrom: []manifest.DeltaBase{{Version: 1, Images: map[string]string{"rootfs": v1Path}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := pub.Deltas[0].Stats
+	v2, st := f.publishV2(t, ctx)
 	origin.reset()
 	if err := cache.Announce(ctx, fetch.Dir(repo)); err != nil {
 		t.Fatal(err)
@@ -320,7 +314,7 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 	}
 	deltas, most := origin.served("deltas")
 	chunks, _ := origin.served("chunks")
-	t.Logf("v2: %d new chunks, %d with deltas; origin served %d delta files (each at most %d times), %d chunk objects", st.NewChunks, st.Deltas, deltas, most, chunks)
+	t.Logf("origin served %d delta files (each at most %d times), %d chunk objects", deltas, most, chunks)
 	if deltas == 0 || most > 1 {
 		t.Errorf("origin served %d delta files, one of them %d times", deltas, most)
 	}
