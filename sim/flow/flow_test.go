@@ -176,6 +176,11 @@ func TestBadInput(t *testing.T) {
 	if err := n.SetCapacity(0, 7, 1); !errors.Is(err, ErrBadLink) {
 		t.Errorf("SetCapacity of no link: %v", err)
 	}
+	for _, eps := range []float64{-0.01, 0.2, math.NaN(), math.Inf(1)} {
+		if err := n.SetPrecision(eps); err == nil {
+			t.Errorf("SetPrecision(%v) accepted", eps)
+		}
+	}
 	m := New()
 	long := links(t, m, make([]float64, MaxPath+1)...)
 	if _, err := m.Add(0, long, 1); !errors.Is(err, ErrBadFlow) {
