@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -63,17 +65,29 @@ func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []c
 // indexSource fetches release indexes (index/CID) for
 // manifest.Client.FetchIndexes as downloads of one piece (fetchOne), so a
 // site's devices, which all ask at the announcement, take each index
-// across the uplink once. It needs an origin: without one, no peer may
-// ever fetch the piece (exchange.PeerFetcher asks the peers that serve
-// the index instead).
-type indexSource struct{ n *Node }
+// across the uplink once. A node without an origin waits at most wait
+// for a peer to announce the piece (the peer that fetches it from the
+// origin): no peer may ever fetch it.
+type indexSource struct {
+	n    *Node
+	wait time.Duration
+}
 
 func (s indexSource) Fetch(ctx context.Context, path string, max int64) ([]byte, error) {
 	id, ok := pathID(path, "index/")
-	if !ok || s.n.origin == nil {
+	if !ok {
 		return nil, fmt.Errorf("node: %s: %w", path, fetch.ErrNotFound)
 	}
-	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindIndex, release: id})
+	if s.n.origin == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.wait)
+		defer cancel()
+	}
+	b, err := s.n.fetchOne(ctx, path, id, max, transfer{kind: kindIndex, release: id})
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: no peer announced it within %v", fetch.ErrNotFound, s.wait)
+	}
+	return b, err
 }
 
 // pathID is the ID in the path DIR/CID of a repository file named by the

@@ -39,6 +39,9 @@ func runWatch(args []string) error {
 		t := time.Now()
 		if err == nil {
 			for _, tr := range st.Transfers {
+				if tr.Kind != "release" {
+					continue // the one-piece download of an index, deltas
+				}
 				if r.TransferStart == 0 {
 					r.TransferStart = unix(t)
 				}
