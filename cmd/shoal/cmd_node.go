@@ -153,7 +153,11 @@ func newNodeStatusCmd() *cobra.Command {
 				if t.Done {
 					state = "done"
 				}
-				fmt.Fprintf(w, "transfer %s %s: %d/%d chunks; from LAN %s, WAN %s, origin %s; %d bad blocks\n", t.Index, state, t.Held, t.Total,
+				what := t.Kind
+				if t.Release != "" && t.Release != t.Index {
+					what += " of " + t.Release
+				}
+				fmt.Fprintf(w, "transfer %s (%s) %s: %d/%d pieces; from LAN %s, WAN %s, origin %s; %d bad blocks\n", t.Index, what, state, t.Held, t.Total,
 					humanBytes(t.Bytes["lan"]), humanBytes(t.Bytes["wan"]), humanBytes(t.Bytes["origin"]), t.BadBlocks)
 			}
 			fmt.Fprintf(w, "served   %s in %d blocks\n", humanBytes(s.Served.Bytes), s.Served.Blocks)
