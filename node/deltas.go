@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
+	"github.com/shoalnet/shoal/internal/atomicfile"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/store"
 	"github.com/shoalnet/shoal/updater"
@@ -51,15 +55,25 @@ func (s deltaSource) Fetch(ctx context.Context, path string, max int64) ([]byte,
 // through the swarm: the download of dix's piece list, the delta objects
 // in entry order.
 func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
-	es := make([]chunker.Entry, len(dix.Entries))
-	for i, e := range dix.Entries {
-		es[i] = chunker.Entry{Size: uint32(e.Size), Digest: e.Digest}
-	}
 	set := make(map[cid.Cid]bool, len(want))
 	for _, id := range want {
 		set[id] = true
 	}
-	return s.n.fetchPieces(ctx, pieceList(dix.Hash, es), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set, deliver)
+	if err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set, deliver); err != nil {
+		return err
+	}
+	s.n.rememberDeltas(dix.Hash.ID(dix.Digest()))
+	return nil
+}
+
+// deltaPieces is the piece list of the delta objects of dix, in entry
+// order.
+func deltaPieces(dix *delta.Index) *chunker.Index {
+	es := make([]chunker.Entry, len(dix.Entries))
+	for i, e := range dix.Entries {
+		es[i] = chunker.Entry{Size: uint32(e.Size), Digest: e.Digest}
+	}
+	return pieceList(dix.Hash, es)
 }
 
 // indexSource fetches release indexes (index/CID) for
@@ -171,11 +185,20 @@ func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, o
 	if err := n.fetchIntoStore(ctx, ix, dl, want, deliver); err != nil {
 		return err
 	}
+	n.smu.Lock()
+	n.pieces = append(slices.DeleteFunc(n.pieces, id.Equals), id)
+	if len(n.pieces) > maxPieces {
+		n.pieces = n.pieces[len(n.pieces)-maxPieces:]
+	}
+	n.smu.Unlock()
 	if err := n.host.ProvideRelease(ctx, id); err != nil && ctx.Err() == nil {
 		n.log.Debug("provide", "pieces", id, "err", err)
 	}
 	return nil
 }
+
+// maxPieces bounds the piece lists provideAll provides again.
+const maxPieces = 32
 
 // keepFromDeltas builds into the store the chunks of ix (artifact art of
 // the release v) that have a delta against a release the store keeps: a
@@ -292,4 +315,76 @@ func (s *storeImage) ReadAt(p []byte, off int64) (int, error) {
 		n += copy(p[n:], s.buf[o-s.off[i]:])
 	}
 	return n, nil
+}
+
+// servedDeltasFile lists, one CID a line, the delta indexes whose deltas
+// the node fetched into its store, newest last: after a restart it serves
+// them again (serveDeltas), so a device that wakes later still takes them
+// over the LAN. At most maxServedDeltas are kept.
+const (
+	servedDeltasFile = "deltas-served"
+	maxServedDeltas  = 4
+)
+
+// rememberDeltas notes that the store holds the deltas of the delta index
+// id (best effort: a node that forgets only stops serving them after a
+// restart).
+func (n *Node) rememberDeltas(id cid.Cid) {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	p := filepath.Join(n.cfg.StoreDir(), servedDeltasFile)
+	ids := readServedDeltas(p)
+	ids = slices.DeleteFunc(ids, id.Equals)
+	ids = append(ids, id)
+	if len(ids) > maxServedDeltas {
+		ids = ids[len(ids)-maxServedDeltas:]
+	}
+	var b strings.Builder
+	for _, x := range ids {
+		b.WriteString(x.String() + "\n")
+	}
+	if err := atomicfile.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		n.log.Warn("remember deltas", "err", err)
+	}
+}
+
+func readServedDeltas(p string) []cid.Cid {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var ids []cid.Cid
+	for _, line := range strings.Fields(string(b)) {
+		if id, err := cid.Decode(line); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// serveDeltas serves again, after a restart, the piece lists of the delta
+// indexes rememberDeltas noted whose index the store still holds (what it
+// holds of their deltas is asked of the store, as for any list).
+func (n *Node) serveDeltas(ctx context.Context) error {
+	for _, id := range readServedDeltas(filepath.Join(n.cfg.StoreDir(), servedDeltasFile)) {
+		b, err := n.db.Get(ctx, id)
+		if err != nil {
+			continue // collected since
+		}
+		dix, err := delta.DecodeIndex(b)
+		if err != nil || !dix.Hash.ID(dix.Hash.Sum(b)).Equals(id) {
+			n.log.Warn("a remembered delta index does not decode", "id", id, "err", err)
+			continue
+		}
+		h, d, _ := chunker.ParseID(id)
+		for _, ix := range []*chunker.Index{pieceList(h, []chunker.Entry{{Size: uint32(len(b)), Digest: d}}), deltaPieces(dix)} {
+			if _, err := n.engine.Serve(ctx, ix); err != nil {
+				return err
+			}
+			n.smu.Lock()
+			n.pieces = append(n.pieces, ix.CID())
+			n.smu.Unlock()
+		}
+	}
+	return nil
 }

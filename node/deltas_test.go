@@ -322,3 +322,83 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 		t.Errorf("origin served %d whole chunks; only the %d new chunks without a delta should cross", chunks, st.KeptWhole)
 	}
 }
+
+// TestRestartedNodeServesDeltas: a device that installed v2 from deltas
+// and restarted still serves them: a device on v1 with no route to the
+// origin then installs v2 from it alone.
+func TestRestartedNodeServesDeltas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libp2p hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	f := newDeltaFixture(t, ctx, 2<<20)
+	aCfg := virtualDevice(t, filepath.Join(f.dir, "a", "device"), f.root, 3<<20)
+	bCfg := virtualDevice(t, filepath.Join(f.dir, "b", "device"), f.root, 3<<20)
+	installDirect(t, ctx, aCfg, f.repo)
+	installDirect(t, ctx, bCfg, f.repo)
+	v2, st := f.publishV2(t, ctx)
+	start := func(name, cfg string, bootstrap []string, opts ...Option) (*Node, func()) {
+		t.Helper()
+		n, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, name), fmt.Sprintf("[device]\nconfig = %q\n", cfg), bootstrap), append(opts, WithLogger(f.log))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); n.Run(runCtx) }()
+		return n, func() { stop(); <-done; n.Close() }
+	}
+	tentative := func(n *Node) func() bool {
+		return func() bool {
+			n.devMu.Lock()
+			defer n.devMu.Unlock()
+			return n.dev.State().Phase == state.Tentative
+		}
+	}
+
+	a, stopA := start("a", aCfg, nil, WithOrigin(f.origin))
+	if err := a.Announce(ctx, fetch.Dir(f.repo)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "a flipped to v2", tentative(a))
+	stopA()
+
+	a, stopA = start("a", aCfg, nil) // no origin now: what it serves is its own
+	defer stopA()
+	var pieces *chunker.Index
+	{
+		ids := readServedDeltas(filepath.Join(a.cfg.StoreDir(), servedDeltasFile))
+		if len(ids) != 1 {
+			t.Fatalf("a remembers %d delta indexes, want 1", len(ids))
+		}
+		b, err := a.db.Get(ctx, ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dix, err := delta.DecodeIndex(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pieces = deltaPieces(dix)
+	}
+	if held := a.engine.Held(pieces.CID()); held == nil || held.Count() != st.Deltas {
+		t.Fatalf("after its restart a serves %v of the %d deltas", held, st.Deltas)
+	}
+	b, stopB := start("b", bCfg, a.Addrs()[:1])
+	defer stopB()
+	waitFor(t, ctx, "peers connected", func() bool { return len(b.Host().Peers()) == 1 })
+	// b was not running when v2 went out: it hears it announced again
+	// (the metadata only; b has no route to the repository).
+	if err := b.Announce(ctx, fetch.Dir(f.repo)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "b flipped to v2", tentative(b))
+	slot, err := os.ReadFile(b.dev.Config.SlotPath("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(slot[:len(v2)], v2) {
+		t.Fatal("b's slot A does not hold v2")
+	}
+}

@@ -68,6 +68,7 @@ type Node struct {
 	transfers map[cid.Cid]transfer // in progress, for status
 	devStatus *updater.Status      // as of Run's last look
 	held      map[string]cid.Cid   // channel/version/artifact → index, complete
+	pieces    []cid.Cid            // piece lists served (indexes, deltas), newest last
 	lastErr   string
 
 	frameTimeout time.Duration
@@ -166,6 +167,9 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (_ *Node, err error) 
 		return nil, err
 	}
 	if err := n.servePins(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.serveDeltas(ctx); err != nil {
 		return nil, err
 	}
 	for _, ch := range n.channels {
@@ -723,6 +727,7 @@ func (n *Node) provideAll(ctx context.Context) {
 	for _, id := range n.held {
 		ids = append(ids, id)
 	}
+	ids = append(ids, n.pieces...)
 	n.smu.Unlock()
 	if n.running != nil {
 		ids = append(ids, n.running.Index())
