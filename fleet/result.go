@@ -81,8 +81,9 @@ type Result struct {
 	// DeviceSeconds is, per site and device, the time from the
 	// announcement to that device's flip (-1: it never flipped).
 	DeviceSeconds [][]float64 `json:"device_seconds"`
-	// BytesBySource sums the devices' verified chunk bytes by where they
-	// came from (lan, wan, origin), by the nodes' own count.
+	// BytesBySource sums the devices' verified bytes of the release by
+	// where they came from (lan, wan, origin), by the nodes' own count:
+	// its chunks, its index, and with deltas the delta index and deltas.
 	BytesBySource map[string]int64 `json:"bytes_by_source"`
 	// SiteBytesBySource is the same per site: a site's "origin" bytes
 	// over NewBytes is how often its devices fetched each new chunk from

@@ -10,12 +10,11 @@ import (
 	"net/http"
 	"os"
 	"sort"
-
-	"github.com/ipfs/go-cid"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 

@@ -53,18 +53,38 @@ func (s deltaSource) Fetch(ctx context.Context, path string, max int64) ([]byte,
 
 // FetchDeltas fetches the delta objects want of the delta index dix
 // through the swarm: the download of dix's piece list, the delta objects
-// in entry order.
+// in entry order. It gives up (the installer then fetches the rest
+// whole) when the origin does not have a delta, or when no delta arrived
+// for deltaStall: no peer holds the rest, and there is no origin, or it
+// is unreachable.
 func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []cid.Cid, deliver func(cid.Cid, []byte) error) error {
 	set := make(map[cid.Cid]bool, len(want))
 	for _, id := range want {
 		set[id] = true
 	}
-	if err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set, deliver); err != nil {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := fmt.Errorf("%w: no delta arrived for %v", fetch.ErrNotFound, deltaStall)
+	watchdog := time.AfterFunc(deltaStall, func() { cancel(stalled) })
+	defer watchdog.Stop()
+	err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set,
+		func(id cid.Cid, b []byte) error {
+			watchdog.Reset(deltaStall)
+			return deliver(id, b)
+		})
+	if err != nil {
+		if c := context.Cause(ctx); c == stalled {
+			err = c
+		}
 		return err
 	}
 	s.n.rememberDeltas(dix.Hash.ID(dix.Digest()))
 	return nil
 }
+
+// deltaStall is how long FetchDeltas waits for the next delta before it
+// leaves the rest to whole chunks (a variable for the tests).
+var deltaStall = 30 * time.Second
 
 // deltaPieces is the piece list of the delta objects of dix, in entry
 // order.
@@ -79,29 +99,15 @@ func deltaPieces(dix *delta.Index) *chunker.Index {
 // indexSource fetches release indexes (index/CID) for
 // manifest.Client.FetchIndexes as downloads of one piece (fetchOne), so a
 // site's devices, which all ask at the announcement, take each index
-// across the uplink once. A node without an origin waits at most wait
-// for a peer to announce the piece (the peer that fetches it from the
-// origin): no peer may ever fetch it.
-type indexSource struct {
-	n    *Node
-	wait time.Duration
-}
+// across the uplink once.
+type indexSource struct{ n *Node }
 
 func (s indexSource) Fetch(ctx context.Context, path string, max int64) ([]byte, error) {
 	id, ok := pathID(path, "index/")
 	if !ok {
 		return nil, fmt.Errorf("node: %s: %w", path, fetch.ErrNotFound)
 	}
-	if s.n.origin == nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.wait)
-		defer cancel()
-	}
-	b, err := s.n.fetchOne(ctx, path, id, max, transfer{kind: kindIndex, release: id})
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%w: no peer announced it within %v", fetch.ErrNotFound, s.wait)
-	}
-	return b, err
+	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindIndex, release: id})
 }
 
 // pathID is the ID in the path DIR/CID of a repository file named by the
@@ -125,7 +131,10 @@ func pathID(path, dir string) (cid.Cid, bool) {
 // long (its signed length), as a download of one piece: the devices of a
 // site ask for it at the same moment, and the scheduler's split lets one
 // of them take it from the origin and the others from it over the LAN. A
-// file too large for a Block comes from the origin.
+// file too large for a Block comes from the origin. It gives up, with an
+// error wrapping fetch.ErrNotFound (the caller falls back), when the
+// origin does not have the file or after oneWait(size): no peer brought
+// it, and there is no origin or it is unreachable.
 func (n *Node) fetchOne(ctx context.Context, path string, id cid.Cid, size int64, t transfer) ([]byte, error) {
 	h, d, _ := chunker.ParseID(id)
 	if size < 1 || size > int64(n.engine.MaxObject()) {
@@ -134,6 +143,9 @@ func (n *Node) fetchOne(ctx context.Context, path string, id cid.Cid, size int64
 		}
 		return n.origin.Fetch(ctx, path, size)
 	}
+	wait := oneWait(size)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	origin := func(ctx context.Context, f fetch.Fetcher, id cid.Cid, max int) ([]byte, error) {
 		return manifest.FetchFileByID(ctx, f, path, id, max)
 	}
@@ -142,11 +154,23 @@ func (n *Node) fetchOne(ctx context.Context, path string, id cid.Cid, size int64
 		out = b
 		return nil
 	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: nothing brought it in %v", fetch.ErrNotFound, wait)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: %s: %w", path, err)
 	}
 	return out, nil
 }
+
+// oneWait bounds fetchOne: oneWaitBase, plus the file's time at 32 KiB/s
+// (a 9 MiB index of a 16 GiB image over a thin, shared uplink).
+func oneWait(size int64) time.Duration {
+	return oneWaitBase + time.Duration(size)*time.Second/(32<<10)
+}
+
+// oneWaitBase is oneWait's fixed part (a variable for the tests).
+var oneWaitBase = 15 * time.Second
 
 // pieceList is the chunk list that stands for a set of objects in the
 // swarm: its CID names them in Haves and provider records, and positions
@@ -174,6 +198,9 @@ func pieceList(h chunker.Hash, es []chunker.Entry) *chunker.Index {
 func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, originObject func(context.Context, fetch.Fetcher, cid.Cid, int) ([]byte, error), want map[cid.Cid]bool, deliver func(cid.Cid, []byte) error) error {
 	cfg := n.downloadConfig()
 	cfg.OriginObject = originObject
+	// A mirror may lack these files (deltas/ not copied): the caller then
+	// falls back to whole chunks or to its next mirror.
+	cfg.MissingEnds = true
 	dl, err := n.engine.NewDownload(ctx, ix, cfg)
 	if err != nil {
 		return err
@@ -222,20 +249,23 @@ func (n *Node) keepFromDeltas(ctx context.Context, v *manifest.Verified, art str
 		n.log.Warn("delta index refused; keeping whole chunks", "release", v.Release.Version, "artifact", art, "base", base, "err", err)
 		return
 	}
-	var want []cid.Cid
+	// Every delta, even of a chunk the store holds already: the cache
+	// serves the site's devices on the base, who want them all, and a
+	// wanter of part of a piece list would leave the others awaiting
+	// pieces it never fetches.
+	want := make([]cid.Cid, len(dix.Entries))
 	chunkOf := map[cid.Cid]cid.Cid{} // delta → the chunk it builds
-	for _, e := range dix.Entries {
-		id := ix.ID(int(e.Pos))
-		if has, err := n.db.Has(ctx, id); err != nil || has {
-			continue
-		}
-		want = append(want, dix.ID(e))
-		chunkOf[dix.ID(e)] = id
+	for i, e := range dix.Entries {
+		want[i] = dix.ID(e)
+		chunkOf[want[i]] = ix.ID(int(e.Pos))
 	}
 	img := &storeImage{ctx: ctx, db: n.db, ix: bix, off: bix.Offsets(), last: -1}
 	built := 0
 	err = src.FetchDeltas(ctx, dix, want, func(did cid.Cid, obj []byte) error {
 		id := chunkOf[did]
+		if has, err := n.db.Has(ctx, id); err != nil || has {
+			return err
+		}
 		b, err := delta.ExpandFrom(nil, nil, id, obj, img, dix.Limits())
 		if err != nil {
 			n.log.Warn("delta refused; its chunk comes whole", "delta", did, "chunk", id, "err", err)
@@ -309,6 +339,9 @@ func (s *storeImage) ReadAt(p []byte, off int64) (int, error) {
 			b, err := s.db.Get(s.ctx, s.ix.ID(i))
 			if err != nil {
 				return n, err
+			}
+			if len(b) != int(s.ix.Chunks[i].Size) {
+				return n, fmt.Errorf("node: chunk %d of the base from the store: %d bytes, its index says %d", i, len(b), s.ix.Chunks[i].Size)
 			}
 			s.buf, s.last = b, i
 		}

@@ -382,10 +382,6 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-// indexWait is how long a node without an origin waits for a peer to
-// announce a release index it lacks before it gives up until the retry.
-const indexWait = 15 * time.Second
-
 // retryPeriod is how long the node waits before it tries a release again
 // that no source could serve.
 const retryPeriod = 3 * time.Second
@@ -419,16 +415,13 @@ func (n *Node) take(ctx context.Context, v Verdict) error {
 	if err != nil {
 		return err
 	}
-	// With a route to the origin, indexes come as downloads of one piece
-	// (a site takes each across its uplink once), then from the peers that
-	// serve them (the site's cache node), then from the origin directly.
-	// Without one: from the peers that serve them, else as a download of
-	// one piece, which waits for the peer that fetches it to announce it.
-	var mirrors []fetch.Fetcher
+	// Indexes from the peers that serve them (the site's cache node), else
+	// as downloads of one piece (a site takes each across its uplink once;
+	// a node without an origin waits for the peer that fetches it), else
+	// from the origin directly.
+	mirrors := []fetch.Fetcher{exchange.PeerFetcher{Engine: n.engine}, indexSource{n}}
 	if n.origin != nil {
-		mirrors = append(mirrors, indexSource{n: n}, exchange.PeerFetcher{Engine: n.engine}, n.origin)
-	} else {
-		mirrors = append(mirrors, exchange.PeerFetcher{Engine: n.engine}, indexSource{n: n, wait: indexWait})
+		mirrors = append(mirrors, n.origin)
 	}
 	if err := c.FetchIndexes(ctx, v.Verified, mirrors...); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater/boot"
 	"github.com/shoalnet/shoal/updater/fsys"
+	"github.com/shoalnet/shoal/updater/state"
 )
 
 // ConfigFile is the name of a virtual device's config in its directory.
@@ -42,7 +43,8 @@ type InitOptions struct {
 	// Adapter is the boot adapter (boot.Adapters) whose virtual boot
 	// state is created in Dir.
 	Adapter string
-	// Tries is how many boots a new slot gets (1..boot.MaxTries; 0: 3).
+	// Tries is how many boots a new slot gets (1..boot.MaxTries; 0:
+	// state.DefaultTries).
 	Tries int
 	// Artifact is the release artifact installed into the slots (default
 	// "rootfs").
@@ -62,9 +64,10 @@ type InitOptions struct {
 // a mistake leaves nothing behind; option errors wrap ErrConfig. A
 // directory that already holds a config, a slot image or boot state is
 // refused (wrapping fs.ErrExist) rather than reused: an existing slot may
-// be another device's, or a symlink to a slot of this one. shoal.toml is
-// written last, so a directory without it holds no device even when a
-// later step (a full disk, a missing grub-editenv) failed.
+// be another device's, or a symlink to a slot of this one; so is a
+// root.json or log.pub other than the files given. shoal.toml is written
+// last, and a step that fails (a full disk, a missing grub-editenv)
+// removes what the call made before it, so a retry starts clean.
 func InitDevice(ctx context.Context, o InitOptions) (*Config, error) {
 	f := o.FS
 	if f == nil {
@@ -74,7 +77,7 @@ func InitDevice(ctx context.Context, o InitOptions) (*Config, error) {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
 	if o.Tries == 0 {
-		o.Tries = 3
+		o.Tries = state.DefaultTries
 	}
 	switch {
 	case o.Dir == "":
@@ -148,20 +151,54 @@ func InitDevice(ctx context.Context, o InitOptions) (*Config, error) {
 			return nil, fmt.Errorf("%s: %w", o.Dir, err)
 		}
 	}
+	// The trust files are copied in, unless the one given is the very file
+	// (a root.json already in DIR); any other file there is refused.
+	copies := []struct {
+		src, dst string
+		data     []byte
+	}{{to.Root, virtualRoot, tr.Root}}
+	if logBytes != nil {
+		copies = append(copies, struct {
+			src, dst string
+			data     []byte
+		}{to.LogKey, manifest.LogPubFile, logBytes})
+	}
+	var write []int
+	for i, c := range copies {
+		dst := filepath.Join(o.Dir, c.dst)
+		if same(c.src, dst) {
+			continue
+		}
+		if err := absent(f, dst); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Dir, err)
+		}
+		write = append(write, i)
+	}
 
+	// From here on a failure removes what this call made, so that a retry
+	// is not refused for files of its own failed attempt.
+	var made []string
+	ok := false
+	defer func() {
+		if !ok {
+			for _, p := range made {
+				f.Remove(p) // best effort: the error returned is what matters
+			}
+		}
+	}()
 	if err := f.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := createSlots(ctx, f, loaded, o.SlotSize); err != nil {
 		return nil, err
 	}
-	if err := writeFile(f, filepath.Join(o.Dir, virtualRoot), tr.Root, false); err != nil {
-		return nil, err
-	}
-	if logBytes != nil {
-		if err := writeFile(f, filepath.Join(o.Dir, manifest.LogPubFile), logBytes, false); err != nil {
+	made = append(made, loaded.SlotPath("A"), loaded.SlotPath("B"))
+	for _, i := range write {
+		p := filepath.Join(o.Dir, copies[i].dst)
+		if err := writeFile(f, p, copies[i].data, true); err != nil {
 			return nil, err
 		}
+		made = append(made, p)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -169,13 +206,26 @@ func InitDevice(ctx context.Context, o InitOptions) (*Config, error) {
 	if _, err := boot.InitVirtual(o.Adapter, o.Dir, o.Tries, boot.WithFS(f)); err != nil {
 		return nil, err
 	}
+	made = append(made, filepath.Join(o.Dir, bootPath))
 	if err := writeFile(f, cfgPath, text, true); err != nil {
 		return nil, err
 	}
+	made = append(made, cfgPath)
 	if err := f.SyncDir(o.Dir); err != nil {
 		return nil, err
 	}
+	ok = true
 	return loaded, nil
+}
+
+// same reports whether a and b name one existing file.
+func same(a, b string) bool {
+	ai, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	bi, err := os.Stat(b)
+	return err == nil && os.SameFile(ai, bi)
 }
 
 // absent returns nil when nothing is at p, an error wrapping fs.ErrExist

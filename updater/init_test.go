@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
 	"github.com/shoalnet/shoal/updater/boot"
+	"github.com/shoalnet/shoal/updater/fsys"
 )
 
 // initOptions are the options of a file-adapter device in dir for the
@@ -245,6 +248,76 @@ func TestInitDeviceRefusesExisting(t *testing.T) {
 			t.Fatal("refused init created a slot")
 		}
 		assertNoDevice(t, o.Dir)
+	})
+}
+
+// failConfig is the real filesystem, except that creating the config
+// fails: the last step of an init.
+type failConfig struct{ fsys.OS }
+
+func (f failConfig) OpenFile(name string, flag int, perm fs.FileMode) (fsys.File, error) {
+	if filepath.Base(name) == updater.ConfigFile {
+		return nil, fmt.Errorf("open %s: %w", name, syscall.ENOSPC)
+	}
+	return f.OS.OpenFile(name, flag, perm)
+}
+
+// The trust files: another root.json in the directory is refused, not
+// overwritten; the root given from inside the directory is kept; and an
+// init that fails at its last step leaves nothing of its own, so that
+// the retry succeeds.
+func TestInitDeviceTrustFilesAndCleanup(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+
+	t.Run("another root.json", func(t *testing.T) {
+		o := w.initOptions(filepath.Join(t.TempDir(), "dev"))
+		os.MkdirAll(o.Dir, 0o755)
+		old := []byte("{\"someone\": \"else\"}")
+		os.WriteFile(filepath.Join(o.Dir, "root.json"), old, 0o644)
+		if _, err := updater.InitDevice(ctx, o); !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("init over another root.json: %v", err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(o.Dir, "root.json")); !bytes.Equal(b, old) {
+			t.Fatal("root.json overwritten")
+		}
+		assertNoDevice(t, o.Dir)
+	})
+
+	t.Run("root from inside the directory", func(t *testing.T) {
+		o := w.initOptions(filepath.Join(t.TempDir(), "dev"))
+		os.MkdirAll(o.Dir, 0o755)
+		b, err := os.ReadFile(o.Trust.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Trust.Root = filepath.Join(o.Dir, "root.json")
+		os.WriteFile(o.Trust.Root, b, 0o644)
+		if _, err := updater.InitDevice(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(o.Trust.Root); !bytes.Equal(got, b) {
+			t.Fatal("root.json changed")
+		}
+	})
+
+	t.Run("failure at the last step", func(t *testing.T) {
+		o := w.initOptions(filepath.Join(t.TempDir(), "dev"))
+		o.FS = failConfig{}
+		if _, err := updater.InitDevice(ctx, o); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("init with the config's create failing: %v", err)
+		}
+		if ents, _ := os.ReadDir(o.Dir); len(ents) != 0 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Fatalf("a failed init left %v", names)
+		}
+		o.FS = nil
+		if _, err := updater.InitDevice(ctx, o); err != nil {
+			t.Fatalf("the retry: %v", err)
+		}
 	})
 }
 

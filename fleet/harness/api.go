@@ -35,8 +35,8 @@ type status struct {
 type transferStatus struct {
 	Index string `json:"index"`
 	Kind  string `json:"kind"`
-	// Release is, for a download of delta pieces (kind "delta-index" or
-	// "deltas"), the release index they build.
+	// Release is, for a download of pieces (kind "index", "delta-index"
+	// or "deltas"), the release index they serve.
 	Release string           `json:"release"`
 	Done    bool             `json:"done"`
 	Chunks  map[string]int   `json:"chunks"`
@@ -50,9 +50,10 @@ type transferStatus struct {
 	Excluded  int            `json:"excluded"`
 }
 
-// deltaBytes sums, by source class, the bytes of the node's downloads of
-// delta pieces for the release index index.
-func (s *status) deltaBytes(index string) map[string]int64 {
+// pieceBytes sums, by source class, the bytes of the node's downloads of
+// pieces for the release index index: the index itself, and on a device
+// on the base, the delta index and the deltas.
+func (s *status) pieceBytes(index string) map[string]int64 {
 	by := map[string]int64{}
 	for _, t := range s.Transfers {
 		if t.Release == index {

@@ -855,9 +855,9 @@ func (r *run) account(res *fleet.Result, before, after counterSet) {
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: status: %v", n.Name, err))
 			s = &status{}
 		}
-		// Delta pieces count as the release's bytes: they are what
-		// crossed instead of its chunks.
-		for k, v := range s.deltaBytes(r.index) {
+		// The release's index and its deltas count as its bytes: they
+		// crossed with, or instead of, its chunks.
+		for k, v := range s.pieceBytes(r.index) {
 			by[k] += v
 		}
 		if tr, ok := s.transfer(r.index); ok {

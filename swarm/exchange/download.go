@@ -33,6 +33,13 @@ type DownloadConfig struct {
 	// repository's chunk objects; a download of delta objects (the
 	// pieces of a delta index) passes manifest.FetchDelta.
 	OriginObject func(ctx context.Context, origin fetch.Fetcher, id cid.Cid, max int) ([]byte, error)
+	// MissingEnds makes an origin's "not found" (fetch.ErrNotFound) for a
+	// piece end FetchAll with that error, where by default the origin
+	// rests and is asked again (a chunk the signed index lists is there,
+	// or the repository is broken). The node sets it for pieces a
+	// repository may lack — delta objects, which a mirror may not have
+	// copied — so that the installer falls back to whole chunks.
+	MissingEnds bool
 	// TickPeriod is the scheduler's tick (default 100 ms, which makes the
 	// scheduler's defaults 2 s for a stall and 4 s for a share stall).
 	TickPeriod time.Duration
@@ -479,6 +486,8 @@ func (r *fetchRun) handle(ev *event) error {
 			r.d.e.log.Warn("exchange: origin sent a bad chunk", "index", r.d.id.String(), "chunk", ev.piece, "err", ev.err)
 			r.badBlock(nil, ev.piece)
 		case ev.or.cancelled:
+		case r.d.cfg.MissingEnds && errors.Is(ev.err, fetch.ErrNotFound):
+			return fmt.Errorf("exchange: piece %d of %s: the origin does not have it: %w", ev.piece, r.d.id, ev.err)
 		default:
 			r.d.e.log.Info("exchange: origin failed", "index", r.d.id.String(), "chunk", ev.piece, "err", ev.err)
 			_ = s.DontHave("", ev.piece)
