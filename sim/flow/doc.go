@@ -64,8 +64,9 @@
 // at most that level there (as if the link offered each flow its level
 // rather than a share of what is left). After the recomputation a held
 // link whose load (the sum of its flows' rates) differs from its capacity
-// by more than ε of it is recomputed exactly at once, with every flow on
-// it. So after every [Network.Settle]:
+// by more than ε of it is recomputed at once with every flow on it (the
+// link itself exactly; its flows may still be capped at another held
+// link). So after every [Network.Settle]:
 //
 //   - no link carries more than its capacity times 1+ε (only held links
 //     can exceed it at all), and a held link carries at least its capacity
@@ -74,7 +75,7 @@
 //     loaded to within ε of its capacity;
 //   - until a link is first held, rates are exact.
 //
-// One flow moves a held link's load by at most 1/(1/ε) = ε of it, so a
+// One flow moves a held link's load by at most about ε of it (ε(1+ε)), so a
 // group of g flows is recomputed about once per εg changes instead of at
 // every one. TestPrecision checks these bounds on random networks,
 // TestPrecisionSavesWork the saving and the effect on finish times.

@@ -148,7 +148,8 @@ func (n *Network) AddLink(capacity float64) (LinkID, error) {
 // (exact, the default) and 0.1: a link that is the bottleneck of at least
 // 1/eps flows keeps their rate through changes while its load stays within
 // eps of its capacity (over or under), and is recomputed exactly once it
-// would not.
+// would not. Call it before the first flow is added: levels held before a
+// switch back to exact stay until a change reaches their links.
 func (n *Network) SetPrecision(eps float64) error {
 	if !(eps >= 0 && eps <= 0.1) {
 		return fmt.Errorf("flow: precision %v is not in [0, 0.1]", eps)
