@@ -112,6 +112,7 @@ type Network struct {
 	added    []FlowID
 	seeds    []LinkID
 	pending  bool
+	noHold   bool // this pass of Settle holds no level (maxHeldPasses)
 	epoch    uint64
 	cset     []FlowID
 	visited  []LinkID

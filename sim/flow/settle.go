@@ -7,10 +7,19 @@ import "math"
 // why the result is exact). Flows whose rate changes have their remaining
 // bytes brought up to date and their finish time moved.
 func (n *Network) Settle(now int64) {
-	for n.pending {
+	// A forced link's recomputation can push another held link past ε,
+	// and so on; no bound on that chain is proven (at most 5 passes were
+	// seen), so after maxHeldPasses the passes hold nothing: they are
+	// exact, and force nothing more.
+	for pass := 0; n.pending; pass++ {
+		n.noHold = pass >= maxHeldPasses
 		n.settle(now)
 	}
+	n.noHold = false
 }
+
+// maxHeldPasses bounds the passes of one Settle that may hold levels.
+const maxHeldPasses = 8
 
 // settle is one recomputation; with a precision, one whose held links
 // drifted too far asks for another (pending) that recomputes them.
@@ -86,7 +95,7 @@ func (n *Network) closure() {
 		}
 		lk.visit = n.epoch
 		n.visited = append(n.visited, l)
-		if n.eps > 0 && lk.exact != n.epoch && len(lk.bn) >= n.minGroup {
+		if n.eps > 0 && !n.noHold && lk.exact != n.epoch && len(lk.bn) >= n.minGroup {
 			// Precision: the flows bottlenecked here keep its level; a
 			// flow of C crossing it gets at most that level.
 			lk.held = n.epoch
