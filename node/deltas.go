@@ -174,10 +174,12 @@ var oneWaitBase = 15 * time.Second
 
 // pieceList is the chunk list that stands for a set of objects in the
 // swarm: its CID names them in Haves and provider records, and positions
-// in it are what the have-bitmaps cover. It is never stored or sent, but
-// every node builds the same one from the same signed bytes. Its
-// parameters only bound the pieces' size (exchange.NewDownload checks
-// Max against the engine's limit).
+// in it are what the have-bitmaps cover. It is never stored, and no node
+// needs it sent: every node builds the same one from the same signed
+// bytes. Its parameters are no chunker's (Min is below MinChunkFloor: a
+// delta may be a few dozen bytes, so the list would not pass
+// chunker.DecodeIndex); they only bound the pieces' size
+// (exchange.NewDownload checks Max against the engine's limit).
 func pieceList(h chunker.Hash, es []chunker.Entry) *chunker.Index {
 	ix := &chunker.Index{Hash: h, Chunks: es}
 	big := uint32(chunker.MinChunkFloor)
