@@ -51,9 +51,9 @@ func (s deltaSource) Fetch(ctx context.Context, path string, max int64) ([]byte,
 	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindDeltaIndex, release: s.release})
 }
 
-// FetchDeltas fetches the delta objects want of the delta index dix
-// through the swarm: the download of dix's piece list, the delta objects
-// in entry order. It gives up (the installer then fetches the rest
+// FetchDeltas fetches the delta objects of the delta index dix through
+// the swarm, the download of dix's piece list, and hands those in want to
+// deliver. It gives up (the installer then fetches the rest
 // whole) when the origin does not have a delta, or when no delta arrived
 // for deltaStall: no peer holds the rest, and there is no origin, or it
 // is unreachable.
@@ -67,9 +67,16 @@ func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []c
 	stalled := fmt.Errorf("%w: no delta arrived for %v", fetch.ErrNotFound, deltaStall)
 	watchdog := time.AfterFunc(deltaStall, func() { cancel(stalled) })
 	defer watchdog.Stop()
-	err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, set,
+	// Every delta of the list comes into the store, wanted or not (a
+	// resumed install wants only those of the chunks not yet in its slot):
+	// peers count this node as a wanter of the whole list, and would
+	// await from it a piece of its share it never fetched.
+	err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, nil,
 		func(id cid.Cid, b []byte) error {
 			watchdog.Reset(deltaStall)
+			if !set[id] {
+				return nil
+			}
 			return deliver(id, b)
 		})
 	if err != nil {
