@@ -18,7 +18,6 @@ import (
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
 	"github.com/shoalnet/shoal/updater"
-	"github.com/shoalnet/shoal/updater/state"
 )
 
 // deltaOrigin is a repository directory that counts what it serves by
@@ -171,13 +170,7 @@ func TestSiteTradesDeltas(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
 	}
-	var wg sync.WaitGroup
-	runCtx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.Run(runCtx) }()
-	}
+	runNodes(t, ctx, nodes...)
 	waitFor(t, ctx, "peers connected", func() bool {
 		for _, n := range nodes {
 			if len(n.Host().Peers()) < 2 {
@@ -191,11 +184,7 @@ func TestSiteTradesDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
-		waitFor(t, ctx, fmt.Sprintf("device %d flipped", i), func() bool {
-			n.devMu.Lock()
-			defer n.devMu.Unlock()
-			return n.dev.State().Phase == state.Tentative
-		})
+		waitFor(t, ctx, fmt.Sprintf("device %d flipped", i), flipped(n))
 	}
 	for i, n := range nodes {
 		slot, err := os.ReadFile(n.dev.Config.SlotPath("A"))
@@ -263,22 +252,15 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cache.Close() })
 	devCfg := virtualDevice(t, filepath.Join(dir, "dev", "device"), root, 3<<20)
 	installDirect(t, ctx, devCfg, repo)
 	dev, err := New(ctx, nodeConfig(t, filepath.Join(dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", devCfg), cache.Addrs()[:1]),
 		WithOrigin(origin), WithLogger(log))
 	if err != nil {
+		cache.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { dev.Close() })
-	var wg sync.WaitGroup
-	runCtx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
-	for _, n := range []*Node{cache, dev} {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.Run(runCtx) }()
-	}
+	runNodes(t, ctx, cache, dev)
 	waitFor(t, ctx, "peers connected", func() bool { return len(cache.Host().Peers()) == 1 && len(dev.Host().Peers()) == 1 })
 	time.Sleep(1500 * time.Millisecond)
 	kept := func(version int) func() bool {
@@ -300,11 +282,7 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the cache node kept v2", kept(2))
-	waitFor(t, ctx, "the device flipped", func() bool {
-		dev.devMu.Lock()
-		defer dev.devMu.Unlock()
-		return dev.dev.State().Phase == state.Tentative
-	})
+	waitFor(t, ctx, "the device flipped", flipped(dev))
 	slot, err := os.ReadFile(dev.dev.Config.SlotPath("A"))
 	if err != nil {
 		t.Fatal(err)
@@ -349,19 +327,11 @@ func TestRestartedNodeServesDeltas(t *testing.T) {
 		go func() { defer close(done); n.Run(runCtx) }()
 		return n, func() { stop(); <-done; n.Close() }
 	}
-	tentative := func(n *Node) func() bool {
-		return func() bool {
-			n.devMu.Lock()
-			defer n.devMu.Unlock()
-			return n.dev.State().Phase == state.Tentative
-		}
-	}
-
 	a, stopA := start("a", aCfg, nil, WithOrigin(f.origin))
 	if err := a.Announce(ctx, fetch.Dir(f.repo)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "a flipped to v2", tentative(a))
+	waitFor(t, ctx, "a flipped to v2", flipped(a))
 	stopA()
 
 	a, stopA = start("a", aCfg, nil) // no origin now: what it serves is its own
@@ -393,7 +363,7 @@ func TestRestartedNodeServesDeltas(t *testing.T) {
 	if err := b.Announce(ctx, fetch.Dir(f.repo)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "b flipped to v2", tentative(b))
+	waitFor(t, ctx, "b flipped to v2", flipped(b))
 	slot, err := os.ReadFile(b.dev.Config.SlotPath("A"))
 	if err != nil {
 		t.Fatal(err)
