@@ -71,7 +71,7 @@ func (s deltaSource) FetchDeltas(ctx context.Context, dix *delta.Index, want []c
 	// resumed install wants only those of the chunks not yet in its slot):
 	// peers count this node as a wanter of the whole list, and would
 	// await from it a piece of its share it never fetched.
-	err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta, nil,
+	err := s.n.fetchPieces(ctx, deltaPieces(dix), transfer{kind: kindDeltas, release: s.release}, manifest.FetchDelta,
 		func(id cid.Cid, b []byte) error {
 			watchdog.Reset(deltaStall)
 			if !set[id] {
@@ -157,7 +157,7 @@ func (n *Node) fetchOne(ctx context.Context, path string, id cid.Cid, size int64
 		return manifest.FetchFileByID(ctx, f, path, id, max)
 	}
 	var out []byte
-	err := n.fetchPieces(ctx, pieceList(h, []chunker.Entry{{Size: uint32(size), Digest: d}}), t, origin, nil, func(_ cid.Cid, b []byte) error {
+	err := n.fetchPieces(ctx, pieceList(h, []chunker.Entry{{Size: uint32(size), Digest: d}}), t, origin, func(_ cid.Cid, b []byte) error {
 		out = b
 		return nil
 	})
@@ -198,13 +198,13 @@ func pieceList(h chunker.Hash, es []chunker.Entry) *chunker.Index {
 	return ix
 }
 
-// fetchPieces downloads the objects of the piece list ix in want (nil:
-// all) that the store lacks, from peers and (through originObject) the
-// origin, into the store, where the node serves them to its peers, and
-// hands each object of want to deliver (those the store held first). t
+// fetchPieces downloads the objects of the piece list ix that the store
+// lacks, from peers and (through originObject) the origin, into the
+// store, where the node serves them to its peers, and hands each object
+// of ix to deliver (those the store held first). t
 // says what the status reports the download as. The list stays served
 // after it returns, and its CID is provided in the DHT.
-func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, originObject func(context.Context, fetch.Fetcher, cid.Cid, int) ([]byte, error), want map[cid.Cid]bool, deliver func(cid.Cid, []byte) error) error {
+func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, originObject func(context.Context, fetch.Fetcher, cid.Cid, int) ([]byte, error), deliver func(cid.Cid, []byte) error) error {
 	cfg := n.downloadConfig()
 	cfg.OriginObject = originObject
 	// A mirror may lack these files (deltas/ not copied): the caller then
@@ -218,7 +218,7 @@ func (n *Node) fetchPieces(ctx context.Context, ix *chunker.Index, t transfer, o
 	t.dl = dl
 	n.track(id, t)
 	defer n.track(id, transfer{})
-	if err := n.fetchIntoStore(ctx, ix, dl, want, deliver); err != nil {
+	if err := n.fetchIntoStore(ctx, ix, dl, deliver); err != nil {
 		return err
 	}
 	n.smu.Lock()

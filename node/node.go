@@ -588,7 +588,7 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 			return err
 		}
 		n.track(id, transfer{dl: dl, kind: kindRelease})
-		err = n.fetchIntoStore(ctx, ix, dl, nil, nil)
+		err = n.fetchIntoStore(ctx, ix, dl, nil)
 		n.track(id, transfer{})
 		if err != nil {
 			return fmt.Errorf("release %s/%d artifact %s: %w", rel.Channel, rel.Version, a.Name, err)
@@ -609,9 +609,9 @@ func (n *Node) keep(ctx context.Context, v *manifest.Verified) error {
 }
 
 // fetchIntoStore fetches the chunks of ix the store lacks into it. With
-// want, only those chunks; with deliver, each of them is handed to
-// deliver once stored (those the store held first, read back from it).
-func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download, want map[cid.Cid]bool, deliver func(cid.Cid, []byte) error) error {
+// deliver, each distinct chunk is handed to deliver once stored (those
+// the store held first, read back from it).
+func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchange.Download, deliver func(cid.Cid, []byte) error) error {
 	// Every position of each distinct chunk, and whether the store has it:
 	// one lookup per chunk, not per position.
 	where := map[cid.Cid][]int{}
@@ -626,11 +626,9 @@ func (n *Node) fetchIntoStore(ctx context.Context, ix *chunker.Index, dl *exchan
 				return err
 			}
 			held[id] = ok
-			switch {
-			case want != nil && !want[id]:
-			case ok:
+			if ok {
 				stored = append(stored, id)
-			default:
+			} else {
 				fetch = append(fetch, id)
 			}
 		}
