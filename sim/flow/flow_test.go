@@ -2,6 +2,7 @@ package flow
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -224,6 +225,95 @@ func naive(caps []float64, paths [][]LinkID) []float64 {
 	}
 }
 
+// randomNet is a network driven through random changes, with what the
+// tests check it against: each link's capacity and each live flow's path.
+type randomNet struct {
+	t     *testing.T
+	n     *Network
+	rng   *rand.Rand
+	caps  []float64
+	live  []FlowID
+	paths map[FlowID][]LinkID
+}
+
+func newRandomNet(t *testing.T, n *Network, rng *rand.Rand, caps []float64) *randomNet {
+	links(t, n, caps...)
+	return &randomNet{t: t, n: n, rng: rng, caps: caps, paths: map[FlowID][]LinkID{}}
+}
+
+func (r *randomNet) add(now int64, bytes float64, path []LinkID) {
+	id := add(r.t, r.n, now, bytes, path...)
+	r.live = append(r.live, id)
+	r.paths[id] = path
+}
+
+// remove removes the live flow at index i.
+func (r *randomNet) remove(now int64, i int) {
+	if _, err := r.n.Remove(now, r.live[i]); err != nil {
+		r.t.Fatal(err)
+	}
+	delete(r.paths, r.live[i])
+	r.live = slices.Delete(r.live, i, i+1)
+}
+
+// removeAny removes a live flow chosen at random.
+func (r *randomNet) removeAny(now int64) { r.remove(now, r.rng.IntN(len(r.live))) }
+
+// setAnyCapacity gives a link chosen at random a capacity below most.
+func (r *randomNet) setAnyCapacity(now int64, most int) {
+	l := r.rng.IntN(len(r.caps))
+	r.caps[l] = float64(r.rng.IntN(most))
+	if err := r.n.SetCapacity(now, LinkID(l), r.caps[l]); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// livePaths are the live flows' paths, in the order of live.
+func (r *randomNet) livePaths() [][]LinkID {
+	ps := make([][]LinkID, len(r.live))
+	for i, id := range r.live {
+		ps[i] = r.paths[id]
+	}
+	return ps
+}
+
+// checkPrecision checks the bounds of "Precision" (doc.go) after a
+// Settle: every link's load is the sum of its flows' rates and at most its
+// capacity times 1+ε; every flow has a bottleneck on its path loaded to at
+// least its capacity times 1-ε, on which no flow has more.
+func (r *randomNet) checkPrecision(eps float64, at string) {
+	r.t.Helper()
+	n := r.n
+	load := make([]float64, len(r.caps))
+	top := make([]float64, len(r.caps))
+	for _, id := range r.live {
+		for _, l := range r.paths[id] {
+			load[l] += n.Rate(id)
+			top[l] = max(top[l], n.Rate(id))
+		}
+	}
+	for l := range r.caps {
+		if got := n.Load(LinkID(l)); !near(got, load[l]) {
+			r.t.Fatalf("%s: link %d load %v, its flows' rates sum to %v", at, l, got, load[l])
+		}
+		if load[l] > r.caps[l]*(1+eps)+1e-6 {
+			r.t.Fatalf("%s: link %d load %v over capacity %v (ε %v)", at, l, load[l], r.caps[l], eps)
+		}
+	}
+	for _, id := range r.live {
+		b := n.Bottleneck(id)
+		if !slices.Contains(r.paths[id], b) {
+			r.t.Fatalf("%s: flow %d bottleneck %d not on its path %v", at, id, b, r.paths[id])
+		}
+		if load[b] < r.caps[b]*(1-eps)-1e-6 {
+			r.t.Fatalf("%s: flow %d bottleneck %d loaded %v of %v (ε %v)", at, id, b, load[b], r.caps[b], eps)
+		}
+		if rate := n.Rate(id); rate < top[b]-1e-6*max(1, top[b]) {
+			r.t.Fatalf("%s: flow %d has %v at its bottleneck %d, where a flow has %v", at, id, rate, b, top[b])
+		}
+	}
+}
+
 // TestMatchesFullRecomputation drives random networks through random
 // changes and checks, after every instant, that recomputing only what the
 // changes touch gives the rates a full recomputation gives.
@@ -238,45 +328,29 @@ func TestMatchesFullRecomputation(t *testing.T) {
 			if rng.IntN(8) == 0 {
 				caps[i] = 0
 			}
-			links(t, n, caps[i])
 		}
-		var live []FlowID
-		paths := map[FlowID][]LinkID{}
+		r := newRandomNet(t, n, rng, caps)
 		now := int64(0)
 		for step := range 60 {
 			for range 1 + rng.IntN(3) {
 				switch k := rng.IntN(10); {
-				case k < 5 || len(live) == 0:
+				case k < 5 || len(r.live) == 0:
 					p := rng.Perm(nl)[:1+rng.IntN(min(nl, 4))]
 					path := make([]LinkID, len(p))
 					for i, l := range p {
 						path[i] = LinkID(l)
 					}
-					id := add(t, n, now, 1e9, path...)
-					live = append(live, id)
-					paths[id] = path
+					r.add(now, 1e9, path)
 				case k < 8:
-					i := rng.IntN(len(live))
-					if _, err := n.Remove(now, live[i]); err != nil {
-						t.Fatal(err)
-					}
-					delete(paths, live[i])
-					live = slices.Delete(live, i, i+1)
+					r.removeAny(now)
 				default:
-					l := rng.IntN(nl)
-					caps[l] = float64(rng.IntN(20))
-					if err := n.SetCapacity(now, LinkID(l), caps[l]); err != nil {
-						t.Fatal(err)
-					}
+					r.setAnyCapacity(now, 20)
 				}
 			}
 			n.Settle(now)
-			ps := make([][]LinkID, len(live))
-			for i, id := range live {
-				ps[i] = paths[id]
-			}
+			ps := r.livePaths()
 			want := naive(caps, ps)
-			for i, id := range live {
+			for i, id := range r.live {
 				if got := n.Rate(id); !near(got, want[i]) {
 					t.Fatalf("seed %d step %d: flow %d (path %v) rate %v, want %v", seed, step, id, ps[i], got, want[i])
 				}
@@ -322,14 +396,12 @@ func TestPrecision(t *testing.T) {
 			}
 		}
 		caps[0] = float64(5 + rng.IntN(40)) // the shared link
-		links(t, n, caps...)
-		var live []FlowID
-		paths := map[FlowID][]LinkID{}
+		r := newRandomNet(t, n, rng, caps)
 		now := int64(0)
 		for step := range 150 {
 			for range 1 + rng.IntN(4) {
 				switch k := rng.IntN(10); {
-				case k < 5 || len(live) < 20:
+				case k < 5 || len(r.live) < 20:
 					p := rng.Perm(nl)[:1+rng.IntN(min(nl, 3))]
 					path := make([]LinkID, 0, len(p)+1)
 					if rng.IntN(4) != 0 && !slices.Contains(p, 0) {
@@ -338,60 +410,19 @@ func TestPrecision(t *testing.T) {
 					for _, l := range p {
 						path = append(path, LinkID(l))
 					}
-					id := add(t, n, now, 1e9, path...)
-					live = append(live, id)
-					paths[id] = path
+					r.add(now, 1e9, path)
 				case k < 8:
-					i := rng.IntN(len(live))
-					if _, err := n.Remove(now, live[i]); err != nil {
-						t.Fatal(err)
-					}
-					delete(paths, live[i])
-					live = slices.Delete(live, i, i+1)
+					r.removeAny(now)
 				default:
-					l := rng.IntN(nl)
-					caps[l] = float64(rng.IntN(40))
-					if err := n.SetCapacity(now, LinkID(l), caps[l]); err != nil {
-						t.Fatal(err)
-					}
+					r.setAnyCapacity(now, 40)
 				}
 			}
 			n.Settle(now)
-			ps := make([][]LinkID, len(live))
-			for i, id := range live {
-				ps[i] = paths[id]
-			}
-			load := make([]float64, nl)
-			top := make([]float64, nl)
-			for i, id := range live {
-				for _, l := range ps[i] {
-					load[l] += n.Rate(id)
-					top[l] = max(top[l], n.Rate(id))
-				}
-			}
-			for l := range caps {
-				if got := n.Load(LinkID(l)); !near(got, load[l]) {
-					t.Fatalf("seed %d step %d: link %d load %v, its flows' rates sum to %v", seed, step, l, got, load[l])
-				}
-				if load[l] > caps[l]*(1+eps)+1e-6 {
-					t.Fatalf("seed %d step %d: link %d load %v over capacity %v (ε %v)", seed, step, l, load[l], caps[l], eps)
-				}
-			}
-			for i, id := range live {
-				b := n.Bottleneck(id)
-				if !slices.Contains(ps[i], b) {
-					t.Fatalf("seed %d step %d: flow %d bottleneck %d not on its path %v", seed, step, id, b, ps[i])
-				}
-				if load[b] < caps[b]*(1-eps)-1e-6 {
-					t.Fatalf("seed %d step %d: flow %d bottleneck %d loaded %v of %v (ε %v)", seed, step, id, b, load[b], caps[b], eps)
-				}
-				if r := n.Rate(id); r < top[b]-1e-6*max(1, top[b]) {
-					t.Fatalf("seed %d step %d: flow %d has %v at its bottleneck %d, where a flow has %v", seed, step, id, r, b, top[b])
-				}
-			}
+			r.checkPrecision(eps, fmt.Sprintf("seed %d step %d", seed, step))
 			if n.Stats().Held == 0 {
+				ps := r.livePaths()
 				want := naive(caps, ps)
-				for i, id := range live {
+				for i, id := range r.live {
 					if got := n.Rate(id); !near(got, want[i]) {
 						t.Fatalf("seed %d step %d: nothing held, flow %d rate %v, want %v", seed, step, id, got, want[i])
 					}
