@@ -136,6 +136,17 @@ func TestBootCheckCorruptSlotExit3(t *testing.T) {
 func TestApplyTimeoutOnSlowOrigin(t *testing.T) {
 	keys, repo, _ := publishTwo(t)
 	cfg := initDevice(t, keys)
+	srv := tricklingOrigin(t, repo)
+	_, errs, code := runCLI(t, "update", "apply", "--config", cfg, "--source", srv.URL+"/", "--timeout", "2s")
+	if code == exitOK || !strings.Contains(errs, "--timeout 2s") || !strings.Contains(errs, "resume") {
+		t.Fatalf("apply against a trickling origin: exit %d %s", code, errs)
+	}
+}
+
+// tricklingOrigin serves repo over HTTP, but chunk objects at one byte a
+// second: a source far slower than any apply can wait for, and never
+// silent long enough to count as dead.
+func tricklingOrigin(t *testing.T, repo string) *httptest.Server {
 	files := http.FileServer(http.Dir(repo))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
@@ -155,11 +166,8 @@ func TestApplyTimeoutOnSlowOrigin(t *testing.T) {
 			}
 		}
 	}))
-	defer srv.Close()
-	_, errs, code := runCLI(t, "update", "apply", "--config", cfg, "--source", srv.URL+"/", "--timeout", "2s")
-	if code == exitOK || !strings.Contains(errs, "--timeout 2s") || !strings.Contains(errs, "resume") {
-		t.Fatalf("apply against a trickling origin: exit %d %s", code, errs)
-	}
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // TestApplyWithoutSourceOrNode: no --source and no node for the device.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,28 +28,7 @@ func TestApplyConfigTimeoutOnSlowOrigin(t *testing.T) {
 	if err := os.WriteFile(cfg, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	files := http.FileServer(http.Dir(repo))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
-			files.ServeHTTP(w, r)
-			return
-		}
-		// One byte a second: a source far slower than any apply can
-		// wait for, but never silent long enough to count as dead.
-		w.WriteHeader(http.StatusOK)
-		for range 60 {
-			if _, err := w.Write([]byte{0}); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	}))
-	defer srv.Close()
+	srv := tricklingOrigin(t, repo)
 	start := time.Now()
 	_, errs, code := runCLI(t, "update", "apply", "--config", cfg, "--source", srv.URL+"/")
 	took := time.Since(start)
