@@ -196,21 +196,8 @@ func TestDeviceInstallsFromBundle(t *testing.T) {
 		}
 		// What the device holds: release 1's images, chunked as published.
 		local := map[string][]byte{}
-		var mu sync.Mutex
 		if from == 1 {
-			for _, img := range f.images[1] {
-				if _, err := chunker.Split(context.Background(), bytes.NewReader(img), chunker.Options{
-					Params: testParams, Hash: chunker.SHA256,
-					Work: func(ch chunker.Chunk, data []byte) error { // runs on several goroutines
-						mu.Lock()
-						defer mu.Unlock()
-						local[chunker.SHA256.ID(ch.Digest).String()] = bytes.Clone(data)
-						return nil
-					},
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			local = chunksOf(t, f.images[1])
 		}
 		fetched := 0
 		for i, a := range v.Release.Artifacts {
@@ -466,4 +453,26 @@ func TestVerifyRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chunksOf is every chunk of images, by ID: what a device holding them
+// has locally.
+func chunksOf(t *testing.T, images map[string][]byte) map[string][]byte {
+	t.Helper()
+	local := map[string][]byte{}
+	var mu sync.Mutex
+	for _, img := range images {
+		if _, err := chunker.Split(context.Background(), bytes.NewReader(img), chunker.Options{
+			Params: testParams, Hash: chunker.SHA256,
+			Work: func(ch chunker.Chunk, data []byte) error { // runs on several goroutines
+				mu.Lock()
+				defer mu.Unlock()
+				local[chunker.SHA256.ID(ch.Digest).String()] = bytes.Clone(data)
+				return nil
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return local
 }

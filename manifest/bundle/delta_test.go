@@ -7,12 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/shoalnet/shoal/chunker"
 	"github.com/shoalnet/shoal/chunker/delta"
 	"github.com/shoalnet/shoal/fetch"
 	"github.com/shoalnet/shoal/manifest"
@@ -100,21 +98,7 @@ func TestDeviceInstallsFromDeltaBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := map[string][]byte{}
-	var mu sync.Mutex
-	for _, img := range f.images[1] {
-		if _, err := chunker.Split(ctx, bytes.NewReader(img), chunker.Options{
-			Params: testParams, Hash: chunker.SHA256,
-			Work: func(ch chunker.Chunk, data []byte) error {
-				mu.Lock()
-				defer mu.Unlock()
-				local[chunker.SHA256.ID(ch.Digest).String()] = bytes.Clone(data)
-				return nil
-			},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	local := chunksOf(t, f.images[1])
 	built := 0
 	for i, a := range v.Release.Artifacts {
 		ix := v.Indexes[i]
