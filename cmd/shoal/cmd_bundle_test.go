@@ -218,20 +218,7 @@ func TestBundleDeltas(t *testing.T) {
 	must := mustCLI(t)
 	img2, keys, repo := publishV1(t, dir)
 	root := filepath.Join(keys, "root.json")
-	devs := map[string]string{}
-	for _, name := range []string{"v1", "v1-bad", "fresh"} {
-		d := filepath.Join(dir, "dev-"+name)
-		must("device", "init", d, "--slot-size", "3M", "--root", root, "--channel", "stable")
-		devs[name] = filepath.Join(d, "shoal.toml")
-		if name == "fresh" {
-			continue
-		}
-		must("device", "reboot", "--config", devs[name])
-		must("update", "boot-check", "--config", devs[name])
-		must("update", "apply", "--config", devs[name], "--source", repo)
-		must("device", "reboot", "--config", devs[name])
-		must("update", "boot-check", "--config", devs[name])
-	}
+	devs := devicesOnV1(t, dir, keys, repo, "v1", "v1-bad", "fresh")
 	must("publish", "--repo", repo, "--keys", keys, "--channel", "stable", "--version", "2", "--delta-from", "1", "rootfs="+img2)
 
 	create := func(name string, args ...string) (bundleCreateJSON, string) {

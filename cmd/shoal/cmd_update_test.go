@@ -71,22 +71,7 @@ func TestPublishApplyDeltas(t *testing.T) {
 	img2, keys, repo := publishV1(t, dir)
 
 	// Three devices: two on v1, one with nothing installed.
-	devs := map[string]string{}
-	for _, name := range []string{"dir", "http", "fresh"} {
-		d := filepath.Join(dir, "dev-"+name)
-		must("device", "init", d, "--slot-size", "3M", "--root", filepath.Join(keys, "root.json"), "--channel", "stable")
-		devs[name] = filepath.Join(d, "shoal.toml")
-		if name == "fresh" {
-			continue
-		}
-		must("device", "reboot", "--config", devs[name])
-		must("update", "boot-check", "--config", devs[name])
-		must("update", "apply", "--config", devs[name], "--source", repo)
-		must("device", "reboot", "--config", devs[name])
-		if out := must("update", "boot-check", "--config", devs[name], "--json"); !strings.Contains(out, `"committed": true`) {
-			t.Fatalf("v1 on %s: %s", name, out)
-		}
-	}
+	devs := devicesOnV1(t, dir, keys, repo, "dir", "http", "fresh")
 
 	// Usage errors before anything is read.
 	for _, bad := range [][]string{
@@ -198,6 +183,31 @@ func mustCLI(t *testing.T) func(args ...string) string {
 		}
 		return out
 	}
+}
+
+// devicesOnV1 makes a virtual device dir/dev-NAME for each name and
+// installs and commits the repository's v1 on each but "fresh"; it
+// returns their configs by name.
+func devicesOnV1(t *testing.T, dir, keys, repo string, names ...string) map[string]string {
+	t.Helper()
+	must := mustCLI(t)
+	devs := map[string]string{}
+	for _, name := range names {
+		d := filepath.Join(dir, "dev-"+name)
+		must("device", "init", d, "--slot-size", "3M", "--root", filepath.Join(keys, "root.json"), "--channel", "stable")
+		devs[name] = filepath.Join(d, "shoal.toml")
+		if name == "fresh" {
+			continue
+		}
+		must("device", "reboot", "--config", devs[name])
+		must("update", "boot-check", "--config", devs[name])
+		must("update", "apply", "--config", devs[name], "--source", repo)
+		must("device", "reboot", "--config", devs[name])
+		if out := must("update", "boot-check", "--config", devs[name], "--json"); !strings.Contains(out, `"committed": true`) {
+			t.Fatalf("v1 on %s: %s", name, out)
+		}
+	}
+	return devs
 }
 
 // publishV1 writes two 2 MiB images under dir (v2 differs from v1), makes
