@@ -133,6 +133,30 @@ func (f *deltaFixture) publishV2(t *testing.T, ctx context.Context) ([]byte, del
 	return v2, st
 }
 
+// cacheNode starts (does not run) a cache node of the channel in
+// f.dir/name; it is closed when the test ends.
+func (f *deltaFixture) cacheNode(t *testing.T, ctx context.Context, name string, opts ...Option) *Node {
+	t.Helper()
+	return f.node(t, ctx, filepath.Join(f.dir, name), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", f.root), nil, opts...)
+}
+
+// deviceNode starts (does not run) the node of the virtual device whose
+// config is cfg (virtualDevice's DIR/device/shoal.toml), in DIR.
+func (f *deltaFixture) deviceNode(t *testing.T, ctx context.Context, cfg string, bootstrap []string, opts ...Option) *Node {
+	t.Helper()
+	return f.node(t, ctx, filepath.Dir(filepath.Dir(cfg)), fmt.Sprintf("[device]\nconfig = %q\n", cfg), bootstrap, opts...)
+}
+
+func (f *deltaFixture) node(t *testing.T, ctx context.Context, dir, extra string, bootstrap []string, opts ...Option) *Node {
+	t.Helper()
+	n, err := New(ctx, nodeConfig(t, dir, extra, bootstrap), append(opts, WithLogger(f.log))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // TestSiteTradesDeltas: three devices of one site run v1; v2 is published
 // with deltas against v1. Every device builds the changed chunks from
 // delta objects; the release index, the delta index and each delta object
@@ -152,7 +176,7 @@ func TestSiteTradesDeltas(t *testing.T) {
 		cfgs = append(cfgs, c)
 	}
 	v2, st := f.publishV2(t, ctx)
-	origin, log := f.origin, f.log
+	origin := f.origin
 	var nodes []*Node
 	for i, c := range cfgs {
 		var opts []Option
@@ -163,12 +187,7 @@ func TestSiteTradesDeltas(t *testing.T) {
 		if i > 0 {
 			bs = nodes[0].Addrs()[:1]
 		}
-		n, err := New(ctx, nodeConfig(t, filepath.Dir(filepath.Dir(c)), fmt.Sprintf("[device]\nconfig = %q\n", c), bs), append(opts, WithLogger(log))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
+		nodes = append(nodes, f.deviceNode(t, ctx, c, bs, opts...))
 	}
 	runNodes(t, ctx, nodes...)
 	waitFor(t, ctx, "peers connected", func() bool {
@@ -246,20 +265,11 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	f := newDeltaFixture(t, ctx, 2<<20)
-	dir, root, repo, origin, log := f.dir, f.root, f.repo, f.origin, f.log
-	cache, err := New(ctx, nodeConfig(t, filepath.Join(dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", root), nil),
-		WithOrigin(origin), WithLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	devCfg := virtualDevice(t, filepath.Join(dir, "dev", "device"), root, 3<<20)
-	installDirect(t, ctx, devCfg, repo)
-	dev, err := New(ctx, nodeConfig(t, filepath.Join(dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", devCfg), cache.Addrs()[:1]),
-		WithOrigin(origin), WithLogger(log))
-	if err != nil {
-		cache.Close()
-		t.Fatal(err)
-	}
+	origin := f.origin
+	cache := f.cacheNode(t, ctx, "cache", WithOrigin(origin))
+	devCfg := virtualDevice(t, filepath.Join(f.dir, "dev", "device"), f.root, 3<<20)
+	installDirect(t, ctx, devCfg, f.repo)
+	dev := f.deviceNode(t, ctx, devCfg, cache.Addrs()[:1], WithOrigin(origin))
 	runNodes(t, ctx, cache, dev)
 	waitFor(t, ctx, "peers connected", func() bool { return len(cache.Host().Peers()) == 1 && len(dev.Host().Peers()) == 1 })
 	time.Sleep(1500 * time.Millisecond)
@@ -271,14 +281,14 @@ func TestCacheNodeKeepsFromDeltas(t *testing.T) {
 			return ok
 		}
 	}
-	if err := cache.Announce(ctx, fetch.Dir(repo)); err != nil {
+	if err := cache.Announce(ctx, fetch.Dir(f.repo)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the cache node kept v1", kept(1))
 
 	v2, st := f.publishV2(t, ctx)
 	origin.reset()
-	if err := cache.Announce(ctx, fetch.Dir(repo)); err != nil {
+	if err := cache.Announce(ctx, fetch.Dir(f.repo)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the cache node kept v2", kept(2))
@@ -318,10 +328,7 @@ func TestRestartedNodeServesDeltas(t *testing.T) {
 	v2, st := f.publishV2(t, ctx)
 	start := func(name, cfg string, bootstrap []string, opts ...Option) (*Node, func()) {
 		t.Helper()
-		n, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, name), fmt.Sprintf("[device]\nconfig = %q\n", cfg), bootstrap), append(opts, WithLogger(f.log))...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		n := f.deviceNode(t, ctx, cfg, bootstrap, opts...)
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); n.Run(runCtx) }()

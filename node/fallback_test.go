@@ -36,7 +36,8 @@ func (deadOrigin) Fetch(context.Context, string, int64) ([]byte, error) {
 	return nil, errors.New("dial tcp: connection refused")
 }
 
-// runNodes runs ns until the test ends.
+// runNodes runs ns until the test ends (before their Cleanup closes
+// them: cleanups run last first).
 func runNodes(t *testing.T, ctx context.Context, ns ...*Node) {
 	t.Helper()
 	runCtx, stop := context.WithCancel(ctx)
@@ -48,9 +49,6 @@ func runNodes(t *testing.T, ctx context.Context, ns ...*Node) {
 		stop()
 		for range ns {
 			<-done
-		}
-		for _, n := range ns {
-			n.Close()
 		}
 	})
 }
@@ -73,19 +71,10 @@ func TestMirrorWithoutDeltas(t *testing.T) {
 	defer cancel()
 	f := newDeltaFixture(t, ctx, 1<<20)
 	origin := noDeltas{fetch.Dir(f.repo)}
-	cache, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", f.root), nil),
-		WithOrigin(origin), WithLogger(f.log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := f.cacheNode(t, ctx, "cache", WithOrigin(origin))
 	c := virtualDevice(t, filepath.Join(f.dir, "dev", "device"), f.root, 2<<20)
 	installDirect(t, ctx, c, f.repo)
-	dev, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", c), cache.Addrs()[:1]),
-		WithOrigin(origin), WithLogger(f.log))
-	if err != nil {
-		cache.Close()
-		t.Fatal(err)
-	}
+	dev := f.deviceNode(t, ctx, c, cache.Addrs()[:1], WithOrigin(origin))
 	runNodes(t, ctx, cache, dev)
 	waitFor(t, ctx, "peers connected", func() bool { return len(dev.Host().Peers()) == 1 })
 	if err := cache.Announce(ctx, fetch.Dir(f.repo)); err != nil {
@@ -114,22 +103,12 @@ func TestDeadOriginCacheHasIndex(t *testing.T) {
 	if _, err := bundle.Create(ctx, bundle.CreateOptions{Repo: f.repo, Channel: "stable", Out: bpath}); err != nil {
 		t.Fatal(err)
 	}
-	cache, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", f.root), nil),
-		WithLogger(f.log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := f.cacheNode(t, ctx, "cache")
 	if _, err := cache.ImportBundle(ctx, bpath); err != nil {
-		cache.Close()
 		t.Fatal(err)
 	}
 	c := virtualDevice(t, filepath.Join(f.dir, "dev", "device"), f.root, 2<<20)
-	dev, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", c), cache.Addrs()[:1]),
-		WithOrigin(deadOrigin{}), WithLogger(f.log))
-	if err != nil {
-		cache.Close()
-		t.Fatal(err)
-	}
+	dev := f.deviceNode(t, ctx, c, cache.Addrs()[:1], WithOrigin(deadOrigin{}))
 	runNodes(t, ctx, cache, dev)
 	waitFor(t, ctx, "the exchange connected", func() bool { return len(dev.engine.Peers()) == 1 })
 	time.Sleep(time.Second)
@@ -155,17 +134,8 @@ func TestNoDeltasFromPeersFallsBack(t *testing.T) {
 	c := virtualDevice(t, filepath.Join(f.dir, "dev", "device"), f.root, 2<<20)
 	installDirect(t, ctx, c, f.repo)
 	f.publishV2(t, ctx)
-	cache, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "cache"), fmt.Sprintf("channels = [\"stable\"]\n[trust]\nroot = %q\n", f.root), nil),
-		WithOrigin(fetch.Dir(f.repo)), WithLogger(f.log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := New(ctx, nodeConfig(t, filepath.Join(f.dir, "dev"), fmt.Sprintf("[device]\nconfig = %q\n", c), cache.Addrs()[:1]),
-		WithLogger(f.log))
-	if err != nil {
-		cache.Close()
-		t.Fatal(err)
-	}
+	cache := f.cacheNode(t, ctx, "cache", WithOrigin(fetch.Dir(f.repo)))
+	dev := f.deviceNode(t, ctx, c, cache.Addrs()[:1])
 	runNodes(t, ctx, cache, dev)
 	waitFor(t, ctx, "peers connected", func() bool { return len(dev.Host().Peers()) == 1 })
 	time.Sleep(time.Second)
