@@ -38,15 +38,12 @@ type deltaSource struct {
 var _ updater.BulkDeltas = deltaSource{}
 
 // Fetch fetches a delta index (deltas/index/CID) as a download of one
-// piece (fetchOne). A single delta object is asked of the origin alone:
-// the installer fetches deltas through FetchDeltas.
+// piece (fetchOne). It serves nothing else: the installer takes a
+// BulkDeltas's delta objects through FetchDeltas.
 func (s deltaSource) Fetch(ctx context.Context, path string, max int64) ([]byte, error) {
 	id, ok := pathID(path, "deltas/index/")
 	if !ok {
-		if s.n.origin == nil {
-			return nil, fmt.Errorf("node: %s: no origin to ask: %w", path, fetch.ErrNotFound)
-		}
-		return s.n.origin.Fetch(ctx, path, max)
+		return nil, fmt.Errorf("node: %s: delta objects come through FetchDeltas: %w", path, fetch.ErrNotFound)
 	}
 	return s.n.fetchOne(ctx, path, id, max, transfer{kind: kindDeltaIndex, release: s.release})
 }
